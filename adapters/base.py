@@ -1,0 +1,178 @@
+"""The adapter contract: pure translation between canonical types and one provider's wire format.
+
+An adapter never opens a socket. It builds `UpstreamRequest`s, parses response bodies, turns stream
+frames into canonical deltas and extracts the provider's error message; `proxy.backends` does the
+I/O, retries, batching and rate limiting around it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar, Mapping, Protocol
+
+import msgspec
+
+from proxy.errors import RequestValidationError, UpstreamError, ValidationError
+from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, EmbedRequest, InputType,
+                         TaskType)
+
+
+class Framing(enum.Enum):
+    NONE = "none"
+    SSE = "sse"
+    NDJSON = "ndjson"
+    AWS_EVENTSTREAM = "aws_eventstream"
+
+
+class UpstreamRequest(msgspec.Struct, kw_only=True):
+    url: str
+    body: bytes
+    headers: dict[str, str] = {}
+    method: str = "POST"
+    # The URL came from the endpoint's own `url` setting: gateway-wide origin overrides do not apply.
+    explicit_url: bool = False
+
+    def __repr__(self) -> str:  # headers carry credentials
+        return f"UpstreamRequest({self.method} {self.url})"
+
+
+class SSEEvent(msgspec.Struct, frozen=True):
+    data: str
+    event: str = "message"
+    id: str | None = None
+
+
+class ProviderError(msgspec.Struct, kw_only=True):
+    """What a provider said in an error body."""
+
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
+
+
+class StreamParser(Protocol):
+    def feed(self, frame: Any) -> list[ChatDelta]:
+        """One decoded frame (an `SSEEvent`, an NDJSON line or an event-stream message) to deltas."""
+
+    def finish(self) -> list[ChatDelta]:
+        """The upstream closed; raise `StreamCut` if it ended without its terminator."""
+
+
+class StreamCut(UpstreamError):
+    """An upstream stream that ended before its terminator: an error, never a clean end."""
+
+    def __init__(self, reason: str = "The upstream stream ended before it was complete") -> None:
+        super().__init__(reason, upstream_status=502)
+        self.status = 502
+
+
+class EndpointView(Protocol):
+    """What an adapter may know of an endpoint (a `proxy.registry.Endpoint` satisfies it)."""
+
+    inference_id: str
+    task_type: TaskType
+    service: str
+    service_settings: dict[str, Any]
+    task_settings: dict[str, Any]
+    secrets: dict[str, Any]
+
+
+_generic_error = msgspec.json.Decoder(Any)
+
+
+def generic_error(body: bytes) -> ProviderError | None:
+    """The common error shapes: `{"error": {"message"...}}`, `{"error": "..."}`, `{"message": ...}`, `{"detail": ...}`."""
+    try:
+        data = _generic_error.decode(body)
+    except msgspec.DecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return ProviderError(message=text[:500]) if text else None
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    if isinstance(err, dict):
+        code = err.get("code")
+        return ProviderError(message=_text(err.get("message")), type=_text(err.get("type")),
+                             code=None if code is None else str(code))
+    if isinstance(err, str):
+        return ProviderError(message=err, type=_text(data.get("error_type")))
+    for key in ("message", "detail", "errors"):
+        if key in data:
+            return ProviderError(message=_text(data[key]))
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return msgspec.json.encode(value).decode()
+
+
+def reject_input_type(input_type: InputType | None) -> None:
+    """ES `validateInputTypeIsUnspecifiedOrInternal` for services without an input type."""
+    if input_type is not None:
+        raise ValidationError(f"Invalid input_type [{input_type.value}]. The input_type option is not supported "
+                              f"by this service")
+
+
+def map_input_type(input_type: InputType | None, mapping: Mapping[InputType, str], service: str) -> str | None:
+    if input_type is None:
+        return None
+    try:
+        return mapping[input_type]
+    except KeyError:
+        raise ValidationError(f"Input type [{input_type.value}] is not supported for [{service}]") from None
+
+
+def unsupported(param: str, service: str) -> RequestValidationError:
+    return RequestValidationError(f"The [{service}] service does not support the [{param}] parameter")
+
+
+class Adapter:
+    """Base for all adapters; subclasses set the class attributes and override the builders."""
+
+    service: ClassVar[str]
+    framing: ClassVar[Framing] = Framing.SSE
+    # Largest number of inputs one upstream embedding call may carry; None: no known limit.
+    embed_batch_size: ClassVar[int | None] = None
+    # Statuses worth retrying for this provider (429 and 5xx by default).
+    retry_statuses: ClassVar[frozenset[int]] = frozenset({408, 429, 500, 502, 503, 504, 529})
+
+    def __init__(self, endpoint: EndpointView) -> None:
+        self.endpoint = endpoint
+        self.task = endpoint.task_type
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        settings = self.endpoint.service_settings
+        if name in settings:
+            return settings[name]
+        return self.endpoint.secrets.get(name, default)
+
+    def task_setting(self, req: CanonicalRequest, name: str, default: Any = None) -> Any:
+        """A request-level task setting wins over the stored one (ES precedence)."""
+        if name in req.task_settings:
+            return req.task_settings[name]
+        return self.endpoint.task_settings.get(name, default)
+
+    # -- to implement ---------------------------------------------------------------------
+    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
+        raise NotImplementedError
+
+    async def authorize(self, up: UpstreamRequest, client: Any) -> UpstreamRequest:
+        """Add credentials that need I/O (token exchange, request signing); default: as is."""
+        return up
+
+    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
+        raise NotImplementedError
+
+    def stream_parser(self, req: ChatRequest) -> StreamParser:
+        raise NotImplementedError
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
+        return generic_error(body)
+
+    def split_embed(self, req: EmbedRequest) -> list[EmbedRequest]:
+        size = self.embed_batch_size
+        if size is None or len(req.inputs) <= size:
+            return [req]
+        return [msgspec.structs.replace(req, inputs=req.inputs[i:i + size]) for i in range(0, len(req.inputs), size)]

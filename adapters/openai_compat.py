@@ -1,0 +1,463 @@
+"""The OpenAI wire family: OpenAI itself and the services that speak its format.
+
+`OpenAICompatible` holds the whole family's translation; each provider is a short subclass that
+says where its URLs are, how it authenticates and which quirks it has (providers.md §1, §2, §8,
+§9, §16-§21). Provider-specific shapes that are not OpenAI's (NVIDIA rerank, TEI embeddings and
+rerank, Llama Stack embeddings) live in the subclass that needs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+import msgspec
+
+from proxy.errors import StatusError, UpstreamError
+from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, ChatResult, EmbedRequest,
+                         EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType, ToolCall,
+                         ToolCallDelta, Usage)
+
+from .base import (Adapter, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error, map_input_type,
+                   reject_input_type, unsupported)
+from .rerank_compat import parse_rerank, rerank_body
+
+T = TaskType
+_encoder = msgspec.json.Encoder()
+
+
+# ------------------------------------------------------------------------------ response Structs
+
+
+class _EmbeddingItem(msgspec.Struct):
+    embedding: msgspec.Raw  # spliced into our answer unparsed
+    index: int = 0
+
+
+class _EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+
+
+class _EmbeddingResponse(msgspec.Struct):
+    data: list[_EmbeddingItem]
+    usage: _EmbeddingUsage | None = None
+
+
+class _Function(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCall(msgspec.Struct):
+    function: _Function
+    id: str | None = None
+    type: str = "function"
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+    refusal: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+    finish_reason: str | None = None
+    index: int = 0
+
+
+class _ChatResponse(msgspec.Struct):
+    choices: list[_Choice]
+    id: str = ""
+    model: str = ""
+    created: int = 0
+    usage: Usage | None = None
+
+
+class _DeltaToolCall(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct):
+    role: str | None = None
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[_DeltaToolCall] | None = None
+
+
+class _ChunkChoice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+    index: int = 0
+
+
+class _Chunk(msgspec.Struct):
+    id: str | None = None
+    model: str | None = None
+    choices: list[_ChunkChoice] = []
+    usage: Usage | None = None
+    error: Any = None
+
+
+_embedding_decoder = msgspec.json.Decoder(_EmbeddingResponse)
+_chat_decoder = msgspec.json.Decoder(_ChatResponse)
+_chunk_decoder = msgspec.json.Decoder(_Chunk)
+_vectors_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _malformed(what: str) -> UpstreamError:
+    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
+    err.status = 502
+    return err
+
+
+class OpenAIStreamParser:
+    """OpenAI chat chunks to canonical deltas; the stream must end with `data: [DONE]`."""
+
+    def __init__(self, requires_done: bool = True) -> None:
+        self.requires_done = requires_done
+        self.done = False
+        self.finished = False
+
+    def feed(self, event: SSEEvent) -> list[ChatDelta]:
+        data = event.data.strip()
+        if event.event == "error":
+            info = generic_error(data.encode())
+            raise UpstreamError(f"The upstream service reported an error in the stream: "
+                                f"[{info.message if info else data[:300]}]", upstream_status=502)
+        if data.upper() == "[DONE]":
+            self.done = True
+            return []
+        try:
+            chunk = _chunk_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise _malformed("stream event") from None
+        if chunk.error is not None:
+            info = generic_error(_encoder.encode({"error": chunk.error}))
+            raise UpstreamError(f"The upstream service reported an error in the stream: "
+                                f"[{info.message if info else chunk.error}]", upstream_status=502)
+        out: list[ChatDelta] = []
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            d = choice.delta or _Delta()
+            calls = None
+            if d.tool_calls:
+                calls = [ToolCallDelta(index=c.index, id=c.id, type=c.type,
+                                       function=FunctionCall(name=c.function.name, arguments=c.function.arguments)
+                                       if c.function else None) for c in d.tool_calls]
+            if choice.finish_reason:
+                self.finished = True
+            out.append(ChatDelta(content=d.content, role=d.role, refusal=d.refusal, tool_calls=calls,
+                                 finish_reason=choice.finish_reason, id=chunk.id, model=chunk.model))
+        if chunk.usage is not None:
+            out.append(ChatDelta(usage=chunk.usage, id=chunk.id, model=chunk.model))
+        return out
+
+    def finish(self) -> list[ChatDelta]:
+        if self.done or (not self.requires_done and self.finished):
+            return []
+        raise StreamCut()
+
+
+# ------------------------------------------------------------------------------ the family
+
+
+class OpenAICompatible(Adapter):
+    """OpenAI's wire format. Subclasses override the class attributes and a few hooks."""
+
+    service = "openai"
+    embed_batch_size: ClassVar[int | None] = 2048
+    default_urls: ClassVar[Mapping[TaskType, str]] = {}
+    model_setting: ClassVar[str] = "model_id"
+    sends_model: ClassVar[bool] = True
+    sends_dimensions: ClassVar[bool] = True
+    # None: input_type is rejected; otherwise ES InputType -> the provider's value
+    input_types: ClassVar[Mapping[InputType, str] | None] = None
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    stream_requires_done: ClassVar[bool] = True
+
+    # -- hooks --------------------------------------------------------------------------------
+    def url(self, task: TaskType) -> tuple[str, bool]:
+        """(URL, whether it came from the endpoint's own settings)."""
+        own = self.setting("url")
+        if own:
+            return own, True
+        kind = T.TEXT_EMBEDDING if task in (T.TEXT_EMBEDDING, T.SPARSE_EMBEDDING) else task
+        kind = T.CHAT_COMPLETION if kind == T.COMPLETION else kind
+        try:
+            return self.default_urls[kind], False
+        except KeyError:
+            raise StatusError(f"The [{self.service}] service needs a [url] for task type [{task.value}]") from None
+
+    def auth_headers(self) -> dict[str, str]:
+        key = self.setting("api_key")
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def model(self, req: CanonicalRequest) -> str | None:
+        requested = getattr(req, "model", None)
+        return requested or self.setting(self.model_setting)
+
+    # -- requests -----------------------------------------------------------------------------
+    def _request(self, payload: dict[str, Any]) -> UpstreamRequest:
+        url, explicit = self.url(self.task)
+        headers = {"Content-Type": "application/json", **self.auth_headers()}
+        extra = self.endpoint.task_settings.get("headers")
+        if isinstance(extra, dict):
+            headers.update({str(k): str(v) for k, v in extra.items()})
+        return UpstreamRequest(url=url, body=_encoder.encode(payload), headers=headers, explicit_url=explicit)
+
+    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
+        if isinstance(req, EmbedRequest):
+            return self._request(self.embed_body(req))
+        if isinstance(req, ChatRequest):
+            return self._request(self.chat_body(req))
+        return self._request(self.rerank_body(req))
+
+    def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"input": req.inputs}
+        if self.sends_model:
+            body["model"] = self.model(req)
+        if self.input_types is None:
+            reject_input_type(req.input_type)
+        else:
+            mapped = map_input_type(req.input_type or self._stored_input_type(), self.input_types, self.service)
+            if mapped is not None:
+                body["input_type"] = mapped
+        dims = req.dimensions if req.dimensions is not None else self.endpoint.service_settings.get("dimensions")
+        if dims is not None:
+            if not self.sends_dimensions:
+                if req.dimensions is not None:
+                    raise unsupported("dimensions", self.service)
+            else:
+                body["dimensions"] = dims
+        user = req.user or self.task_setting(req, "user")
+        if user:
+            body["user"] = user
+        return body
+
+    def _stored_input_type(self) -> InputType | None:
+        raw = self.endpoint.task_settings.get("input_type")
+        return InputType(raw) if raw else None
+
+    def chat_body(self, req: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"messages": [msgspec.to_builtins(m) for m in req.messages]}
+        model = self.model(req)
+        if self.sends_model and model:
+            body["model"] = model
+        optional = {self.max_tokens_field: req.max_tokens, "temperature": req.temperature, "top_p": req.top_p,
+                    "stop": req.stop or None, "seed": req.seed, "tools": req.tools or None,
+                    "tool_choice": req.tool_choice, "response_format": req.response_format,
+                    "user": req.user or self.task_setting(req, "user")}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        body["n"] = 1
+        if req.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
+        raise StatusError(f"The [{self.service}] service does not support task type [rerank]")
+
+    # -- responses ----------------------------------------------------------------------------
+    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
+        try:
+            if isinstance(req, EmbedRequest):
+                return self.parse_embeddings(body)
+            if isinstance(req, ChatRequest):
+                return self.parse_chat(body)
+            return self.parse_rerank(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise _malformed("response") from None
+
+    def parse_embeddings(self, body: bytes) -> EmbedResult:
+        resp = _embedding_decoder.decode(body)
+        items = resp.data
+        if any(item.index != i for i, item in enumerate(items)):
+            items = sorted(items, key=lambda item: item.index)
+        usage = None
+        if resp.usage is not None:
+            usage = Usage(prompt_tokens=resp.usage.prompt_tokens, total_tokens=resp.usage.total_tokens)
+        return EmbedResult(vectors=[item.embedding for item in items], usage=usage)
+
+    def parse_chat(self, body: bytes) -> ChatResult:
+        resp = _chat_decoder.decode(body)
+        if not resp.choices:
+            raise _malformed("response (no choices)")
+        choice = resp.choices[0]
+        calls = None
+        if choice.message.tool_calls:
+            calls = [ToolCall(id=c.id, type=c.type, function=FunctionCall(name=c.function.name,
+                                                                          arguments=c.function.arguments))
+                     for c in choice.message.tool_calls]
+        return ChatResult(id=resp.id, model=resp.model, content=choice.message.content, tool_calls=calls,
+                          finish_reason=choice.finish_reason, usage=resp.usage, created=resp.created)
+
+    def parse_rerank(self, body: bytes) -> RerankResult:
+        return parse_rerank(body)
+
+    def stream_parser(self, req: ChatRequest) -> StreamParser:
+        return OpenAIStreamParser(requires_done=self.stream_requires_done)
+
+
+class OpenAIAdapter(OpenAICompatible):
+    service = "openai"
+    default_urls = {T.TEXT_EMBEDDING: "https://api.openai.com/v1/embeddings",
+                    T.CHAT_COMPLETION: "https://api.openai.com/v1/chat/completions"}
+
+    def auth_headers(self) -> dict[str, str]:
+        if self.setting("api_key") is None:
+            raise StatusError("OAuth2 client credentials for the [openai] service are not supported by this "
+                              "gateway yet; set [api_key]", status=501)
+        headers = super().auth_headers()
+        org = self.setting("organization_id")
+        if org:
+            headers["OpenAI-Organization"] = org
+        return headers
+
+
+class AzureOpenAIAdapter(OpenAICompatible):
+    """URL from resource, deployment and API version; `api-key` or Entra bearer; no model in bodies."""
+
+    service = "azureopenai"
+    sends_model = False
+    # ES writes its own InputType value as is (AzureOpenAiEmbeddingsRequestEntity)
+    input_types = {t: t.value for t in InputType}
+
+    def url(self, task: TaskType) -> tuple[str, bool]:
+        path = "embeddings" if task == T.TEXT_EMBEDDING else "chat/completions"
+        return (f"https://{self.setting('resource_name')}.openai.azure.com/openai/deployments/"
+                f"{self.setting('deployment_id')}/{path}?api-version={self.setting('api_version')}", False)
+
+    def auth_headers(self) -> dict[str, str]:
+        entra = self.setting("entra_id")
+        if entra:
+            return {"Authorization": f"Bearer {entra}"}
+        key = self.setting("api_key")
+        if key is None:
+            raise StatusError("OAuth2 client credentials for the [azureopenai] service are not supported by this "
+                              "gateway yet; set [api_key] or [entra_id]", status=501)
+        return {"api-key": key}
+
+
+class MistralAdapter(OpenAICompatible):
+    service = "mistral"
+    model_setting = "model"
+    sends_dimensions = False
+    max_tokens_field = "max_tokens"
+    default_urls = {T.TEXT_EMBEDDING: "https://api.mistral.ai/v1/embeddings",
+                    T.CHAT_COMPLETION: "https://api.mistral.ai/v1/chat/completions"}
+
+    def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
+        return {**super().embed_body(req), "encoding_format": "float"}
+
+
+class DeepSeekAdapter(OpenAICompatible):
+    service = "deepseek"
+    max_tokens_field = "max_tokens"
+    default_urls = {T.CHAT_COMPLETION: "https://api.deepseek.com/chat/completions"}
+
+
+class GroqAdapter(OpenAICompatible):
+    service = "groq"
+    default_urls = {T.CHAT_COMPLETION: "https://api.groq.com/openai/v1/chat/completions"}
+
+
+class AI21Adapter(OpenAICompatible):
+    service = "ai21"
+    max_tokens_field = "max_tokens"
+    default_urls = {T.CHAT_COMPLETION: "https://api.ai21.com/studio/v1/chat/completions"}
+
+
+class FireworksAIAdapter(OpenAICompatible):
+    service = "fireworksai"
+    max_tokens_field = "max_tokens"
+    default_urls = {T.TEXT_EMBEDDING: "https://api.fireworks.ai/inference/v1/embeddings",
+                    T.CHAT_COMPLETION: "https://api.fireworks.ai/inference/v1/chat/completions"}
+
+
+class NvidiaAdapter(OpenAICompatible):
+    """NIM: `input_type` passage/query (query when unset, as ES does), and its own rerank shape."""
+
+    service = "nvidia"
+    sends_dimensions = False
+    max_tokens_field = "max_tokens"
+    input_types = {InputType.INGEST: "passage", InputType.SEARCH: "query"}
+    default_urls = {T.TEXT_EMBEDDING: "https://integrate.api.nvidia.com/v1/embeddings",
+                    T.CHAT_COMPLETION: "https://integrate.api.nvidia.com/v1/chat/completions",
+                    T.RERANK: "https://ai.api.nvidia.com/v1/retrieval/nvidia/reranking"}
+
+    def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
+        body = super().embed_body(req)
+        body.setdefault("input_type", "query")
+        truncate = self.task_setting(req, "truncate")
+        if truncate:
+            body["truncate"] = truncate
+        return body
+
+    def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
+        # NIM has no top_n: the gateway cuts the ranking after sorting (perform.finish_rerank)
+        return {"model": self.setting("model_id"), "query": {"text": req.query},
+                "passages": [{"text": d} for d in req.documents]}
+
+
+class OpenShiftAIAdapter(OpenAICompatible):
+    """vLLM / KServe behind the user's URL: OpenAI embeddings and chat, Cohere-style rerank."""
+
+    service = "openshift_ai"
+
+    def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
+        return rerank_body(req, model=self.setting("model_id"))
+
+
+class LlamaAdapter(OpenAICompatible):
+    """Llama Stack: OpenAI chat at the user's URL; embeddings as `{model_id, contents}`."""
+
+    service = "llama"
+    sends_dimensions = False
+
+    def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
+        reject_input_type(req.input_type)
+        if req.dimensions is not None:
+            raise unsupported("dimensions", self.service)
+        return {"model_id": self.model(req), "contents": req.inputs}
+
+    def parse_embeddings(self, body: bytes) -> EmbedResult:
+        return parse_bare_embeddings(body)
+
+
+class HuggingFaceAdapter(OpenAICompatible):
+    """Inference Endpoints / TEI at the user's URL: OpenAI chat, TEI `{inputs}` embeddings and TEI rerank."""
+
+    service = "hugging_face"
+    sends_model = True
+
+    def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
+        reject_input_type(req.input_type)
+        if req.dimensions is not None:
+            raise unsupported("dimensions", self.service)
+        return {"inputs": req.inputs}
+
+    def parse_embeddings(self, body: bytes) -> EmbedResult:
+        return parse_bare_embeddings(body)
+
+    def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
+        # TEI's native /rerank; top_n is applied by the gateway after ranking
+        return {"query": req.query, "texts": req.documents, "return_text": bool(req.return_documents)}
+
+
+class _WrappedVectors(msgspec.Struct):
+    embeddings: list[msgspec.Raw]
+
+
+_wrapped_decoder = msgspec.json.Decoder(_WrappedVectors)
+
+
+def parse_bare_embeddings(body: bytes) -> EmbedResult:
+    """`[[...], ...]` (TEI) or `{"embeddings": [[...], ...]}` (Llama Stack, HF endpoints)."""
+    if body.lstrip()[:1] == b"[":
+        return EmbedResult(vectors=_vectors_decoder.decode(body))
+    return EmbedResult(vectors=_wrapped_decoder.decode(body).embeddings)

@@ -1,0 +1,1 @@
+"""Local model engines (the `elasticsearch` service), imported lazily."""

@@ -1,0 +1,22 @@
+"""Typed application keys: every piece of shared state lives on the app, created in `create_app`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .backends import Backends
+    from .registry import Registry
+    from .settings import Settings
+    from .upstream import Transport
+
+SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
+REGISTRY: web.AppKey["Registry"] = web.AppKey("registry")
+TRANSPORT: web.AppKey["Transport"] = web.AppKey("transport")
+BACKENDS: web.AppKey["Backends"] = web.AppKey("backends")
+
+# Per-request: how errors are rendered ("es" or "chat"), and whether the answer is an SSE stream.
+ERROR_FORMAT: web.RequestKey[str] = web.RequestKey("error_format", str)
+SSE: web.RequestKey[bool] = web.RequestKey("sse", bool)

@@ -1,0 +1,275 @@
+"""Backends: canonical request in, canonical result (or a stream of deltas) out.
+
+`RemoteBackend` wraps an adapter with the policy every provider shares: rate limiting, splitting
+embedding inputs into upstream batches sent concurrently, retries with backoff bounded by the
+request's deadline, and the ES wording of upstream errors (es-inference-api.md §5.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from contextlib import AsyncExitStack
+from typing import Any, AsyncIterator, Mapping, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from adapters import load_adapter
+from adapters.base import Adapter, Framing, StreamCut
+
+from .errors import GatewayError, StatusError, UpstreamError
+from .limits import RateLimiter
+from .registry import Endpoint
+from .sse import NDJSONDecoder, SSEDecoder
+from .types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
+                    SparseEmbedResult, Usage)
+from .upstream import Transport, iter_body
+
+_BACKOFF_BASE = 0.1
+_BACKOFF_CAP = 5.0
+
+
+class CallContext(msgspec.Struct, kw_only=True):
+    inference_id: str
+    deadline: float  # time.monotonic() by which the request must be answered
+    timeout_text: str  # as the client gave it, for messages ("30s")
+    idle_timeout: float = 60.0  # longest silence inside a stream
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+class Backend(Protocol):
+    async def embed(self, req: EmbedRequest, ctx: CallContext) -> EmbedResult: ...
+    async def sparse_embed(self, req: EmbedRequest, ctx: CallContext) -> SparseEmbedResult: ...
+    async def rerank(self, req: RerankRequest, ctx: CallContext) -> RerankResult: ...
+    async def chat(self, req: ChatRequest, ctx: CallContext) -> ChatResult: ...
+    def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta]: ...
+
+
+_PREFIXES = {401: "Received an authentication error status code", 403: "Received a permission denied error status code",
+             405: "Received a method not allowed status code", 413: "Received a content too large status code",
+             429: "Received a rate limit status code", 400: "Received a bad request status code"}
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    raw = headers.get("Retry-After")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(raw) if raw else None
+        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+
+
+def _without_query(url: str) -> str:
+    # query strings may carry credentials (e.g. `?key=`): never echo them
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+class RemoteBackend:
+    def __init__(self, endpoint: Endpoint, adapter: Adapter, transport: Transport,
+                 limiter: RateLimiter | None) -> None:
+        self.endpoint = endpoint
+        self.adapter = adapter
+        self.transport = transport
+        self.limiter = limiter
+        self.service = endpoint.service
+
+    # ------------------------------------------------------------------ errors
+
+    def upstream_error(self, status: int, headers: Mapping[str, str], body: bytes, url: str) -> UpstreamError:
+        ident = f"for request from inference entity id [{self.endpoint.inference_id}] status [{status}]"
+        perr = self.adapter.parse_error(status, headers, body)
+        if status == 404:
+            reason = f"Resource not found at [{_without_query(url)}] {ident}"
+        else:
+            if status >= 500:
+                prefix = "Received a server error status code"
+            elif 300 <= status < 400:
+                prefix = "Unhandled redirection"
+            else:
+                prefix = _PREFIXES.get(status, "Received an unsuccessful status code")
+            reason = f"{prefix} {ident}"
+        if perr is not None and perr.message:
+            reason += f". Error message: [{perr.message}]"
+        err = UpstreamError(reason, upstream_status=status, retryable=status in self.adapter.retry_statuses,
+                            retry_after=_retry_after(headers), provider_type=perr.type if perr else None,
+                            provider_code=perr.code if perr else None)
+        if status == 429 and err.retry_after is not None:
+            err.headers["Retry-After"] = str(max(1, int(err.retry_after + 0.999)))
+        return err
+
+    def _tag(self, err: UpstreamError) -> UpstreamError:
+        if "inference entity id" not in err.reason:
+            err.reason = f"{err.reason} (inference entity id [{self.endpoint.inference_id}])"
+            err.args = (err.reason,)
+        return err
+
+    async def _backoff(self, err: UpstreamError, attempt: int, ctx: CallContext) -> None:
+        """Sleep before the next try, or re-raise when no try fits before the deadline."""
+        if not err.retryable:
+            raise err
+        if err.retry_after is not None:
+            delay = err.retry_after
+        else:
+            delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt) * random.uniform(0.5, 1.0)
+        if delay >= ctx.remaining():
+            raise err
+        await asyncio.sleep(delay)
+
+    async def _admit(self, ctx: CallContext) -> None:
+        if self.limiter is not None:
+            await self.limiter.acquire(ctx.deadline, ctx.inference_id, ctx.timeout_text)
+
+    # ------------------------------------------------------------------ non-streaming
+
+    async def _call(self, req: Any, ctx: CallContext) -> Any:
+        up = self.adapter.build_request(req)
+        attempt = 0
+        while True:
+            await self._admit(ctx)
+            remaining = ctx.remaining()
+            if remaining <= 0:
+                raise StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
+            signed = await self.adapter.authorize(up, self.transport.session)
+            try:
+                status, headers, body = await self.transport.send(self.service, signed, remaining)
+            except UpstreamError as exc:
+                err = self._tag(exc)
+            else:
+                if status < 300:
+                    return self.adapter.parse_response(req, body)
+                err = self.upstream_error(status, headers, body, signed.url)
+            await self._backoff(err, attempt, ctx)
+            attempt += 1
+
+    async def embed(self, req: EmbedRequest, ctx: CallContext) -> EmbedResult:
+        parts = self.adapter.split_embed(req)
+        if len(parts) == 1:
+            return await self._call(req, ctx)
+        results: list[EmbedResult] = await asyncio.gather(*(self._call(p, ctx) for p in parts))
+        vectors: list[Any] = []
+        usage = Usage()
+        for r in results:
+            vectors.extend(r.vectors)
+            if r.usage is not None:
+                usage = Usage(prompt_tokens=usage.prompt_tokens + r.usage.prompt_tokens,
+                              total_tokens=usage.total_tokens + r.usage.total_tokens)
+        return EmbedResult(vectors=vectors, element_type=results[0].element_type, usage=usage)
+
+    async def sparse_embed(self, req: EmbedRequest, ctx: CallContext) -> SparseEmbedResult:
+        parts = self.adapter.split_embed(req)
+        results: list[SparseEmbedResult] = await asyncio.gather(*(self._call(p, ctx) for p in parts))
+        embeddings: list[dict[str, float]] = []
+        truncated: list[bool] = []
+        for r in results:
+            embeddings.extend(r.embeddings)
+            truncated.extend(r.truncated or [False] * len(r.embeddings))
+        return SparseEmbedResult(embeddings=embeddings, truncated=truncated)
+
+    async def rerank(self, req: RerankRequest, ctx: CallContext) -> RerankResult:
+        return await self._call(req, ctx)
+
+    async def chat(self, req: ChatRequest, ctx: CallContext) -> ChatResult:
+        return await self._call(req, ctx)
+
+    # ------------------------------------------------------------------ streaming
+
+    async def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta]:
+        """Deltas as the upstream sends them. Retries only before the first delta is produced."""
+        req = msgspec.structs.replace(req, stream=True)
+        up = self.adapter.build_request(req)
+        attempt = 0
+        while True:
+            async with AsyncExitStack() as stack:
+                await self._admit(ctx)
+                remaining = ctx.remaining()
+                if remaining <= 0:
+                    raise StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
+                signed = await self.adapter.authorize(up, self.transport.session)
+                try:
+                    resp = await stack.enter_async_context(
+                        self.transport.stream(self.service, signed, remaining, ctx.idle_timeout))
+                    if resp.status >= 300:
+                        body = await resp.read()
+                        raise self.upstream_error(resp.status, resp.headers, body, signed.url)
+                except UpstreamError as exc:
+                    await self._backoff(self._tag(exc), attempt, ctx)
+                    attempt += 1
+                    continue
+                async for delta in self._deltas(resp, req, ctx):
+                    yield delta
+                return
+
+    async def _deltas(self, resp: Any, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta]:
+        parser = self.adapter.stream_parser(req)
+        framing = self.adapter.framing
+        decoder: Any
+        if framing == Framing.SSE:
+            decoder = SSEDecoder()
+        elif framing == Framing.NDJSON:
+            decoder = NDJSONDecoder()
+        else:
+            decoder = self.adapter.stream_decoder()  # type: ignore[attr-defined]
+        async for chunk in iter_body(resp, ctx.idle_timeout):
+            for frame in decoder.feed(chunk):
+                for delta in parser.feed(frame):
+                    yield delta
+        for frame in decoder.close():
+            for delta in parser.feed(frame):
+                yield delta
+        for delta in parser.finish():
+            yield delta
+
+
+class Backends:
+    """Builds and caches one backend per endpoint; the registry tells it when endpoints change."""
+
+    def __init__(self, transport: Transport, local: Any = None) -> None:
+        self.transport = transport
+        self.local = local  # engines.EngineManager, when local models are enabled
+        self._cache: dict[str, tuple[Endpoint, Backend]] = {}
+
+    def forget(self, inference_id: str, _endpoint: Endpoint | None = None) -> None:
+        self._cache.pop(inference_id, None)
+
+    def get(self, ep: Endpoint) -> Backend:
+        cached = self._cache.get(ep.inference_id)
+        if cached is not None and cached[0] is ep:
+            return cached[1]
+        backend = self._build(ep)
+        self._cache[ep.inference_id] = (ep, backend)
+        return backend
+
+    def _build(self, ep: Endpoint) -> Backend:
+        if ep.spec.local:
+            if self.local is None:
+                raise StatusError(f"Local models are disabled on this gateway; endpoint [{ep.inference_id}] "
+                                  f"cannot be served", status=503)
+            return self.local.backend(ep)
+        adapter = load_adapter(ep)
+        if adapter is None:
+            raise StatusError(f"The [{ep.service}] service is not implemented by this gateway yet", status=501)
+        rpm = (ep.service_settings.get("rate_limit") or {}).get("requests_per_minute")
+        previous = self._cache.get(ep.inference_id)
+        limiter = None
+        if rpm:
+            old = getattr(previous[1], "limiter", None) if previous else None
+            # keep the bucket across settings updates so an update cannot reset a rate limit
+            limiter = old if old is not None and abs(old.interval - 60.0 / rpm) < 1e-9 else RateLimiter(rpm)
+        return RemoteBackend(ep, adapter, self.transport, limiter)
+
+
+__all__ = ["Backend", "Backends", "CallContext", "GatewayError", "RemoteBackend", "StreamCut"]

@@ -1,0 +1,73 @@
+"""Small HTTP helpers shared by the routes: JSON bodies, query parameters, time values."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+import msgspec
+from aiohttp import web
+
+from .errors import GatewayError, IllegalArgumentError, ParseError
+
+JSON_TYPES = ("application/json", "application/vnd.elasticsearch+json", "application/x-ndjson")
+_GENERIC_PARAMS = frozenset({"error_trace", "filter_path", "human", "pretty"})
+_TIME = re.compile(r"^(\d+)(nanos|micros|ms|s|m|h|d)$")
+_UNIT_SECONDS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 406
+    es_type = "media_type_exception"
+
+
+def check_content_type(request: web.Request) -> None:
+    ctype = request.headers.get("Content-Type")
+    if ctype and ctype.split(";")[0].strip().lower() not in JSON_TYPES:
+        raise UnsupportedMediaType(f"Content-Type header [{ctype}] is not supported")
+
+
+async def read_body(request: web.Request) -> bytes:
+    check_content_type(request)
+    return await request.read()
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    body = await read_body(request)
+    if not body.strip():
+        raise ParseError("request body is required")
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ParseError(f"Failed to parse request body: {exc}") from None
+    if not isinstance(value, dict):
+        raise ParseError("request body must be a JSON object")
+    return value
+
+
+def check_params(request: web.Request, allowed: Iterable[str]) -> None:
+    """ES rejects query parameters a route does not know."""
+    allowed_set = _GENERIC_PARAMS.union(allowed)
+    unknown = sorted(k for k in request.query if k not in allowed_set)
+    if unknown:
+        noun = "parameter" if len(unknown) == 1 else "parameters"
+        raise IllegalArgumentError(f"request [{request.path}] contains unrecognized {noun}: "
+                                   f"[{', '.join(unknown)}]")
+
+
+def bool_param(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw == "true" or raw == "":
+        return raw is not None
+    if raw == "false":
+        return False
+    raise IllegalArgumentError(f"Failed to parse value [{raw}] as only [true] or [false] are allowed.")
+
+
+def parse_time(value: str, setting: str = "timeout") -> float:
+    """ES time value ("30s", "500ms", "2m") in seconds."""
+    m = _TIME.match(value.strip())
+    if not m:
+        raise IllegalArgumentError(f"failed to parse setting [{setting}] with value [{value}] as a time value: "
+                                   f"unit is missing or unrecognized")
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]

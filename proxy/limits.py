@@ -1,0 +1,33 @@
+"""Per-endpoint rate limits from `rate_limit.requests_per_minute`.
+
+GCRA (a token bucket kept as one timestamp): each request takes the next free slot. A caller
+whose slot lies beyond its deadline is refused at once with 429 instead of sleeping until it would
+time out anyway, and takes no slot, so refused requests cost later ones nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from .errors import TooManyRequestsError
+
+
+class RateLimiter:
+    def __init__(self, requests_per_minute: int, burst: int | None = None) -> None:
+        self.interval = 60.0 / requests_per_minute
+        # up to one second's worth of requests (at least one) may go out back to back
+        burst = burst if burst is not None else max(1, requests_per_minute // 60)
+        self._tolerance = (burst - 1) * self.interval
+        self._tat = 0.0  # theoretical arrival time of the next request
+
+    async def acquire(self, deadline: float, inference_id: str, timeout_text: str) -> None:
+        now = time.monotonic()
+        tat = max(self._tat, now)
+        wait = tat - self._tolerance - now
+        if wait > 0 and now + wait > deadline:
+            raise TooManyRequestsError(f"Request timed out after [{timeout_text}] for inference id [{inference_id}]",
+                                       headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+        self._tat = tat + self.interval
+        if wait > 0:
+            await asyncio.sleep(wait)

@@ -1,0 +1,63 @@
+"""Surface-independent steps of performing inference, shared by `/_inference` and `/v1`."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from . import appkeys
+from .backends import Backend, CallContext
+from .errors import StatusError
+from .registry import Endpoint
+from .types import RankedDoc, RerankRequest, RerankResult, TaskType
+
+DEFAULT_TIMEOUT_TEXT = "30s"
+DEFAULT_GENERATION_TIMEOUT_TEXT = "120s"  # SPEC default for completion routes
+
+
+def context(ep: Endpoint, timeout_s: float, timeout_text: str) -> CallContext:
+    return CallContext(inference_id=ep.inference_id, deadline=time.monotonic() + timeout_s, timeout_text=timeout_text)
+
+
+def backend_for(request: web.Request, ep: Endpoint) -> Backend:
+    return request.app[appkeys.BACKENDS].get(ep)
+
+
+def check_streamable(ep: Endpoint, task: TaskType) -> None:
+    """ES `BaseTransportInferenceAction.unsupportedStreamingTaskException` (405)."""
+    supported = ep.spec.stream_tasks()
+    if task in supported:
+        return
+    if not supported:
+        raise StatusError(f"Streaming is not allowed for service [{ep.service}].", status=405)
+    listed = ", ".join(sorted(t.value for t in supported))
+    raise StatusError(f"Streaming is not allowed for service [{ep.service}] and task [{task.value}]. "
+                      f"Supported tasks: [{listed}]", status=405)
+
+
+def rerank_options(ep: Endpoint, req: RerankRequest) -> RerankRequest:
+    """Request-level top_n / return_documents win over the endpoint's task settings."""
+    top_n = req.top_n if req.top_n is not None else ep.task_settings.get("top_n")
+    ret = req.return_documents
+    if ret is None:
+        ret = ep.task_settings.get("return_documents")
+    if ret is None and ep.spec.local:
+        ret = True  # the elasticsearch service returns documents by default (SPEC ElasticsearchTaskSettings)
+    return RerankRequest(query=req.query, documents=req.documents, top_n=top_n, return_documents=ret,
+                         task_settings=req.task_settings)
+
+
+def finish_rerank(req: RerankRequest, result: RerankResult) -> RerankResult:
+    """Sort by descending score, cut to top_n, and attach or drop document text."""
+    ranked = sorted(result.ranked, key=lambda d: -d.relevance_score)
+    if req.top_n is not None:
+        ranked = ranked[:req.top_n]
+    out = []
+    for d in ranked:
+        text = None
+        if req.return_documents:
+            text = d.text if d.text is not None else (req.documents[d.index] if 0 <= d.index < len(req.documents)
+                                                      else None)
+        out.append(RankedDoc(index=d.index, relevance_score=d.relevance_score, text=text))
+    return RerankResult(ranked=out, usage=result.usage)

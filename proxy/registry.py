@@ -1,0 +1,262 @@
+"""Inference endpoints: create, read, update, delete, with ES validation and durable storage.
+
+Reads come from an in-memory map; every write goes to the store first and reaches the map only
+once the store acknowledged it, so what a client was told is what a restart finds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Callable, Iterable
+
+import msgspec
+
+from . import catalogue
+from .catalogue import Service
+from .errors import AlreadyExistsError, NotFoundError, RequestValidationError, StatusError
+from .secrets import SecretBox
+from .store import Store, StoredEndpoint
+from .types import TaskType
+from .validation import ValidatedConfig, unknown_settings_error, validate_create, validate_update
+
+_VALID_ID = re.compile(r"[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?")
+_BODY_KEYS = ("task_type", "service", "service_settings", "task_settings", "chunking_settings")
+
+
+class Endpoint(msgspec.Struct, frozen=True, kw_only=True):
+    inference_id: str
+    task_type: TaskType
+    service: str
+    service_settings: dict[str, Any]
+    task_settings: dict[str, Any] = {}
+    chunking_settings: dict[str, Any] | None = None
+    secrets: dict[str, Any] = {}
+    preconfigured: bool = False
+
+    def __repr__(self) -> str:  # secrets never reach a log line through repr
+        return f"Endpoint({self.inference_id!r}, {self.task_type.value}, {self.service})"
+
+    def public(self) -> dict[str, Any]:
+        """The ES `toFilteredXContent` view: no secrets, empty task_settings omitted."""
+        out: dict[str, Any] = {"inference_id": self.inference_id, "task_type": self.task_type.value,
+                               "service": self.service, "service_settings": self.service_settings}
+        if self.task_settings:
+            out["task_settings"] = self.task_settings
+        if self.chunking_settings is not None:
+            out["chunking_settings"] = self.chunking_settings
+        return out
+
+    @property
+    def spec(self) -> Service:
+        spec = catalogue.lookup(self.service)
+        assert spec is not None
+        return spec
+
+    def validated(self) -> ValidatedConfig:
+        return ValidatedConfig(dict(self.service_settings), dict(self.secrets), dict(self.task_settings),
+                               self.chunking_settings)
+
+
+class _PublicConfig(msgspec.Struct):
+    service_settings: dict[str, Any]
+    task_settings: dict[str, Any] = {}
+    chunking_settings: dict[str, Any] | None = None
+
+
+_config_encoder = msgspec.json.Encoder()
+_config_decoder = msgspec.json.Decoder(_PublicConfig)
+
+# Hook for services served locally: raises a GatewayError when the model cannot be served.
+LocalCheck = Callable[[Service, TaskType, ValidatedConfig], None]
+ChangeListener = Callable[[str, "Endpoint | None"], None]
+
+
+class Registry:
+    def __init__(self, store: Store, box: SecretBox, *, preconfigured: Iterable[Endpoint] = (),
+                 local_check: LocalCheck | None = None) -> None:
+        self._store = store
+        self._box = box
+        self._endpoints: dict[str, Endpoint] = {}
+        self._preconfigured = {e.inference_id: e for e in preconfigured}
+        self._local_check = local_check
+        self._listeners: list[ChangeListener] = []
+        self._pending: set[str] = set()  # ids with a write in flight: one writer per id at a time
+
+    # ------------------------------------------------------------------ persistence
+
+    def _to_record(self, ep: Endpoint) -> StoredEndpoint:
+        config = _config_encoder.encode(_PublicConfig(ep.service_settings, ep.task_settings, ep.chunking_settings))
+        sealed = self._box.seal(_config_encoder.encode(ep.secrets), ep.inference_id)
+        return StoredEndpoint(inference_id=ep.inference_id, task_type=ep.task_type.value, service=ep.service,
+                              config=config, secrets=sealed)
+
+    def _from_record(self, rec: StoredEndpoint) -> Endpoint:
+        cfg = _config_decoder.decode(rec.config)
+        secrets = msgspec.json.decode(self._box.open(rec.secrets, rec.inference_id))
+        return Endpoint(inference_id=rec.inference_id, task_type=TaskType(rec.task_type), service=rec.service,
+                        service_settings=cfg.service_settings, task_settings=cfg.task_settings,
+                        chunking_settings=cfg.chunking_settings, secrets=secrets)
+
+    async def load(self) -> None:
+        records = await self._store.load_all()
+        self._endpoints = {r.inference_id: self._from_record(r) for r in records}
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Called after every acknowledged change with (id, endpoint or None when deleted)."""
+        self._listeners.append(listener)
+
+    def _changed(self, inference_id: str, ep: Endpoint | None) -> None:
+        for listener in self._listeners:
+            listener(inference_id, ep)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, inference_id: str) -> Endpoint | None:
+        return self._endpoints.get(inference_id) or self._preconfigured.get(inference_id)
+
+    def require(self, inference_id: str) -> Endpoint:
+        ep = self.get(inference_id)
+        if ep is None:
+            raise NotFoundError(f"Inference endpoint not found [{inference_id}]")
+        return ep
+
+    def all(self) -> list[Endpoint]:
+        merged = {**self._preconfigured, **self._endpoints}
+        return [merged[k] for k in sorted(merged)]
+
+    def find(self, inference_id: str, task: TaskType | None) -> list[Endpoint]:
+        """GET semantics: `_all`, `*` or empty mean every endpoint; a task type filters."""
+        if inference_id in ("", "_all", "*"):
+            found = self.all()
+            return [e for e in found if task is None or e.task_type == task]
+        ep = self.require(inference_id)
+        if task is not None and ep.task_type != task:
+            raise StatusError(f"Requested task type [{task.value}] does not match the inference endpoint's "
+                              f"task type [{ep.task_type.value}]")
+        return [ep]
+
+    # ------------------------------------------------------------------ writes
+
+    def _check_new_id(self, inference_id: str) -> None:
+        if inference_id in self._preconfigured or inference_id.startswith("."):
+            raise StatusError(f"[{inference_id}] is a reserved inference ID. Cannot create a new inference "
+                              f"endpoint with a reserved ID.")
+        if not _VALID_ID.fullmatch(inference_id):
+            raise RequestValidationError(
+                f"Invalid inference_id; '{inference_id}' can contain lowercase alphanumeric (a-z and 0-9), "
+                f"hyphens or underscores; must start and end with alphanumeric")
+
+    def _claim(self, inference_id: str, *, exists_error: bool) -> None:
+        if inference_id in self._pending:
+            if exists_error:
+                raise AlreadyExistsError(f"Inference endpoint [{inference_id}] already exists")
+            raise StatusError(f"Inference endpoint [{inference_id}] is being modified, try again", status=409)
+        self._pending.add(inference_id)
+
+    async def create(self, inference_id: str, url_task: TaskType | None, body: dict[str, Any]) -> Endpoint:
+        task = _resolve_task(url_task, body.get("task_type"))
+        self._check_new_id(inference_id)
+        service_name = body.get("service")
+        if service_name is None:
+            raise StatusError("Inference endpoint configuration is missing the [service] setting")
+        spec = catalogue.lookup(service_name) if isinstance(service_name, str) else None
+        if spec is None:
+            raise StatusError(f"Unknown service [{service_name}]")
+        if task not in spec.tasks:
+            raise StatusError(f"The [{spec.name}] service does not support task type [{task.value}]")
+        leftover = {k: v for k, v in body.items() if k not in _BODY_KEYS}
+        if leftover:
+            raise unknown_settings_error(leftover, spec.name)
+        cfg = validate_create(spec, task, body.get("service_settings"), body.get("task_settings"),
+                              body.get("chunking_settings"))
+        if spec.local and self._local_check is not None:
+            self._local_check(spec, task, cfg)
+        if inference_id in self._endpoints:
+            raise AlreadyExistsError(f"Inference endpoint [{inference_id}] already exists")
+        ep = Endpoint(inference_id=inference_id, task_type=task, service=spec.name,
+                      service_settings=cfg.service_settings, task_settings=cfg.task_settings,
+                      chunking_settings=cfg.chunking_settings, secrets=cfg.secrets)
+        self._claim(inference_id, exists_error=True)
+        try:
+            if not await self._store.insert(self._to_record(ep)):
+                raise AlreadyExistsError(f"Inference endpoint [{inference_id}] already exists")
+        finally:
+            self._pending.discard(inference_id)
+        self._endpoints[inference_id] = ep
+        self._changed(inference_id, ep)
+        return ep
+
+    async def update(self, inference_id: str, url_task: TaskType | None, body: dict[str, Any]) -> Endpoint:
+        if inference_id.startswith(".") or inference_id in self._preconfigured:
+            raise StatusError(f"Default endpoint [{inference_id}] cannot be updated")
+        current = self.require(inference_id)
+        body_task = body.get("task_type")
+        if url_task is not None and url_task != current.task_type:
+            raise StatusError("Task type must match the task type of the existing endpoint")
+        if body_task is not None and TaskType.parse(str(body_task)) != current.task_type:
+            raise StatusError("Task type must match the task type of the existing endpoint")
+        service_name = body.get("service")
+        if service_name is not None and catalogue.lookup(str(service_name)) is not current.spec:
+            raise StatusError(f"Service [{service_name}] does not match the service of the existing endpoint "
+                              f"[{current.service}]")
+        leftover = {k: v for k, v in body.items() if k not in _BODY_KEYS}
+        if "chunking_settings" in body:
+            leftover["chunking_settings"] = body["chunking_settings"]
+        if leftover:
+            raise unknown_settings_error(leftover, current.service)
+        cfg = validate_update(current.spec, current.task_type, current.validated(), body.get("service_settings"),
+                              body.get("task_settings"))
+        ep = msgspec.structs.replace(current, service_settings=cfg.service_settings, secrets=cfg.secrets,
+                                     task_settings=cfg.task_settings)
+        self._claim(inference_id, exists_error=False)
+        try:
+            if not await self._store.replace(self._to_record(ep)):
+                raise NotFoundError(f"Inference endpoint not found [{inference_id}]")
+        finally:
+            self._pending.discard(inference_id)
+        self._endpoints[inference_id] = ep
+        self._changed(inference_id, ep)
+        return ep
+
+    async def delete(self, inference_id: str, url_task: TaskType | None, *, dry_run: bool) -> dict[str, Any]:
+        if inference_id in self._preconfigured:
+            raise StatusError(f"[{inference_id}] is a reserved inference endpoint. Cannot delete a reserved "
+                              f"inference endpoint.")
+        ep = self.require(inference_id)
+        if url_task is not None and url_task != ep.task_type:
+            raise StatusError(f"Requested task type [{url_task.value}] does not match the inference endpoint's "
+                              f"task type [{ep.task_type.value}]")
+        # The gateway has no ingest pipelines or indices, so nothing can reference an endpoint.
+        if dry_run:
+            return {"acknowledged": False, "pipelines": [], "indexes": []}
+        self._claim(inference_id, exists_error=False)
+        try:
+            if not await self._store.delete(inference_id):
+                raise NotFoundError(f"Inference endpoint not found [{inference_id}]")
+        finally:
+            self._pending.discard(inference_id)
+        self._endpoints.pop(inference_id, None)
+        self._changed(inference_id, None)
+        return {"acknowledged": True, "pipelines": [], "indexes": []}
+
+    async def close(self) -> None:
+        while self._pending:
+            await asyncio.sleep(0.01)
+
+
+def _resolve_task(url_task: TaskType | None, body_task: Any) -> TaskType:
+    """ES `ServiceUtils.resolveTaskType`."""
+    if body_task is None:
+        if url_task is None:
+            raise StatusError("model is missing required setting [task_type]")
+        return url_task
+    parsed = TaskType.parse(str(body_task))
+    if str(body_task).lower() == "any":
+        raise StatusError("task_type [any] is not valid type for inference")
+    if parsed is None:
+        raise StatusError(f"Unknown task_type [{body_task}]")
+    if url_task is not None and parsed != url_task:
+        raise StatusError(f"Cannot resolve conflicting task_type parameter in the request URL [{url_task.value}] "
+                          f"and the request body [{parsed.value}]")
+    return parsed

@@ -1,0 +1,161 @@
+"""The Elasticsearch `/_inference` routes.
+
+ES declares every route as `_inference/{task_type_or_id}[/{inference_id}]` (`Paths.java`): with
+one segment it is an id, with two the first must be a task type. The handlers below follow that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from .. import appkeys
+from ..catalogue import SERVICES
+from ..errors import StatusError
+from ..httputil import bool_param, check_params, read_object
+from ..types import TaskType
+from . import es_perform
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(payload), status=status, content_type="application/json")
+
+
+def parse_task(segment: str) -> TaskType:
+    task = TaskType.parse(segment)
+    if task is None:
+        raise StatusError(f"Unknown task_type [{segment}]")
+    return task
+
+
+# ------------------------------------------------------------------------------ GET
+
+
+async def get_all(request: web.Request) -> web.Response:
+    check_params(request, ())
+    registry = request.app[appkeys.REGISTRY]
+    return json_response({"endpoints": [e.public() for e in registry.find("_all", None)]})
+
+
+async def get_one(request: web.Request) -> web.Response:
+    check_params(request, ())
+    first = request.match_info["first"]
+    if first == "_services":
+        return json_response(_services(None))
+    registry = request.app[appkeys.REGISTRY]
+    return json_response({"endpoints": [e.public() for e in registry.find(first, None)]})
+
+
+async def get_two(request: web.Request) -> web.Response:
+    check_params(request, ())
+    first, second = request.match_info["first"], request.match_info["second"]
+    if first == "_services":
+        return json_response(_services(parse_task(second)))
+    task = parse_task(first)
+    registry = request.app[appkeys.REGISTRY]
+    return json_response({"endpoints": [e.public() for e in registry.find(second, task)]})
+
+
+def _services(task: TaskType | None) -> list[dict[str, Any]]:
+    """A compact `_services` listing: each service with its task types and streaming tasks."""
+    out = []
+    for spec in SERVICES.values():
+        if task is not None and task not in spec.tasks:
+            continue
+        out.append({"service": spec.name, "name": spec.name,
+                    "task_types": sorted(t.value for t in spec.tasks),
+                    "streaming_task_types": sorted(t.value for t in spec.stream_tasks())})
+    return out
+
+
+# ------------------------------------------------------------------------------ PUT
+
+
+async def put_one(request: web.Request) -> web.Response:
+    check_params(request, ("timeout",))
+    body = await read_object(request)
+    ep = await request.app[appkeys.REGISTRY].create(request.match_info["first"], None, body)
+    return _created(ep)
+
+
+async def put_two(request: web.Request) -> web.Response:
+    check_params(request, ("timeout",))
+    first, second = request.match_info["first"], request.match_info["second"]
+    registry = request.app[appkeys.REGISTRY]
+    if second == "_update":
+        body = await read_object(request)
+        return json_response((await registry.update(first, None, body)).public())
+    task = parse_task(first)
+    body = await read_object(request)
+    return _created(await registry.create(second, task, body))
+
+
+async def put_update(request: web.Request) -> web.Response:
+    check_params(request, ("timeout",))
+    task = parse_task(request.match_info["first"])
+    body = await read_object(request)
+    ep = await request.app[appkeys.REGISTRY].update(request.match_info["second"], task, body)
+    return json_response(ep.public())
+
+
+def _created(ep) -> web.Response:
+    response = json_response(ep.public())
+    if ep.spec.deprecation:
+        response.headers["Warning"] = f'299 Elasticsearch-9.5.1 "{ep.spec.deprecation}"'
+    return response
+
+
+# ------------------------------------------------------------------------------ DELETE
+
+
+async def delete_one(request: web.Request) -> web.Response:
+    return await _delete(request, request.match_info["first"], None)
+
+
+async def delete_two(request: web.Request) -> web.Response:
+    return await _delete(request, request.match_info["second"], parse_task(request.match_info["first"]))
+
+
+async def _delete(request: web.Request, inference_id: str, task: TaskType | None) -> web.Response:
+    check_params(request, ("dry_run", "force", "timeout"))
+    dry_run = bool_param(request, "dry_run")
+    bool_param(request, "force")  # nothing can reference an endpoint here, so force changes nothing
+    result = await request.app[appkeys.REGISTRY].delete(inference_id, task, dry_run=dry_run)
+    return json_response(result)
+
+
+# ------------------------------------------------------------------------------ POST
+
+
+async def post_one(request: web.Request) -> web.StreamResponse:
+    return await es_perform.perform(request, request.match_info["first"], None)
+
+
+async def post_two(request: web.Request) -> web.StreamResponse:
+    first, second = request.match_info["first"], request.match_info["second"]
+    if second == "_stream":
+        return await es_perform.stream(request, first, None)
+    return await es_perform.perform(request, second, parse_task(first))
+
+
+async def post_stream(request: web.Request) -> web.StreamResponse:
+    return await es_perform.stream(request, request.match_info["second"], request.match_info["first"])
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/_inference", get_all)
+    r.add_get("/_inference/{first}", get_one)
+    r.add_get("/_inference/{first}/{second}", get_two)
+    r.add_put("/_inference/{first}", put_one)
+    r.add_put("/_inference/{first}/{second}", put_two)
+    r.add_put("/_inference/{first}/{second}/_update", put_update)
+    r.add_delete("/_inference/{first}", delete_one)
+    r.add_delete("/_inference/{first}/{second}", delete_two)
+    r.add_post("/_inference/{first}", post_one)
+    r.add_post("/_inference/{first}/{second}", post_two)
+    r.add_post("/_inference/{first}/{second}/_stream", post_stream)

@@ -1,0 +1,117 @@
+"""The aiohttp application: routes, middlewares and the lifecycle of shared state."""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+import msgspec
+from aiohttp import web
+
+from . import appkeys
+from .errors import GatewayError, StatusError
+from .backends import Backends
+from .registry import Registry
+from .routes import es as es_routes
+from .routes import ops as ops_routes
+from .secrets import SecretBox
+from .settings import Settings
+from .store.sqlite import SqliteStore
+from .upstream import Transport
+from .wire import es as es_wire
+
+log = logging.getLogger("proxy.server")
+_encoder = msgspec.json.Encoder()
+
+def render_error(request: web.Request, err: GatewayError) -> web.StreamResponse:
+    # chat_completion requests use the OpenAI-style errors of ES `UnifiedChatCompletionException` (§5.3)
+    fmt = request.get(appkeys.ERROR_FORMAT, "es")
+    if fmt == "chat":
+        body = es_wire.chat_error_body(err)
+    else:
+        body = es_wire.error_body(err)
+    if request.get(appkeys.SSE):
+        frame = es_wire.error_frame(body)
+        response = web.Response(body=frame, status=err.status, content_type="text/event-stream")
+    else:
+        response = web.Response(body=_encoder.encode(body), status=err.status, content_type="application/json")
+    response.headers.update(err.headers)
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as err:
+        return render_error(request, err)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        body = {"error": f"Incorrect HTTP method for uri [{request.path_qs}] and method [{request.method}], "
+                         f"allowed: [{allowed}]", "status": 405}
+        return web.Response(body=_encoder.encode(body), status=405, content_type="application/json",
+                            headers={"Allow": ",".join(sorted(exc.allowed_methods))})
+    except web.HTTPNotFound:
+        body = {"error": f"no handler found for uri [{request.path_qs}] and method [{request.method}]"}
+        return web.Response(body=_encoder.encode(body), status=400, content_type="application/json")
+    except web.HTTPRequestEntityTooLarge as exc:
+        return render_error(request, StatusError(exc.text or "request body is too large", status=413))
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return render_error(request, GatewayError("An internal error occurred while handling the request"))
+
+
+VND_JSON = "application/vnd.elasticsearch+json"
+
+
+async def _product_header(request: web.Request, response: web.StreamResponse) -> None:
+    # The elasticsearch client refuses any 2xx answer without this header (its product check).
+    response.headers["X-Elastic-Product"] = "Elasticsearch"
+    # ES answers a compatible-with Accept header with the same vendor type (AbstractRestChannel).
+    accept = request.headers.get("Accept", "")
+    if accept.startswith(VND_JSON) and response.content_type == "application/json":
+        version = accept.partition("compatible-with=")[2].strip() or "9"
+        response.headers["Content-Type"] = f"{VND_JSON};compatible-with={version}"
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024 ** 2)
+    app[appkeys.SETTINGS] = settings
+    app.on_response_prepare.append(_product_header)
+    app.cleanup_ctx.append(_transport_ctx)
+    app.cleanup_ctx.append(_registry_ctx)
+    ops_routes.add_routes(app)
+    es_routes.add_routes(app)
+    return app
+
+
+async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS]
+    data_dir = settings.data_path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    box = SecretBox.load(settings.secret_key, data_dir)
+    store = SqliteStore(data_dir / "endpoints.db")
+    await store.open()
+    registry = Registry(store, box)
+    await registry.load()
+    for declared in settings.endpoints:
+        if registry.get(declared.inference_id) is None:
+            await registry.create(declared.inference_id, None, declared.body())
+            log.info("created endpoint [%s] from the config file", declared.inference_id)
+    app[appkeys.REGISTRY] = registry
+    backends = Backends(app[appkeys.TRANSPORT])
+    registry.add_listener(backends.forget)
+    app[appkeys.BACKENDS] = backends
+    yield
+    await registry.close()
+    await store.close()
+
+
+async def _transport_ctx(app: web.Application) -> AsyncIterator[None]:
+    transport = Transport(app[appkeys.SETTINGS])
+    await transport.start()
+    app[appkeys.TRANSPORT] = transport
+    yield
+    await transport.close()

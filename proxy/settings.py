@@ -1,0 +1,119 @@
+"""Gateway settings: the only module that reads environment variables and config files.
+
+Precedence, lowest first: built-in defaults, the config file, environment variables, CLI flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+import msgspec
+import yaml
+
+ENV_PREFIX = "INFERENCE_PROXY_"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class StartupEndpoint(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An endpoint declared in the config file, in the shape of a PUT body plus its id."""
+
+    inference_id: str
+    service: str
+    task_type: str | None = None
+    service_settings: dict[str, Any] = {}
+    task_settings: dict[str, Any] | None = None
+    chunking_settings: dict[str, Any] | None = None
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"service": self.service, "service_settings": self.service_settings}
+        if self.task_type is not None:
+            out["task_type"] = self.task_type
+        if self.task_settings is not None:
+            out["task_settings"] = self.task_settings
+        if self.chunking_settings is not None:
+            out["chunking_settings"] = self.chunking_settings
+        return out
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 9200
+    data_dir: str = "./data"
+    log_level: str = "INFO"
+    secret_key: str | None = None  # base64 AES key; from the environment only, never from files on disk
+    endpoints: list[StartupEndpoint] = []
+    # service name -> origin that replaces the service's default origin, e.g. {"anthropic": "http://127.0.0.1:8081"}
+    upstreams: dict[str, str] = {}
+    upstream_proxy: str | None = None
+    # service name -> CA bundle path used to verify that service's TLS certificates
+    upstream_ca_bundles: dict[str, str] = {}
+    # services whose TLS certificates are not verified: for tests only, logged loudly
+    upstream_insecure: list[str] = []
+    local_models: bool = True  # create the embedded local endpoints when their models are installed
+    engine: str = "auto"
+
+    def __repr__(self) -> str:
+        return f"Settings(host={self.host!r}, port={self.port}, data_dir={self.data_dir!r})"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def _expand_env(value: Any, env: Mapping[str, str]) -> Any:
+    """`${VAR}` in config strings reads the environment, so keys need not sit in the file."""
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: env.get(m.group(1), ""), value)
+    if isinstance(value, list):
+        return [_expand_env(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand_env(v, env) for k, v in value.items()}
+    return value
+
+
+def read_config_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix == ".toml":
+        data = tomllib.loads(text)
+    else:
+        data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the config file must hold a mapping at the top level")
+    return _expand_env(data, env)
+
+
+_ENV_FIELDS = {"host": str, "port": int, "data_dir": str, "log_level": str, "secret_key": str,
+               "upstream_proxy": str, "engine": str}
+
+
+def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    cli = {k: v for k, v in (cli or {}).items() if v is not None}
+    merged: dict[str, Any] = {}
+    config_path = cli.pop("config", None) or env.get(ENV_PREFIX + "CONFIG")
+    if config_path:
+        merged.update(read_config_file(Path(config_path), env))
+    if "secret_key" in merged:
+        raise ValueError("secret_key must come from the environment (INFERENCE_PROXY_SECRET_KEY), not a file")
+    for name, kind in _ENV_FIELDS.items():
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw:
+            merged[name] = kind(raw)
+    if not merged.get("upstream_proxy"):
+        proxy = env.get("HTTPS_PROXY") or env.get("https_proxy")
+        if proxy:
+            merged["upstream_proxy"] = proxy
+    for prefix, key in (("UPSTREAM_", "upstreams"),):
+        for name, value in env.items():
+            if name.startswith(ENV_PREFIX + prefix) and value:
+                service = name[len(ENV_PREFIX + prefix):].lower()
+                merged.setdefault(key, {})[service] = value
+    local = env.get(ENV_PREFIX + "LOCAL_MODELS")
+    if local:
+        merged["local_models"] = local.lower() not in ("0", "false", "no")
+    merged.update(cli)
+    return msgspec.convert(merged, Settings)

@@ -1,0 +1,122 @@
+"""Pure framing codecs for upstream streams: an incremental SSE decoder and an NDJSON decoder.
+
+Bytes go in as they arrive from the socket, in pieces of any size; complete frames come out. Lines
+are split on bytes (CR, LF or CRLF are all ASCII), so a multi-byte UTF-8 character cut between two
+reads is only decoded once its line is whole. No line-length cap from the HTTP library applies;
+our own bound (`max_event_bytes`) turns a runaway event into an error instead of unbounded memory.
+"""
+
+from __future__ import annotations
+
+from adapters.base import SSEEvent
+from proxy.errors import UpstreamError
+
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+class FrameTooLarge(UpstreamError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"An upstream stream event exceeded {limit} bytes", upstream_status=502)
+        self.status = 502
+
+
+class SSEDecoder:
+    """Incremental `text/event-stream` decoder (WHATWG rules: data lines joined by LF, comments skipped)."""
+
+    __slots__ = ("_buf", "_data", "_event", "_id", "_has_data", "_pending_cr", "_size", "_limit")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._buf = bytearray()
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+        self._has_data = False
+        self._pending_cr = False
+        self._size = 0
+        self._limit = max_event_bytes
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        buf = self._buf
+        if self._pending_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]  # the LF of a CRLF split across two reads
+        self._pending_cr = False
+        buf += chunk
+        start = 0
+        n = len(buf)
+        while start < n:
+            lf = buf.find(b"\n", start)
+            cr = buf.find(b"\r", start, lf if lf >= 0 else n)
+            if cr >= 0:
+                end, nxt = cr, cr + 1
+                if nxt < n and buf[nxt] == 10:
+                    nxt += 1
+                elif nxt == n:
+                    self._pending_cr = True
+            elif lf >= 0:
+                end, nxt = lf, lf + 1
+            else:
+                break
+            self._line(bytes(buf[start:end]), events)
+            start = nxt
+        del buf[:start]
+        if len(buf) + self._size > self._limit:
+            raise FrameTooLarge(self._limit)
+        return events
+
+    def _line(self, raw: bytes, events: list[SSEEvent]) -> None:
+        if not raw:
+            if self._has_data:
+                events.append(SSEEvent("\n".join(self._data), self._event or "message", self._id))
+            self._data, self._event, self._has_data, self._size = [], "", False, 0
+            return
+        if raw[0] == 58:  # ':' comment / keep-alive
+            return
+        line = raw.decode("utf-8", "replace")
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+            self._has_data = True
+            self._size += len(raw)
+            if self._size > self._limit:
+                raise FrameTooLarge(self._limit)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            self._id = value
+
+    def close(self) -> list[SSEEvent]:
+        """End of input: a final event without its blank line still counts (as browsers do not)."""
+        events: list[SSEEvent] = []
+        if self._buf:
+            self._line(bytes(self._buf), events)
+            self._buf.clear()
+        if self._has_data:
+            events.append(SSEEvent("\n".join(self._data), self._event or "message", self._id))
+            self._data, self._has_data = [], False
+        return events
+
+
+class NDJSONDecoder:
+    """Newline-delimited JSON: one complete line (bytes, without its newline) per frame."""
+
+    __slots__ = ("_buf", "_limit")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._buf = bytearray()
+        self._limit = max_event_bytes
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buf += chunk
+        lines = self._buf.split(b"\n")
+        self._buf = bytearray(lines.pop())
+        if len(self._buf) > self._limit:
+            raise FrameTooLarge(self._limit)
+        return [line.strip() for line in lines if line.strip()]
+
+    def close(self) -> list[bytes]:
+        rest = bytes(self._buf).strip()
+        self._buf.clear()
+        return [rest] if rest else []

@@ -1,0 +1,63 @@
+"""The HTTP pump for streamed answers: peek, prepare, relay frame by frame, end properly.
+
+The first delta is awaited before any header is sent, so an early upstream failure is still a real
+HTTP error. After that, errors go in-band through the renderer and the stream ends without its
+success terminator. One frame is in flight at a time: `write()` waits for the socket to drain, so a
+slow client slows our upstream reads instead of growing a buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator, Protocol
+
+from aiohttp import web
+
+from .errors import GatewayError
+from .types import ChatDelta
+
+log = logging.getLogger("proxy.streaming")
+
+
+class Renderer(Protocol):
+    def frame(self, delta: ChatDelta) -> bytes | None: ...
+    def done(self) -> bytes | None: ...
+    def error(self, err: GatewayError) -> bytes: ...
+
+
+async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta], renderer: Renderer) -> web.StreamResponse:
+    try:
+        first: ChatDelta | None = await anext(deltas)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await deltas.aclose()
+        raise
+    response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
+                                                       "Cache-Control": "no-cache"})
+    try:
+        await response.prepare(request)
+        if first is not None:
+            frame = renderer.frame(first)
+            if frame:
+                await response.write(frame)
+            async for delta in deltas:
+                frame = renderer.frame(delta)
+                if frame:
+                    await response.write(frame)
+        tail = renderer.done()
+        if tail:
+            await response.write(tail)
+    except GatewayError as err:
+        await response.write(renderer.error(err))
+    except (ConnectionResetError, ConnectionError):
+        log.debug("client left %s during the stream", request.path)
+        return response
+    except Exception:
+        log.exception("stream failed on %s", request.path)
+        await response.write(renderer.error(GatewayError("An internal error occurred during the stream")))
+    finally:
+        # releases the upstream connection or aborts the engine request, also on cancellation
+        await deltas.aclose()
+    await response.write_eof()
+    return response

@@ -1,0 +1,172 @@
+"""Canonical types: what every surface decodes into and every backend answers with.
+
+Routes never see provider types and adapters never see surface wire types; these Structs are
+the only thing the two sides share.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+
+class TaskType(str, enum.Enum):
+    TEXT_EMBEDDING = "text_embedding"
+    SPARSE_EMBEDDING = "sparse_embedding"
+    RERANK = "rerank"
+    COMPLETION = "completion"
+    CHAT_COMPLETION = "chat_completion"
+    EMBEDDING = "embedding"
+
+    @classmethod
+    def parse(cls, value: str) -> "TaskType | None":
+        try:
+            return cls(value.lower())
+        except ValueError:
+            return None
+
+
+EMBEDDING_TASKS = frozenset({TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING})
+GENERATION_TASKS = frozenset({TaskType.COMPLETION, TaskType.CHAT_COMPLETION})
+
+
+class InputType(str, enum.Enum):
+    """ES `InputType`: what the text is for. Providers map it to their own vocabulary."""
+
+    INGEST = "ingest"
+    SEARCH = "search"
+    CLASSIFICATION = "classification"
+    CLUSTERING = "clustering"
+
+
+class Base(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Shared policy for canonical Structs."""
+
+
+# ---------------------------------------------------------------------------------- requests
+
+
+class EmbedRequest(Base, kw_only=True):
+    inputs: list[str]
+    input_type: InputType | None = None
+    dimensions: int | None = None
+    task_settings: dict[str, Any] = {}
+    user: str | None = None
+
+
+class RerankRequest(Base, kw_only=True):
+    query: str
+    documents: list[str]
+    top_n: int | None = None
+    return_documents: bool | None = None
+    task_settings: dict[str, Any] = {}
+
+
+class FunctionCall(Base, kw_only=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCall(Base, kw_only=True):
+    id: str | None = None
+    type: str = "function"
+    function: FunctionCall
+
+
+class ChatMessage(Base, kw_only=True):
+    role: str
+    # str, or a list of OpenAI content parts kept as plain dicts (text, image_url, file)
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class ChatRequest(Base, kw_only=True):
+    """Chat and completion requests. A `completion` input becomes one user message."""
+
+    messages: list[ChatMessage]
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+    stream: bool = False
+    task_settings: dict[str, Any] = {}
+
+
+CanonicalRequest = EmbedRequest | RerankRequest | ChatRequest
+
+
+# ---------------------------------------------------------------------------------- results
+
+
+class Usage(Base, kw_only=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class EmbedResult(Base, kw_only=True):
+    """Dense vectors in input order. `raw` vectors are JSON bytes spliced into responses unparsed."""
+
+    vectors: list[msgspec.Raw] | list[list[float]]
+    element_type: str = "float"  # float | byte | bit
+    usage: Usage | None = None
+
+
+class SparseEmbedResult(Base, kw_only=True):
+    embeddings: list[dict[str, float]]
+    truncated: list[bool] = []
+    usage: Usage | None = None
+
+
+class RankedDoc(Base, kw_only=True):
+    index: int
+    relevance_score: float
+    text: str | None = None
+
+
+class RerankResult(Base, kw_only=True):
+    ranked: list[RankedDoc]
+    usage: Usage | None = None
+
+
+class ChatResult(Base, kw_only=True):
+    id: str
+    model: str
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    finish_reason: str | None = "stop"
+    usage: Usage | None = None
+    created: int = 0
+
+
+class ToolCallDelta(Base, kw_only=True):
+    index: int
+    id: str | None = None
+    type: str | None = None
+    function: FunctionCall | None = None
+
+
+class ChatDelta(Base, kw_only=True):
+    """One streamed step. The last delta of a stream carries `finish_reason` and/or `usage`."""
+
+    content: str | None = None
+    role: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    id: str | None = None
+    model: str | None = None
+
+
+CanonicalResult = EmbedResult | SparseEmbedResult | RerankResult | ChatResult

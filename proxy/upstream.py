@@ -1,0 +1,131 @@
+"""The one transport that moves bytes to providers: a pooled `aiohttp.ClientSession`.
+
+It applies the gateway's routing settings (per-service origin overrides, an outbound proxy, TLS
+options) and turns aiohttp failures into `UpstreamError`s. It knows nothing of any provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from adapters.base import UpstreamRequest
+
+from .errors import UpstreamError
+from .settings import Settings
+
+log = logging.getLogger("proxy.upstream")
+
+
+class UpstreamTimeout(UpstreamError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, upstream_status=408, retryable=True)
+
+
+class UpstreamUnreachable(UpstreamError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, upstream_status=502, retryable=True)
+        self.status = 502
+
+
+def _normalise(service: str) -> str:
+    return service.lower().replace("-", "_")
+
+
+class Transport:
+    def __init__(self, settings: Settings) -> None:
+        self._origins = {_normalise(k): v.rstrip("/") for k, v in settings.upstreams.items()}
+        self._proxy = settings.upstream_proxy
+        self._ssl: dict[str, ssl.SSLContext | bool] = {}
+        for service, path in settings.upstream_ca_bundles.items():
+            self._ssl[_normalise(service)] = ssl.create_default_context(cafile=path)
+        for service in settings.upstream_insecure:
+            log.warning("TLS certificate verification is OFF for service [%s]: use this for tests only", service)
+            self._ssl[_normalise(service)] = False
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        # trust_env=False: proxies come from our settings only (HTTPS_PROXY is read there)
+        self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True,
+                                              skip_auto_headers=("User-Agent",))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "transport not started"
+        return self._session
+
+    def route(self, service: str, up: UpstreamRequest) -> str:
+        """The URL to call: the service's origin override applies unless the endpoint set its own URL."""
+        origin = self._origins.get(_normalise(service))
+        if origin is None or up.explicit_url:
+            return up.url
+        parts = urlsplit(up.url)
+        new = urlsplit(origin)
+        base_path = new.path.rstrip("/")
+        return urlunsplit((new.scheme, new.netloc, base_path + parts.path, parts.query, parts.fragment))
+
+    def _options(self, service: str) -> dict:
+        opts: dict = {}
+        if self._proxy:
+            opts["proxy"] = self._proxy
+        tls = self._ssl.get(_normalise(service))
+        if tls is not None:
+            opts["ssl"] = tls
+        return opts
+
+    async def send(self, service: str, up: UpstreamRequest, timeout: float) -> tuple[int, Mapping[str, str], bytes]:
+        """One non-streaming call: (status, headers, body)."""
+        try:
+            async with self.session.request(up.method, self.route(service, up), data=up.body, headers=up.headers,
+                                            timeout=aiohttp.ClientTimeout(total=timeout),
+                                            **self._options(service)) as resp:
+                return resp.status, resp.headers, await resp.read()
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"The upstream service did not answer within [{timeout:g}s]") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnreachable(f"Failed to reach the upstream service: {_describe(exc)}") from None
+
+    @asynccontextmanager
+    async def stream(self, service: str, up: UpstreamRequest, connect_timeout: float,
+                     idle_timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A streaming call; leaving the block releases the connection (or aborts it mid-body)."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=idle_timeout)
+        try:
+            resp = await self.session.request(up.method, self.route(service, up), data=up.body, headers=up.headers,
+                                              timeout=timeout, **self._options(service))
+        except asyncio.TimeoutError:
+            raise UpstreamTimeout(f"The upstream service did not answer within [{connect_timeout:g}s]") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnreachable(f"Failed to reach the upstream service: {_describe(exc)}") from None
+        try:
+            yield resp
+        finally:
+            # close() drops the socket when the body was not read to its end: the upstream sees us leave
+            resp.close()
+
+
+async def iter_body(resp: aiohttp.ClientResponse, idle_timeout: float) -> AsyncIterator[bytes]:
+    """The body as it arrives; network failures become `UpstreamError`s."""
+    try:
+        async for chunk in resp.content.iter_any():
+            yield chunk
+    except asyncio.TimeoutError:
+        raise UpstreamTimeout(f"The upstream stream stalled for more than [{idle_timeout:g}s]") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnreachable(f"The upstream stream failed: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.split("\n")[0][:300]

@@ -1,0 +1,313 @@
+"""The Elasticsearch `_inference` wire format: request Structs, result rendering, errors, SSE frames."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from ..errors import GatewayError, ParseError, RequestValidationError
+from ..types import (ChatDelta, ChatResult, EmbedResult, RerankResult, SparseEmbedResult, TaskType, Usage)
+
+# ------------------------------------------------------------------------------ requests
+
+INFERENCE_PARSER = "cluster:internal/xpack/inference"
+CHAT_PARSER = "UnifiedCompletionRequest"  # ConstructingObjectParser named after the class
+
+
+class InferenceBody(msgspec.Struct, forbid_unknown_fields=True):
+    """ES `InferenceAction.Request` body (§2.2)."""
+
+    input: str | list[str] | None = None
+    query: str | None = None
+    top_n: int | None = None
+    return_documents: bool | None = None
+    input_type: str | None = None
+    task_settings: dict[str, Any] | None = None
+    timeout: str | None = None
+
+
+class ChatFunction(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    arguments: str | None = None
+
+
+class ChatToolCall(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    function: ChatFunction
+    type: str = "function"
+
+
+class ChatMessageBody(msgspec.Struct, forbid_unknown_fields=True):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[ChatToolCall] | None = None
+
+
+class ChatBody(msgspec.Struct, forbid_unknown_fields=True):
+    """ES `UnifiedCompletionRequest` (§2.3)."""
+
+    messages: list[ChatMessageBody] | None = None
+    model: str | None = None
+    max_completion_tokens: int | None = None
+    stop: str | list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    timeout: str | None = None
+
+
+_inference_decoder = msgspec.json.Decoder(InferenceBody)
+_chat_decoder = msgspec.json.Decoder(ChatBody)
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`(?: - at `\$(.*)`)?")
+_AT_PATH = re.compile(r" - at `\$\.?([^`]*)`")
+
+
+def _location(body: bytes, needle: str) -> str:
+    """`[line:column]` of a field name in the body, as ES XContent locations print it."""
+    idx = body.find(f'"{needle}"'.encode())
+    if idx < 0:
+        return "[1:1]"
+    line = body.count(b"\n", 0, idx) + 1
+    col = idx - (body.rfind(b"\n", 0, idx) + 1) + 1
+    return f"[{line}:{col}]"
+
+
+def _similarity(a: str, b: str) -> float:
+    """Lucene's LevenshteinDistance: 1 - distance / longer length."""
+    if not a or not b:
+        return 0.0
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return 1.0 - prev[-1] / max(len(a), len(b))
+
+
+def _suggestion(field: str, known: tuple[str, ...]) -> str:
+    """ES `SuggestingErrorOnUnknown`: ` did you mean [x]?` for names more than half alike."""
+    close = [k for k in known if _similarity(field, k) > 0.5]
+    if not close:
+        return ""
+    if len(close) == 1:
+        return f" did you mean [{close[0]}]?"
+    return f" did you mean any of [{', '.join(close)}]?"
+
+
+_JSON_TOKEN = {"int": "VALUE_NUMBER", "float": "VALUE_NUMBER", "str": "VALUE_STRING", "bool": "VALUE_BOOLEAN",
+               "object": "START_OBJECT", "array": "START_ARRAY", "null": "VALUE_NULL"}
+_GOT = re.compile(r"got `(\w+)`")
+
+
+def decode_strict(decoder: msgspec.json.Decoder, parser: str, body: bytes) -> Any:
+    """Decode with the wording of ES ObjectParser errors (unknown fields, wrong value types)."""
+    if not body.strip():
+        raise ParseError("request body is required")
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        m = _UNKNOWN_FIELD.match(text)
+        if m:
+            field = m.group(1)
+            known = tuple(decoder.type.__struct_fields__)
+            raise ParseError(f"{_location(body, field)} [{parser}] unknown field [{field}]"
+                             f"{_suggestion(field, known)}") from None
+        at = _AT_PATH.search(text)
+        field = (at.group(1) if at else "").split(".")[0].split("[")[0]
+        got = _GOT.search(text)
+        token = _JSON_TOKEN.get(got.group(1), "VALUE") if got else "VALUE"
+        raise ParseError(f"{_location(body, field)} [{parser}] {field} doesn't support values of type: "
+                         f"{token}") from None
+    except msgspec.DecodeError as exc:
+        raise ParseError(f"Failed to parse request body: {exc}") from None
+
+
+def decode_inference(body: bytes) -> InferenceBody:
+    return decode_strict(_inference_decoder, INFERENCE_PARSER, body)
+
+
+def decode_chat(body: bytes) -> ChatBody:
+    return decode_strict(_chat_decoder, CHAT_PARSER, body)
+
+
+def validate_inference(req: InferenceBody, task: TaskType, explicit_task: bool) -> list[str]:
+    """The checks of ES `InferenceAction.Request.validate()` for a resolved task type."""
+    errors: list[str] = []
+    if req.input is None:
+        errors.append("Field [input] cannot be null")
+    elif isinstance(req.input, list) and not req.input:
+        errors.append("Field [input] cannot be an empty array")
+    if task == TaskType.RERANK:
+        if req.query is None:
+            errors.append("Field [query] cannot be null for task type [rerank]")
+        elif req.query == "":
+            errors.append("Field [query] cannot be empty for task type [rerank]")
+    elif explicit_task:
+        if req.top_n is not None:
+            errors.append(f"Field [top_n] cannot be specified for task type [{task.value}]")
+        if req.return_documents is not None:
+            errors.append(f"Field [return_documents] cannot be specified for task type [{task.value}]")
+    if req.input_type is not None and explicit_task and task not in (TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING):
+        errors.append(f"Field [input_type] cannot be specified for task type [{task.value}]")
+    return errors
+
+
+def require_valid(errors: list[str]) -> None:
+    if errors:
+        raise RequestValidationError(errors)
+
+
+# ------------------------------------------------------------------------------ results
+
+
+class _DenseItem(msgspec.Struct):
+    embedding: msgspec.Raw | list[float] | list[int]
+
+
+class _SparseItem(msgspec.Struct):
+    is_truncated: bool
+    embedding: dict[str, float]
+
+
+class _RankedItem(msgspec.Struct, omit_defaults=True):
+    index: int
+    relevance_score: float
+    text: str | None = None
+
+
+class _CompletionItem(msgspec.Struct):
+    result: str
+
+
+_encoder = msgspec.json.Encoder()
+_DENSE_KEY = {"float": "text_embedding", "byte": "text_embedding_bytes", "bit": "text_embedding_bits"}
+
+
+def render_embeddings(result: EmbedResult, task: TaskType) -> bytes:
+    key = _DENSE_KEY[result.element_type]
+    if task == TaskType.EMBEDDING:
+        key = key.replace("text_embedding", "embeddings")
+    return _encoder.encode({key: [_DenseItem(v) for v in result.vectors]})
+
+
+def render_sparse(result: SparseEmbedResult) -> bytes:
+    truncated = result.truncated or [False] * len(result.embeddings)
+    return _encoder.encode({"sparse_embedding": [_SparseItem(t, e) for t, e in zip(truncated, result.embeddings)]})
+
+
+def render_rerank(result: RerankResult) -> bytes:
+    return _encoder.encode({"rerank": [_RankedItem(d.index, d.relevance_score, d.text) for d in result.ranked]})
+
+
+def render_completion(result: ChatResult) -> bytes:
+    return _encoder.encode({"completion": [_CompletionItem(result.content or "")]})
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def error_body(err: GatewayError) -> dict[str, Any]:
+    cause = {"type": err.es_type, "reason": err.reason}
+    return {"error": {"root_cause": [cause], "type": err.es_type, "reason": err.reason}, "status": err.status}
+
+
+def chat_error_body(err: GatewayError) -> dict[str, Any]:
+    """The OpenAI-style error ES uses for chat_completion (`UnifiedChatCompletionException`, §5.3)."""
+    inner: dict[str, Any] = {"code": getattr(err, "provider_code", None) or err.status_code_name,
+                             "message": err.reason}
+    if err.param:
+        inner["param"] = err.param
+    inner["type"] = getattr(err, "provider_type", None) or err.es_type
+    return {"error": inner}
+
+
+# ------------------------------------------------------------------------------ SSE
+
+
+class _CompletionDelta(msgspec.Struct):
+    delta: str
+
+
+class _DeltaBody(msgspec.Struct, omit_defaults=True):
+    content: str | None = None
+    refusal: str | None = None
+    role: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class _ChunkChoice(msgspec.Struct, omit_defaults=True):
+    delta: _DeltaBody
+    finish_reason: str | None = None
+    index: int = 0
+
+
+class _Chunk(msgspec.Struct, omit_defaults=True):
+    """ES `ChatCompletionChunk`: id, choices, model, object, usage (in that order)."""
+
+    id: str
+    choices: list[_ChunkChoice]
+    model: str
+    object: str
+    usage: Usage | None = None
+
+
+# ES `ServerSentEventsRestActionListener` writes a UTF-8 byte-order mark before *every* event,
+# `[DONE]` and `event: error` included: `target.write(ServerSentEventSpec.BOM)` precedes
+# `event: <type>\ndata: ` in `ServerSentEventResponseBodyPart.encodeChunk`, in both versions of the
+# file found (elastic/elasticsearch commits 01195333 and 90c7b2a7), and `ServerSentEventDoneBodyPart`
+# writes it too. ES's own SSE parser strips it again (PRs #154155, #154632). We match the wire.
+BOM = "\ufeff".encode()
+_MESSAGE_PREFIX = BOM + b"event: message\ndata: "
+_ERROR_PREFIX = BOM + b"event: error\ndata: "
+DONE_FRAME = _MESSAGE_PREFIX + b"[DONE]\n\n"
+
+
+def message_frame(payload: bytes) -> bytes:
+    return _MESSAGE_PREFIX + payload + b"\n\n"
+
+
+def error_frame(payload: dict[str, Any]) -> bytes:
+    return _ERROR_PREFIX + _encoder.encode(payload) + b"\n\n"
+
+
+def completion_delta_frame(delta: ChatDelta) -> bytes | None:
+    if not delta.content:
+        return None
+    return message_frame(_encoder.encode({"completion": [_CompletionDelta(delta.content)]}))
+
+
+def tool_call_dicts(delta: ChatDelta) -> list[dict[str, Any]] | None:
+    if not delta.tool_calls:
+        return None
+    out = []
+    for tc in delta.tool_calls:
+        item: dict[str, Any] = {"index": tc.index}
+        if tc.id is not None:
+            item["id"] = tc.id
+        fn: dict[str, Any] = {}
+        if tc.function is not None:
+            if tc.function.arguments is not None:
+                fn["arguments"] = tc.function.arguments
+            if tc.function.name is not None:
+                fn["name"] = tc.function.name
+        item["function"] = fn
+        item["type"] = tc.type or "function"
+        out.append(item)
+    return out
+
+
+def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str) -> bytes:
+    has_choice = (delta.content is not None or delta.role is not None or delta.tool_calls or delta.refusal
+                  is not None or delta.finish_reason is not None)
+    choices = []
+    if has_choice:
+        body = _DeltaBody(delta.content, delta.refusal, delta.role, tool_call_dicts(delta))
+        choices.append(_ChunkChoice(body, delta.finish_reason))
+    chunk = _Chunk(delta.id or stream_id, choices, delta.model or model, "chat.completion.chunk", delta.usage)
+    return message_frame(_encoder.encode(chunk))

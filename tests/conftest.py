@@ -1,0 +1,31 @@
+"""Shared fixtures: a live gateway on a loopback port, and real clients pointed at it."""
+
+from __future__ import annotations
+
+import pytest
+from elasticsearch import AsyncElasticsearch
+
+from proxy.server import create_app
+from proxy.settings import Settings
+
+
+def make_settings(tmp_path, **overrides) -> Settings:
+    return Settings(data_dir=str(tmp_path / "data"), local_models=False, **overrides)
+
+
+@pytest.fixture
+def gateway_settings(tmp_path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+async def gateway(aiohttp_server, gateway_settings):
+    """The real gateway application served on 127.0.0.1 by aiohttp's test server."""
+    return await aiohttp_server(create_app(gateway_settings))
+
+
+@pytest.fixture
+async def es(gateway):
+    client = AsyncElasticsearch(str(gateway.make_url("/")).rstrip("/"), request_timeout=30, max_retries=0)
+    yield client
+    await client.close()
