@@ -13,17 +13,29 @@ from .errors import GatewayError, StatusError
 from .backends import Backends
 from .registry import Registry
 from .routes import es as es_routes
+from .routes import openai as openai_routes
 from .routes import ops as ops_routes
 from .secrets import SecretBox
 from .settings import Settings
 from .store.sqlite import SqliteStore
 from .upstream import Transport
 from .wire import es as es_wire
+from .wire import openai as openai_wire
 
 log = logging.getLogger("proxy.server")
 _encoder = msgspec.json.Encoder()
 
+
+def _is_openai(request: web.Request) -> bool:
+    return request.path == "/v1" or request.path.startswith(openai_routes.OPENAI_PREFIXES)
+
+
 def render_error(request: web.Request, err: GatewayError) -> web.StreamResponse:
+    if _is_openai(request):
+        response = web.Response(body=openai_wire.encode(openai_wire.error_body(err)),
+                                status=openai_wire.status_for(err), content_type="application/json")
+        response.headers.update(err.headers)
+        return response
     # chat_completion requests use the OpenAI-style errors of ES `UnifiedChatCompletionException` (§5.3)
     fmt = request.get(appkeys.ERROR_FORMAT, "es")
     if fmt == "chat":
@@ -45,15 +57,18 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except GatewayError as err:
         return render_error(request, err)
-    except web.HTTPMethodNotAllowed as exc:
+    except (web.HTTPMethodNotAllowed, web.HTTPNotFound) as exc:
+        if _is_openai(request):
+            return render_error(request, StatusError(f"Unknown request URL: {request.method} {request.path}",
+                                                     status=exc.status))
+        if isinstance(exc, web.HTTPNotFound):
+            body = {"error": f"no handler found for uri [{request.path_qs}] and method [{request.method}]"}
+            return web.Response(body=_encoder.encode(body), status=400, content_type="application/json")
         allowed = ", ".join(sorted(exc.allowed_methods))
         body = {"error": f"Incorrect HTTP method for uri [{request.path_qs}] and method [{request.method}], "
                          f"allowed: [{allowed}]", "status": 405}
         return web.Response(body=_encoder.encode(body), status=405, content_type="application/json",
                             headers={"Allow": ",".join(sorted(exc.allowed_methods))})
-    except web.HTTPNotFound:
-        body = {"error": f"no handler found for uri [{request.path_qs}] and method [{request.method}]"}
-        return web.Response(body=_encoder.encode(body), status=400, content_type="application/json")
     except web.HTTPRequestEntityTooLarge as exc:
         return render_error(request, StatusError(exc.text or "request body is too large", status=413))
     except web.HTTPException:
@@ -84,6 +99,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_registry_ctx)
     ops_routes.add_routes(app)
     es_routes.add_routes(app)
+    openai_routes.add_routes(app)
     return app
 
 
@@ -94,19 +110,28 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     box = SecretBox.load(settings.secret_key, data_dir)
     store = SqliteStore(data_dir / "endpoints.db")
     await store.open()
-    registry = Registry(store, box)
+    local = None
+    if settings.local_models:
+        from engines.manager import EngineManager  # imported here: it must not weigh on a remote-only gateway
+
+        local = EngineManager(settings)
+        await local.start()  # returns at once; models load in the background
+    registry = Registry(store, box, preconfigured=local.preconfigured() if local else (),
+                        local_check=local.check if local else None)
     await registry.load()
     for declared in settings.endpoints:
         if registry.get(declared.inference_id) is None:
             await registry.create(declared.inference_id, None, declared.body())
             log.info("created endpoint [%s] from the config file", declared.inference_id)
     app[appkeys.REGISTRY] = registry
-    backends = Backends(app[appkeys.TRANSPORT])
+    backends = Backends(app[appkeys.TRANSPORT], local=local)
     registry.add_listener(backends.forget)
     app[appkeys.BACKENDS] = backends
     yield
     await registry.close()
     await store.close()
+    if local is not None:
+        await local.close()
 
 
 async def _transport_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -53,7 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     upstream_ca_bundles: dict[str, str] = {}
     # services whose TLS certificates are not verified: for tests only, logged loudly
     upstream_insecure: list[str] = []
-    local_models: bool = True  # create the embedded local endpoints when their models are installed
+    local_models: bool = False  # serve the embedded local models (the `elasticsearch` service)
     engine: str = "auto"
 
     def __repr__(self) -> str:
