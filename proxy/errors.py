@@ -15,6 +15,7 @@ class GatewayError(Exception):
 
     status: int = 500
     es_type: str = "exception"
+    simple: bool = False  # ES renders a few errors as a bare {"error": "<reason>", "status": N}
 
     def __init__(self, reason: str, *, status: int | None = None, headers: dict[str, str] | None = None,
                  param: str | None = None) -> None:

@@ -17,8 +17,11 @@ _UNIT_SECONDS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
 
 
 class UnsupportedMediaType(GatewayError):
+    """ES answers this one in its simple form, `{"error": "<reason>", "status": 406}` (RestController)."""
+
     status = 406
     es_type = "media_type_exception"
+    simple = True
 
 
 def check_content_type(request: web.Request) -> None:
@@ -62,6 +65,12 @@ def bool_param(request: web.Request, name: str) -> bool:
     if raw == "false":
         return False
     raise IllegalArgumentError(f"Failed to parse value [{raw}] as only [true] or [false] are allowed.")
+
+
+def check_timeout_param(request: web.Request) -> None:
+    raw = request.query.get("timeout")
+    if raw is not None:
+        parse_time(raw)
 
 
 def parse_time(value: str, setting: str = "timeout") -> float:

@@ -139,24 +139,27 @@ class Registry:
     # ------------------------------------------------------------------ writes
 
     def _check_new_id(self, inference_id: str) -> None:
-        if inference_id in self._preconfigured or inference_id.startswith("."):
-            raise StatusError(f"[{inference_id}] is a reserved inference ID. Cannot create a new inference "
-                              f"endpoint with a reserved ID.")
-        if not _VALID_ID.fullmatch(inference_id):
+        # ES checks the id pattern in Request.validate(), before the transport action's reserved-id check,
+        # so a `.`-prefixed id (default endpoints included) fails the pattern first.
+        if not _VALID_ID.fullmatch(inference_id) or inference_id == "_all":
             raise RequestValidationError(
                 f"Invalid inference_id; '{inference_id}' can contain lowercase alphanumeric (a-z and 0-9), "
                 f"hyphens or underscores; must start and end with alphanumeric")
+        if inference_id in self._preconfigured:
+            raise StatusError(f"[{inference_id}] is a reserved inference ID. Cannot create a new inference "
+                              f"endpoint with a reserved ID.")
 
     def _claim(self, inference_id: str, *, exists_error: bool) -> None:
         if inference_id in self._pending:
             if exists_error:
                 raise AlreadyExistsError(f"Inference endpoint [{inference_id}] already exists")
-            raise StatusError(f"Inference endpoint [{inference_id}] is being modified, try again", status=409)
+            raise StatusError(f"Endpoint [{inference_id}] is currently being updated. Try again once the update "
+                              f"completes", status=409)
         self._pending.add(inference_id)
 
     async def create(self, inference_id: str, url_task: TaskType | None, body: dict[str, Any]) -> Endpoint:
-        task = _resolve_task(url_task, body.get("task_type"))
         self._check_new_id(inference_id)
+        task = _resolve_task(url_task, body.get("task_type"))
         service_name = body.get("service")
         if service_name is None:
             raise StatusError("Inference endpoint configuration is missing the [service] setting")

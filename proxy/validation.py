@@ -62,7 +62,7 @@ def _check_value(setting: Setting, value: Any, scope: str, errors: list[str]) ->
         canonical = next((c for c in setting.choices if c.lower() == str(value).lower()), None)
         if canonical is None:
             errors.append(f"[{scope}] Invalid value [{value}] received. [{setting.name}] must be one of "
-                          f"[{', '.join(setting.choices)}]")
+                          f"[{', '.join(sorted(setting.choices))}]")
             return None
         value = canonical
     if setting.positive and isinstance(value, (int, float)) and value <= 0:
@@ -141,6 +141,12 @@ class ValidatedConfig:
         self.chunking_settings = chunking_settings
 
 
+def _in_catalogue_order(service: Service, values: dict[str, Any]) -> dict[str, Any]:
+    """ES prints settings in the order of its settings classes, which the catalogue follows."""
+    order = {s.name: i for i, s in enumerate(service.service_settings)}
+    return {k: values[k] for k in sorted(values, key=lambda k: order.get(k, len(order)))}
+
+
 def _split_secrets(service: Service, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     secret_names = service.secret_names()
     public = {k: v for k, v in values.items() if k not in secret_names}
@@ -167,9 +173,7 @@ def validate_create(service: Service, task: TaskType, service_settings: Any, tas
     rpm = service.default_rpm(task)
     if rpm is not None and any(s.name == "rate_limit" for s in service.service_settings):
         ss["rate_limit"] = {"requests_per_minute": rpm, **ss.get("rate_limit", {})}
-        # keep catalogue order: rate_limit is declared last
-        ss["rate_limit"] = ss.pop("rate_limit")
-    public, secrets = _split_secrets(service, ss)
+    public, secrets = _split_secrets(service, _in_catalogue_order(service, ss))
     chunking = validate_chunking(chunking_settings, task, service.name)
     return ValidatedConfig(public, secrets, ts, chunking)
 
@@ -201,8 +205,7 @@ def validate_update(service: Service, task: TaskType, current: ValidatedConfig, 
     if "rate_limit" in public_update:
         public_update["rate_limit"] = {**public.get("rate_limit", {}), **public_update["rate_limit"]}
     public.update(public_update)
-    order = [s.name for s in service.service_settings]
-    public = {k: public[k] for k in sorted(public, key=lambda k: order.index(k) if k in order else len(order))}
+    public = _in_catalogue_order(service, public)
     secrets = dict(current.secrets)
     if secret_update:
         for group in service.one_of:
@@ -234,8 +237,7 @@ _CHUNKING_KEYS = {
     "recursive": ("strategy", "max_chunk_size", "separators", "separator_group"),
     "none": ("strategy",),
 }
-_CHUNKING_LABEL = {"sentence": "Sentence based", "word": "Word based", "recursive": "Recursive",
-                   "none": "None"}
+_CHUNKING_LABEL = {"sentence": "Sentence based", "word": "Word based", "recursive": "Recursive"}
 _MIN_CHUNK = {"sentence": 20, "word": 10, "recursive": 10}
 SEPARATOR_GROUPS = {
     "plaintext": ["(?<!\\n)\\n\\n(?!\\n)", "(?<!\\n)\\n(?!\\n)"],
@@ -260,6 +262,9 @@ def validate_chunking(chunking: Any, task: TaskType, service: str) -> dict[str, 
     if strategy not in _CHUNKING_KEYS:
         raise IllegalArgumentError(f"Invalid chunkingStrategy {chunking.get('strategy')}")
     extra = [k for k in chunking if k not in _CHUNKING_KEYS[strategy]]
+    if extra and strategy == "none":
+        raise ValidationError(f"When chunking is disabled (none), settings can not have the following: "
+                              f"[{', '.join(extra)}]")
     if extra:
         raise ValidationError(f"{_CHUNKING_LABEL[strategy]} chunking settings can not have the following "
                               f"settings: [{', '.join(extra)}]")
@@ -273,6 +278,8 @@ def validate_chunking(chunking: Any, task: TaskType, service: str) -> dict[str, 
     elif not _type_ok("int", size):
         errors.append(f"field [max_chunk_size] is not of the expected type. The value [{java_str(size)}] "
                       f"cannot be converted to a [Integer]")
+    elif size <= 0:
+        errors.append(f"[chunking_settings] Invalid value [{size}]. [max_chunk_size] must be a positive integer")
     elif size < _MIN_CHUNK[strategy]:
         errors.append(f"[chunking_settings] Invalid value [{size}.0]. [max_chunk_size] must be a greater than or "
                       f"equal to [{_MIN_CHUNK[strategy]}.0]")
@@ -291,7 +298,9 @@ def validate_chunking(chunking: Any, task: TaskType, service: str) -> dict[str, 
         elif not _type_ok("int", overlap) or overlap <= 0:
             errors.append(f"[chunking_settings] Invalid value [{java_str(overlap)}]. [overlap] must be a positive integer")
         elif isinstance(size, int) and overlap > size / 2:
-            errors.append(f"overlap[{overlap}] must be less than or equal to half of max chunk size")
+            # PUT parses with WordBoundaryChunkingSettings.fromMap, whose bound check words it this way
+            errors.append(f"[chunking_settings] Invalid value [{float(overlap)}]. [overlap] must be a less than or "
+                          f"equal to [{size / 2}]")
         else:
             out["overlap"] = overlap
     else:  # recursive

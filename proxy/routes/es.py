@@ -14,7 +14,7 @@ from aiohttp import web
 from .. import appkeys
 from ..catalogue import SERVICES
 from ..errors import StatusError
-from ..httputil import bool_param, check_params, read_object
+from ..httputil import bool_param, check_params, check_timeout_param, read_object
 from ..types import TaskType
 from . import es_perform
 
@@ -77,6 +77,7 @@ def _services(task: TaskType | None) -> list[dict[str, Any]]:
 
 async def put_one(request: web.Request) -> web.Response:
     check_params(request, ("timeout",))
+    check_timeout_param(request)
     body = await read_object(request)
     ep = await request.app[appkeys.REGISTRY].create(request.match_info["first"], None, body)
     return _created(ep)
@@ -84,6 +85,7 @@ async def put_one(request: web.Request) -> web.Response:
 
 async def put_two(request: web.Request) -> web.Response:
     check_params(request, ("timeout",))
+    check_timeout_param(request)
     first, second = request.match_info["first"], request.match_info["second"]
     registry = request.app[appkeys.REGISTRY]
     if second == "_update":
@@ -96,6 +98,7 @@ async def put_two(request: web.Request) -> web.Response:
 
 async def put_update(request: web.Request) -> web.Response:
     check_params(request, ("timeout",))
+    check_timeout_param(request)
     task = parse_task(request.match_info["first"])
     body = await read_object(request)
     ep = await request.app[appkeys.REGISTRY].update(request.match_info["second"], task, body)
@@ -122,6 +125,7 @@ async def delete_two(request: web.Request) -> web.Response:
 
 async def _delete(request: web.Request, inference_id: str, task: TaskType | None) -> web.Response:
     check_params(request, ("dry_run", "force", "timeout"))
+    check_timeout_param(request)
     dry_run = bool_param(request, "dry_run")
     bool_param(request, "force")  # nothing can reference an endpoint here, so force changes nothing
     result = await request.app[appkeys.REGISTRY].delete(inference_id, task, dry_run=dry_run)

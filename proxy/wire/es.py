@@ -213,6 +213,8 @@ def render_completion(result: ChatResult) -> bytes:
 
 
 def error_body(err: GatewayError) -> dict[str, Any]:
+    if err.simple:
+        return {"error": err.reason, "status": err.status}
     cause = {"type": err.es_type, "reason": err.reason}
     return {"error": {"root_cause": [cause], "type": err.es_type, "reason": err.reason}, "status": err.status}
 
