@@ -29,8 +29,8 @@ class UpstreamTimeout(UpstreamError):
 
 
 class UpstreamUnreachable(UpstreamError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason, upstream_status=502, retryable=True)
+    def __init__(self, reason: str, retryable: bool = True) -> None:
+        super().__init__(reason, upstream_status=502, retryable=retryable)
         self.status = 502
 
 
@@ -94,7 +94,7 @@ class Transport:
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream service did not answer within [{timeout:g}s]") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(f"Failed to reach the upstream service: {_describe(exc)}") from None
+            raise _unreachable(exc) from None
 
     @asynccontextmanager
     async def stream(self, service: str, up: UpstreamRequest, connect_timeout: float,
@@ -107,7 +107,7 @@ class Transport:
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream service did not answer within [{connect_timeout:g}s]") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(f"Failed to reach the upstream service: {_describe(exc)}") from None
+            raise _unreachable(exc) from None
         try:
             yield resp
         finally:
@@ -124,6 +124,12 @@ async def iter_body(resp: aiohttp.ClientResponse, idle_timeout: float) -> AsyncI
         raise UpstreamTimeout(f"The upstream stream stalled for more than [{idle_timeout:g}s]") from None
     except aiohttp.ClientError as exc:
         raise UpstreamUnreachable(f"The upstream stream failed: {_describe(exc)}") from None
+
+
+def _unreachable(exc: aiohttp.ClientError) -> UpstreamUnreachable:
+    # a certificate that fails verification will fail again: retrying only burns the deadline
+    retryable = not isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError))
+    return UpstreamUnreachable(f"Failed to reach the upstream service: {_describe(exc)}", retryable=retryable)
 
 
 def _describe(exc: BaseException) -> str:

@@ -8,19 +8,21 @@ import uvicorn
 
 
 class LiveServer:
-    def __init__(self, app) -> None:
+    def __init__(self, app, **uvicorn_options) -> None:
         self.app = app
+        self.options = uvicorn_options
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task | None = None
         self.port = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.options.get("ssl_certfile") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     async def start(self) -> "LiveServer":
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="off", log_level="warning",
-                                access_log=False)
+                                access_log=False, **self.options)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
