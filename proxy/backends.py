@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from adapters import load_adapter
-from adapters.base import Adapter, Framing, StreamCut
+from adapters.base import Adapter, Framing, StreamCut, UpstreamRequest
 
 from .errors import GatewayError, StatusError, UpstreamError
 from .limits import RateLimiter
@@ -135,8 +135,14 @@ class RemoteBackend:
 
     # ------------------------------------------------------------------ non-streaming
 
-    async def _call(self, req: Any, ctx: CallContext) -> Any:
+    def _build(self, req: Any) -> UpstreamRequest:
+        """The adapter's request with the gateway's routing applied, so `authorize` (e.g. SigV4) signs
+        the URL that is really called."""
         up = self.adapter.build_request(req)
+        return msgspec.structs.replace(up, url=self.transport.route(self.service, up), explicit_url=True)
+
+    async def _call(self, req: Any, ctx: CallContext) -> Any:
+        up = self._build(req)
         attempt = 0
         while True:
             await self._admit(ctx)
@@ -190,7 +196,7 @@ class RemoteBackend:
     async def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta]:
         """Deltas as the upstream sends them. Retries only before the first delta is produced."""
         req = msgspec.structs.replace(req, stream=True)
-        up = self.adapter.build_request(req)
+        up = self._build(req)
         attempt = 0
         while True:
             async with AsyncExitStack() as stack:
