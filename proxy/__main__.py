@@ -21,12 +21,48 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream-proxy", dest="upstream_proxy",
                        help="HTTP(S) proxy for upstream calls (env INFERENCE_PROXY_UPSTREAM_PROXY or HTTPS_PROXY)")
     serve.add_argument("--log-level", dest="log_level", help="env INFERENCE_PROXY_LOG_LEVEL, default INFO")
+    serve.add_argument("--insecure", action="store_true", default=None,
+                       help="allow binding a non-loopback address while no API key exists")
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys.add_argument("--data-dir", dest="data_dir", help="the gateway's data directory")
+    keys.add_argument("--config", help="TOML or YAML config file")
+    key_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--role", required=True, choices=["inference_admin", "inference_user"])
+    create.add_argument("--name", required=True)
+    key_sub.add_parser("list", help="list keys (never their secrets)")
+    revoke = key_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
     return parser
+
+
+def _keys(settings, args: dict) -> int:
+    from .auth import KeyStore
+
+    store = KeyStore(settings.data_path / "endpoints.db")
+    command = args["keys_command"]
+    if command == "create":
+        record, encoded = store.create(args["name"], args["role"])
+        print(f"id:      {record.id}\nname:    {record.name}\nrole:    {record.role}\n"
+              f"api_key: {encoded}\n(shown once: pass it as `ApiKey <api_key>` or `Bearer <api_key>`)")
+    elif command == "list":
+        for k in store.list():
+            print(f"{k.id}\t{k.name}\t{k.role}\t{'revoked' if k.revoked else 'active'}")
+    elif not store.revoke(args["key_id"]):
+        print(f"inference-proxy: no active key [{args['key_id']}]", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(_parser().parse_args(argv))
     command = args.pop("command")
+    keys_args = {k: args.pop(k) for k in ("keys_command", "name", "role", "key_id") if k in args}
+    insecure = bool(args.pop("insecure", False))
     from . import settings as settings_mod
     try:
         settings = settings_mod.load(args)
@@ -34,7 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inference-proxy: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if command == "keys":
+        return _keys(settings, keys_args)
     if command == "serve":
+        from .auth import KeyStore
+
+        if not _loopback(settings.host) and not KeyStore(settings.data_path / "endpoints.db").enabled:
+            if not insecure:
+                print(f"inference-proxy: refusing to bind {settings.host}: no API key exists, so anyone who can "
+                      f"reach it could use it. Create one (`inference-proxy keys create --role inference_admin "
+                      f"--name admin`) or pass --insecure.", file=sys.stderr)
+                return 2
+            logging.getLogger("proxy").warning("serving %s without API keys (--insecure)", settings.host)
         try:
             import uvloop
             uvloop.install()

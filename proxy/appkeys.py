@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from .auth import KeyStore
     from .backends import Backends
+    from .observability import Metrics
     from .registry import Registry
     from .settings import Settings
     from .upstream import Transport
@@ -16,7 +18,12 @@ SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
 REGISTRY: web.AppKey["Registry"] = web.AppKey("registry")
 TRANSPORT: web.AppKey["Transport"] = web.AppKey("transport")
 BACKENDS: web.AppKey["Backends"] = web.AppKey("backends")
+METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+KEYS: web.AppKey["KeyStore"] = web.AppKey("keys")
+LOCAL: web.AppKey[object] = web.AppKey("local", object)  # engines.manager.EngineManager or None
 
 # Per-request: how errors are rendered ("es" or "chat"), and whether the answer is an SSE stream.
 ERROR_FORMAT: web.RequestKey[str] = web.RequestKey("error_format", str)
 SSE: web.RequestKey[bool] = web.RequestKey("sse", bool)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+ENDPOINT: web.RequestKey[object] = web.RequestKey("endpoint", object)  # the registry Endpoint being served

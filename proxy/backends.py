@@ -20,8 +20,9 @@ import msgspec
 from adapters import load_adapter
 from adapters.base import Adapter, Framing, StreamCut, UpstreamRequest
 
-from .errors import GatewayError, StatusError, UpstreamError
+from .errors import GatewayError, StatusError, TooManyRequestsError, UpstreamError
 from .limits import RateLimiter
+from .observability import Metrics
 from .registry import Endpoint
 from .sse import NDJSONDecoder, SSEDecoder
 from .types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
@@ -80,8 +81,9 @@ def _without_query(url: str) -> str:
 
 class RemoteBackend:
     def __init__(self, endpoint: Endpoint, adapter: Adapter, transport: Transport,
-                 limiter: RateLimiter | None) -> None:
+                 limiter: RateLimiter | None, metrics: Metrics) -> None:
         self.endpoint = endpoint
+        self.metrics = metrics
         self.adapter = adapter
         self.transport = transport
         self.limiter = limiter
@@ -119,6 +121,7 @@ class RemoteBackend:
 
     async def _backoff(self, err: UpstreamError, attempt: int, ctx: CallContext) -> None:
         """Sleep before the next try, or re-raise when no try fits before the deadline."""
+        self.metrics.upstream_errors.labels(self.service, str(err.upstream_status)).inc()
         if not err.retryable:
             raise err
         if err.retry_after is not None:
@@ -127,11 +130,16 @@ class RemoteBackend:
             delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** attempt) * random.uniform(0.5, 1.0)
         if delay >= ctx.remaining():
             raise err
+        self.metrics.retries.labels(self.service).inc()
         await asyncio.sleep(delay)
 
     async def _admit(self, ctx: CallContext) -> None:
         if self.limiter is not None:
-            await self.limiter.acquire(ctx.deadline, ctx.inference_id, ctx.timeout_text)
+            try:
+                await self.limiter.acquire(ctx.deadline, ctx.inference_id, ctx.timeout_text)
+            except TooManyRequestsError:
+                self.metrics.rate_limited.labels(ctx.inference_id).inc()
+                raise
 
     # ------------------------------------------------------------------ non-streaming
 
@@ -243,8 +251,9 @@ class RemoteBackend:
 class Backends:
     """Builds and caches one backend per endpoint; the registry tells it when endpoints change."""
 
-    def __init__(self, transport: Transport, local: Any = None) -> None:
+    def __init__(self, transport: Transport, metrics: Metrics, local: Any = None) -> None:
         self.transport = transport
+        self.metrics = metrics
         self.local = local  # engines.EngineManager, when local models are enabled
         self._cache: dict[str, tuple[Endpoint, Backend]] = {}
 
@@ -275,7 +284,7 @@ class Backends:
             old = getattr(previous[1], "limiter", None) if previous else None
             # keep the bucket across settings updates so an update cannot reset a rate limit
             limiter = old if old is not None and abs(old.interval - 60.0 / rpm) < 1e-9 else RateLimiter(rpm)
-        return RemoteBackend(ep, adapter, self.transport, limiter)
+        return RemoteBackend(ep, adapter, self.transport, limiter, self.metrics)
 
 
 __all__ = ["Backend", "Backends", "CallContext", "GatewayError", "RemoteBackend", "StreamCut"]

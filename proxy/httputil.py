@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, Iterable
 
 import msgspec
 from aiohttp import web
 
-from .errors import GatewayError, IllegalArgumentError, ParseError
+from . import appkeys
+from .errors import GatewayError, IllegalArgumentError, ParseError, StatusError
 
 JSON_TYPES = ("application/json", "application/vnd.elasticsearch+json", "application/x-ndjson")
 _GENERIC_PARAMS = frozenset({"error_trace", "filter_path", "human", "pretty"})
@@ -32,7 +34,17 @@ def check_content_type(request: web.Request) -> None:
 
 async def read_body(request: web.Request) -> bytes:
     check_content_type(request)
-    return await request.read()
+    return await read_raw(request)
+
+
+async def read_raw(request: web.Request) -> bytes:
+    """The body, within the client read timeout: a client that trickles its body cannot pin a handler."""
+    timeout = request.app[appkeys.SETTINGS].client_read_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise StatusError(f"The request body did not arrive within [{timeout:g}s]", status=408) from None
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:

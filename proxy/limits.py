@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from aiohttp import web
+
 from .errors import TooManyRequestsError
 
 
@@ -31,3 +33,22 @@ class RateLimiter:
         self._tat = tat + self.interval
         if wait > 0:
             await asyncio.sleep(wait)
+
+
+class Admission:
+    """A global bound on requests handled at once: past it, 429 at once instead of growing memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
+        if self.active >= self.limit:
+            raise TooManyRequestsError(f"The gateway is handling its limit of [{self.limit}] requests; retry later",
+                                       headers={"Retry-After": "1"})
+        self.active += 1
+        try:
+            return await handler(request)
+        finally:
+            self.active -= 1

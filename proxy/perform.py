@@ -10,7 +10,7 @@ from . import appkeys
 from .backends import Backend, CallContext
 from .errors import StatusError
 from .registry import Endpoint
-from .types import RankedDoc, RerankRequest, RerankResult, TaskType
+from .types import RankedDoc, RerankRequest, RerankResult, TaskType, Usage
 
 DEFAULT_TIMEOUT_TEXT = "30s"
 DEFAULT_GENERATION_TIMEOUT_TEXT = "120s"  # SPEC default for completion routes
@@ -21,7 +21,30 @@ def context(ep: Endpoint, timeout_s: float, timeout_text: str) -> CallContext:
 
 
 def backend_for(request: web.Request, ep: Endpoint) -> Backend:
+    request[appkeys.ENDPOINT] = ep
     return request.app[appkeys.BACKENDS].get(ep)
+
+
+def count_usage(request: web.Request, usage: Usage | None) -> None:
+    ep = request.get(appkeys.ENDPOINT)
+    if usage is None or ep is None:
+        return
+    tokens = request.app[appkeys.METRICS].tokens
+    if usage.prompt_tokens:
+        tokens.labels(ep.inference_id, "in").inc(usage.prompt_tokens)
+    if usage.completion_tokens:
+        tokens.labels(ep.inference_id, "out").inc(usage.completion_tokens)
+
+
+def check_input_limits(request: web.Request, inputs: list[str]) -> None:
+    settings = request.app[appkeys.SETTINGS]
+    if len(inputs) > settings.max_inputs:
+        raise StatusError(f"Too many inputs: [{len(inputs)}] is more than the limit of [{settings.max_inputs}] "
+                          f"per request", status=413)
+    longest = max((len(i) for i in inputs), default=0)
+    if longest > settings.max_input_chars:
+        raise StatusError(f"An input of [{longest}] characters is longer than the limit of "
+                          f"[{settings.max_input_chars}]", status=413)
 
 
 def check_streamable(ep: Endpoint, task: TaskType) -> None:

@@ -10,7 +10,10 @@ from aiohttp import web
 
 from . import appkeys
 from .errors import GatewayError, StatusError
+from .auth import KeyStore, authenticate
 from .backends import Backends
+from .limits import Admission
+from .observability import Metrics, observe, stamp_request_id
 from .registry import Registry
 from .routes import es as es_routes
 from .routes import openai as openai_routes
@@ -81,6 +84,12 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
 VND_JSON = "application/vnd.elasticsearch+json"
 
 
+@web.middleware
+async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
+    authenticate(request, request.app[appkeys.KEYS])
+    return await handler(request)
+
+
 async def _product_header(request: web.Request, response: web.StreamResponse) -> None:
     # The elasticsearch client refuses any 2xx answer without this header (its product check).
     response.headers["X-Elastic-Product"] = "Elasticsearch"
@@ -92,9 +101,14 @@ async def _product_header(request: web.Request, response: web.StreamResponse) ->
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024 ** 2)
+    gate = Admission(settings.max_in_flight)
+    app = web.Application(middlewares=[observe, error_middleware, gate.middleware, auth_middleware],
+                          client_max_size=settings.max_body_bytes)
     app[appkeys.SETTINGS] = settings
+    app[appkeys.METRICS] = Metrics()
+    app[appkeys.KEYS] = KeyStore(settings.data_path / "endpoints.db")
     app.on_response_prepare.append(_product_header)
+    app.on_response_prepare.append(stamp_request_id)
     app.cleanup_ctx.append(_transport_ctx)
     app.cleanup_ctx.append(_registry_ctx)
     ops_routes.add_routes(app)
@@ -110,12 +124,15 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     box = SecretBox.load(settings.secret_key, data_dir)
     store = SqliteStore(data_dir / "endpoints.db")
     await store.open()
+    app[appkeys.KEYS].reload()
+    app[appkeys.LOCAL] = None
     local = None
     if settings.local_models:
         from engines.manager import EngineManager  # imported here: it must not weigh on a remote-only gateway
 
         local = EngineManager(settings)
         await local.start()  # returns at once; models load in the background
+        app[appkeys.LOCAL] = local
     registry = Registry(store, box, preconfigured=local.preconfigured() if local else (),
                         local_check=local.check if local else None)
     await registry.load()
@@ -124,8 +141,10 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
             await registry.create(declared.inference_id, None, declared.body())
             log.info("created endpoint [%s] from the config file", declared.inference_id)
     app[appkeys.REGISTRY] = registry
-    backends = Backends(app[appkeys.TRANSPORT], local=local)
+    backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local)
     registry.add_listener(backends.forget)
+    if local is not None:
+        registry.add_listener(local.forget)
     app[appkeys.BACKENDS] = backends
     yield
     await registry.close()

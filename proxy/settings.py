@@ -53,8 +53,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     upstream_ca_bundles: dict[str, str] = {}
     # services whose TLS certificates are not verified: for tests only, logged loudly
     upstream_insecure: list[str] = []
-    local_models: bool = False  # serve the embedded local models (the `elasticsearch` service)
-    engine: str = "auto"
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_inputs: int = 10_000  # inputs in one embedding or rerank request
+    max_input_chars: int = 1_000_000  # characters in one input
+    max_in_flight: int = 2_048  # requests handled at once; more get 429
+    client_read_timeout: float = 60.0  # seconds a client may take to send its body
+    # local models (the `elasticsearch` service, engines/): see README "Local models"
+    local_models: bool = True  # serve the local models that are installed; false: remote providers only
+    engine: str = "auto"  # auto | cpu | vllm: auto picks vLLM when it and a GPU are there, else the CPU engine
+    local_model_dirs: dict[str, str] = {}  # model id -> local folder or .gguf file, served next to the shipped ones
+    local_models_include: list[str] | None = None  # serve only these shipped/configured model ids (None: all)
+    local_preload: bool = True  # load every local model at startup, in the background
+    local_idle_unload_s: float = 900.0  # idle time before a model whose endpoints allow 0 allocations unloads
+    local_queue_size: int = 1024  # inputs (or generations) waiting per model before 429
+    local_batch_tokens: int = 8192  # token budget of one forward pass of an encoder model
 
     def __repr__(self) -> str:
         return f"Settings(host={self.host!r}, port={self.port}, data_dir={self.data_dir!r})"
@@ -87,7 +99,8 @@ def read_config_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
 
 
 _ENV_FIELDS = {"host": str, "port": int, "data_dir": str, "log_level": str, "secret_key": str,
-               "upstream_proxy": str, "engine": str}
+               "upstream_proxy": str, "engine": str, "max_body_bytes": int, "max_inputs": int,
+               "max_input_chars": int, "max_in_flight": int, "client_read_timeout": float}
 
 
 def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:

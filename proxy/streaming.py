@@ -9,11 +9,14 @@ slow client slows our upstream reads instead of growing a buffer.
 from __future__ import annotations
 
 import logging
+import time
 from typing import AsyncIterator, Protocol
 
 from aiohttp import web
 
+from . import appkeys
 from .errors import GatewayError
+from .perform import count_usage
 from .types import ChatDelta
 
 log = logging.getLogger("proxy.streaming")
@@ -26,6 +29,7 @@ class Renderer(Protocol):
 
 
 async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta], renderer: Renderer) -> web.StreamResponse:
+    started = time.perf_counter()
     try:
         first: ChatDelta | None = await anext(deltas)
     except StopAsyncIteration:
@@ -33,6 +37,9 @@ async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta], renderer:
     except BaseException:
         await deltas.aclose()
         raise
+    ep = request.get(appkeys.ENDPOINT)
+    if ep is not None:
+        request.app[appkeys.METRICS].ttft.labels(ep.service, ep.task_type.value).observe(time.perf_counter() - started)
     response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
                                                        "Cache-Control": "no-cache"})
     try:
@@ -42,6 +49,8 @@ async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta], renderer:
             if frame:
                 await response.write(frame)
             async for delta in deltas:
+                if delta.usage is not None:
+                    count_usage(request, delta.usage)
                 frame = renderer.frame(delta)
                 if frame:
                     await response.write(frame)

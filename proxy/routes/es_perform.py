@@ -88,6 +88,7 @@ async def perform(request: web.Request, inference_id: str, url_task: TaskType | 
         req = _chat_from_body(chat_body, stream=False)
         seconds, text = _timeout(request, chat_body.timeout, pipeline.DEFAULT_GENERATION_TIMEOUT_TEXT)
         result = await backend.chat(req, pipeline.context(ep, seconds, text))
+        pipeline.count_usage(request, result.usage)
         return web.Response(body=openai_wire.render_chat_completion(result, _model_name(ep, req)),
                             content_type="application/json")
     body = es_wire.decode_inference(raw)
@@ -97,9 +98,11 @@ async def perform(request: web.Request, inference_id: str, url_task: TaskType | 
     if input_type is None and overrides.get("input_type"):
         input_type = _input_type(overrides["input_type"])
     inputs = _inputs(body)
+    pipeline.check_input_limits(request, inputs)
     if task == TaskType.COMPLETION:
         seconds, text = _timeout(request, body.timeout, pipeline.DEFAULT_GENERATION_TIMEOUT_TEXT)
         result = await backend.chat(_chat_from_inputs(inputs, overrides, False), pipeline.context(ep, seconds, text))
+        pipeline.count_usage(request, result.usage)
         return _json(es_wire.render_completion(result))
     seconds, text = _timeout(request, body.timeout, pipeline.DEFAULT_TIMEOUT_TEXT)
     ctx = pipeline.context(ep, seconds, text)

@@ -17,7 +17,7 @@ from aiohttp import web
 from .. import appkeys
 from .. import perform as pipeline
 from ..errors import GatewayError, NotFoundError, StatusError
-from ..httputil import parse_time
+from ..httputil import parse_time, read_raw
 from ..registry import Endpoint
 from ..streaming import pump
 from ..types import (ChatDelta, ChatMessage, ChatRequest, EmbedRequest, RerankRequest, TaskType)
@@ -42,7 +42,7 @@ def _json(body: bytes, status: int = 200) -> web.Response:
 
 
 async def _decode(request: web.Request, struct: type, unsupported: dict[str, Any] | None = None) -> Any:
-    raw = await request.read()
+    raw = await read_raw(request)
     try:
         data = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
@@ -116,8 +116,10 @@ async def embeddings(request: web.Request) -> web.Response:
         raise InvalidRequest("input cannot be an empty array", param="input")
     if not all(isinstance(i, str) for i in inputs):
         raise InvalidRequest(f"The model `{body.model}` takes text inputs only, not token ids", param="input")
+    pipeline.check_input_limits(request, inputs)  # type: ignore[arg-type]
     req = EmbedRequest(inputs=list(inputs), dimensions=body.dimensions, user=body.user)  # type: ignore[arg-type]
     result = await pipeline.backend_for(request, ep).embed(req, _context(ep, pipeline.DEFAULT_TIMEOUT_TEXT))
+    pipeline.count_usage(request, result.usage)
     return _json(wire.render_embeddings(result.vectors, body.model, result.usage, body.encoding_format))
 
 
@@ -179,6 +181,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await pump(request, backend.stream(req, ctx), _ChatRenderer(body.model, include_usage))
     result = await backend.chat(req, ctx)
+    pipeline.count_usage(request, result.usage)
     if not result.created:
         result = msgspec.structs.replace(result, created=int(time.time()))
     return _json(wire.render_chat_completion(msgspec.structs.replace(result, model=body.model), body.model))
@@ -213,6 +216,7 @@ async def rerank(request: web.Request) -> web.Response:
     if not body.documents:
         raise InvalidRequest("documents cannot be an empty array", param="documents")
     docs = [d if isinstance(d, str) else d.text for d in body.documents]
+    pipeline.check_input_limits(request, docs)
     req = pipeline.rerank_options(ep, RerankRequest(query=body.query, documents=docs, top_n=body.top_n,
                                                     return_documents=body.return_documents))
     result = pipeline.finish_rerank(req, await pipeline.backend_for(request, ep).rerank(

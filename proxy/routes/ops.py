@@ -6,7 +6,8 @@ import socket
 
 from aiohttp import web
 
-from .. import __version__
+from .. import __version__, appkeys
+from ..observability import metrics_handler
 from .es import json_response
 
 ES_VERSION = "9.5.1"
@@ -32,5 +33,22 @@ async def root(request: web.Request) -> web.Response:
     })
 
 
+async def health(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return json_response({"status": "green"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: 503 while local models are still loading."""
+    local = request.app.get(appkeys.LOCAL)
+    loading = sorted(getattr(local, "loading", lambda: [])()) if local is not None else []
+    if loading:
+        return json_response({"status": "loading", "loading": loading}, status=503)
+    return json_response({"status": "ready"})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", root)  # aiohttp answers HEAD for GET routes
+    app.router.add_get("/_health", health)
+    app.router.add_get("/_ready", ready)
+    app.router.add_get("/metrics", metrics_handler)

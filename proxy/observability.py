@@ -1,0 +1,99 @@
+"""Request ids, one structured access-log line per request, and Prometheus metrics.
+
+Each application owns its metrics registry (no module-level state), so several gateways in one
+process (tests) do not share counters. Labels are bounded: routes are route templates, endpoints
+are registry ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from . import appkeys
+
+access_log = logging.getLogger("proxy.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("inference_proxy_requests", "HTTP requests answered",
+                                ["route", "endpoint", "service", "task", "status"], registry=r)
+        self.latency = Histogram("inference_proxy_request_duration_seconds", "Time to answer, streams to their end",
+                                 ["route", "service", "task"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("inference_proxy_time_to_first_token_seconds", "Time to the first streamed delta",
+                              ["service", "task"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("inference_proxy_in_flight_requests", "Requests being handled", registry=r)
+        self.upstream_errors = Counter("inference_proxy_upstream_errors", "Failed upstream attempts",
+                                       ["service", "status"], registry=r)
+        self.retries = Counter("inference_proxy_upstream_retries", "Upstream attempts retried", ["service"],
+                               registry=r)
+        self.rate_limited = Counter("inference_proxy_rate_limit_rejections", "Requests refused by a rate limit",
+                                    ["endpoint"], registry=r)
+        self.tokens = Counter("inference_proxy_tokens", "Tokens reported by upstreams and engines",
+                              ["endpoint", "direction"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _route(request: web.Request) -> str:
+    info = request.match_info
+    resource = info.route.resource if info.route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler) -> web.StreamResponse:
+    """Outermost middleware: request id, in-flight gauge, access log line and request metrics."""
+    metrics = request.app[appkeys.METRICS]
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    request[appkeys.REQUEST_ID] = request_id
+    started = time.perf_counter()
+    metrics.in_flight.inc()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.in_flight.dec()
+        elapsed = time.perf_counter() - started
+        ep = request.get(appkeys.ENDPOINT)
+        endpoint, service, task = (ep.inference_id, ep.service, ep.task_type.value) if ep is not None else ("", "", "")
+        route = _route(request)
+        metrics.requests.labels(route, endpoint, service, task, str(status)).inc()
+        metrics.latency.labels(route, service, task).observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(orjson.dumps({
+                "request_id": request_id, "method": request.method, "path": request.path, "route": route,
+                "status": status, "duration_ms": round(elapsed * 1000, 3), "endpoint": endpoint or None,
+                "service": service or None, "task": task or None, "remote": request.remote,
+            }).decode())
+
+
+async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    request_id = request.get(appkeys.REQUEST_ID)
+    if request_id:
+        response.headers["X-Request-Id"] = request_id
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[appkeys.METRICS].render(),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
