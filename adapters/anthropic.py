@@ -1,0 +1,435 @@
+"""Anthropic's Messages API (`anthropic`, providers.md §5): completion and chat_completion.
+
+Canonical (OpenAI-shaped) chat requests become Messages requests: system messages move to the
+top-level `system`, tools to `{name, description, input_schema}`, assistant tool calls to `tool_use`
+blocks and tool results to user `tool_result` blocks. Streams are Anthropic's typed SSE events,
+ended by `message_stop`; usage is reported once, from `message_start` (input) and the last
+cumulative `message_delta` (output).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+import msgspec
+
+from proxy.errors import RequestValidationError, StatusError, UpstreamError
+from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
+                         FunctionCall, TaskType, ToolCall, ToolCallDelta, Usage)
+
+from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest,
+                   generic_error, unsupported)
+
+SERVICE = "anthropic"
+DEFAULT_URL = "https://api.anthropic.com/v1/messages"
+# verified: ES AnthropicRequestUtils (`anthropic-version: 2023-06-01`, `x-api-key`)
+API_VERSION = "2023-06-01"
+
+_encoder = msgspec.json.Encoder()
+_any_decoder = msgspec.json.Decoder(Any)
+
+# verified: ES AnthropicChatCompletionStreamingProcessor javadoc (end_turn, max_tokens, tool_use);
+# unverified: pause_turn, refusal, model_context_window_exceeded (public API descriptions, not checked here)
+FINISH_REASONS: Mapping[str, str] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# In-stream `error` events carry the same `error.type` values as HTTP errors (docs.claude.com/en/api/errors).
+_ERROR_STATUS: Mapping[str, int] = {
+    "invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def finish_reason(stop_reason: str | None) -> str | None:
+    if stop_reason is None:
+        return None
+    return FINISH_REASONS.get(stop_reason, stop_reason)
+
+
+# ------------------------------------------------------------------------------ response Structs
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+    def prompt(self) -> int | None:
+        if self.input_tokens is None:
+            return None
+        # Anthropic counts cached prompt tokens apart from input_tokens; OpenAI's prompt_tokens includes them
+        return self.input_tokens + (self.cache_creation_input_tokens or 0) + (self.cache_read_input_tokens or 0)
+
+
+class _Block(msgspec.Struct):
+    type: str
+    text: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: msgspec.Raw = msgspec.Raw(b"")  # msgspec.Raw cannot sit in a union: empty means absent
+
+
+class _Message(msgspec.Struct):
+    id: str = ""
+    model: str = ""
+    role: str = "assistant"
+    content: list[_Block] = []
+    stop_reason: str | None = None
+    usage: _Usage | None = None
+
+
+class _Delta(msgspec.Struct):
+    type: str | None = None
+    text: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class _Event(msgspec.Struct):
+    type: str
+    message: _Message | None = None
+    index: int | None = None
+    content_block: _Block | None = None
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    error: ProviderError | None = None
+
+
+_message_decoder = msgspec.json.Decoder(_Message)
+_event_decoder = msgspec.json.Decoder(_Event)
+
+
+def _malformed(what: str) -> UpstreamError:
+    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
+    err.status = 502
+    return err
+
+
+def _usage(prompt: int, completion: int) -> Usage:
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+# ------------------------------------------------------------------------------ request translation
+
+
+def _text_parts(content: str | list[dict[str, Any]] | None, where: str) -> list[dict[str, Any]]:
+    """OpenAI content (a string or parts) as Anthropic content blocks."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            blocks.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "image_url" and where == "user":
+            blocks.append(_image_block(part))
+        else:
+            raise RequestValidationError(f"The [{SERVICE}] service does not support content parts of type "
+                                         f"[{kind}] in [{where}] messages")
+    return blocks
+
+
+def _image_block(part: dict[str, Any]) -> dict[str, Any]:
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str) or not url:
+        raise RequestValidationError("An [image_url] content part needs a [url]")
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[5:].split(";")[0]
+        if not header.endswith(";base64") or not media_type:
+            raise RequestValidationError(f"The [{SERVICE}] service accepts only base64 data URLs for images")
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _plain(content: str | list[dict[str, Any]] | None, where: str) -> str | list[dict[str, Any]]:
+    """A message's content as a string when it is one, else as blocks."""
+    if isinstance(content, str):
+        return content
+    return _text_parts(content, where)
+
+
+def _tool_input(call: ToolCall) -> Any:
+    args = call.function.arguments
+    if not args:
+        return {}
+    try:
+        value = _any_decoder.decode(args)
+    except msgspec.DecodeError:
+        raise RequestValidationError(f"The arguments of tool call [{call.id}] are not valid JSON") from None
+    if not isinstance(value, dict):
+        raise RequestValidationError(f"The arguments of tool call [{call.id}] must be a JSON object")
+    return value
+
+
+def translate_messages(messages: list[ChatMessage]) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
+    """(system, messages) for the Messages API."""
+    system: list[ChatMessage] = []
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.name is not None:
+            raise unsupported("messages.name", SERVICE)
+        role = m.role
+        if role in ("system", "developer"):
+            system.append(m)
+        elif role == "user":
+            out.append({"role": "user", "content": _plain(m.content, "user")})
+        elif role == "assistant":
+            if m.tool_calls:
+                blocks = _text_parts(m.content, "assistant")
+                for call in m.tool_calls:
+                    blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name,
+                                   "input": _tool_input(call)})
+                out.append({"role": "assistant", "content": blocks})
+            else:
+                out.append({"role": "assistant", "content": _plain(m.content, "assistant")})
+        elif role == "tool":
+            if not m.tool_call_id:
+                raise RequestValidationError("A [tool] message needs a [tool_call_id]")
+            result = {"type": "tool_result", "tool_use_id": m.tool_call_id,
+                      "content": _plain(m.content, "tool") if m.content is not None else ""}
+            prev = out[-1] if out else None
+            # the results of parallel tool calls go together in the one user turn that follows them
+            if (prev is not None and prev["role"] == "user" and isinstance(prev["content"], list)
+                    and prev["content"] and all(b.get("type") == "tool_result" for b in prev["content"])):
+                prev["content"].append(result)
+            else:
+                out.append({"role": "user", "content": [result]})
+        else:
+            raise RequestValidationError(f"The [{SERVICE}] service does not support messages with role [{role}]")
+    sys_value: str | list[dict[str, Any]] | None = None
+    if len(system) == 1 and isinstance(system[0].content, str):
+        sys_value = system[0].content  # one plain-string system message stays a string (as ES sends it)
+    elif system:
+        sys_value = [block for m in system for block in _text_parts(m.content, "system")]
+    return sys_value, out
+
+
+def translate_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for tool in tools:
+        if tool.get("type", "function") != "function" or not isinstance(tool.get("function"), dict):
+            raise RequestValidationError(f"The [{SERVICE}] service supports only tools of type [function]")
+        fn = tool["function"]
+        if fn.get("strict") is not None:
+            # verified: ES AnthropicUnifiedChatCompletionRequestEntity rejects it with this message
+            raise StatusError("The [strict] field in tool function definitions is not supported by the Anthropic "
+                              "chat completion API.")
+        item: dict[str, Any] = {"name": fn.get("name")}
+        if fn.get("description") is not None:
+            item["description"] = fn["description"]
+        # Anthropic requires input_schema; a function without parameters takes an empty object
+        item["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
+        out.append(item)
+    return out
+
+
+def translate_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+    # verified: ES AnthropicUnifiedChatCompletionRequestEntity (auto/none/required -> auto/none/any; function -> tool)
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if choice.get("type", "function") != "function" or not name:
+            raise RequestValidationError("[tool_choice] must name a function: "
+                                         "{\"type\": \"function\", \"function\": {\"name\": ...}}")
+        return {"type": "tool", "name": name}
+    mapped = {"auto": "auto", "none": "none", "required": "any"}.get(choice)
+    if mapped is None:
+        raise StatusError(f"Unsupported tool_choice value [{choice}] for the Anthropic chat completion API.")
+    return {"type": mapped}
+
+
+# ------------------------------------------------------------------------------ the adapter
+
+
+class AnthropicAdapter(Adapter):
+    service = SERVICE
+    framing = Framing.SSE
+    tasks: ClassVar[frozenset[TaskType]] = frozenset({TaskType.COMPLETION, TaskType.CHAT_COMPLETION})
+    # ES retries 429, 500 and 529 (overloaded) (AnthropicResponseHandler); the base set covers them
+
+    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
+        if not isinstance(req, ChatRequest):
+            raise StatusError(f"The [{SERVICE}] service does not support task type [{self.task.value}]")
+        headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION}
+        key = self.setting("api_key")
+        if key:
+            headers["x-api-key"] = key
+        return UpstreamRequest(url=DEFAULT_URL, body=_encoder.encode(self.body(req)), headers=headers)
+
+    def body(self, req: ChatRequest) -> dict[str, Any]:
+        if req.seed is not None:
+            raise unsupported("seed", SERVICE)
+        if req.response_format is not None:
+            raise unsupported("response_format", SERVICE)
+        system, messages = translate_messages(req.messages)
+        body: dict[str, Any] = {"model": req.model or self.setting("model_id")}
+        if system is not None:
+            body["system"] = system
+        body["messages"] = messages
+        # max_tokens is required: the request's, else the endpoint's (required at creation)
+        max_tokens = req.max_tokens if req.max_tokens is not None else self.task_setting(req, "max_tokens")
+        if max_tokens is None:
+            raise RequestValidationError(f"The [{SERVICE}] service needs [max_tokens]: set it in the request "
+                                         f"([max_completion_tokens]) or in the endpoint's task settings")
+        body["max_tokens"] = max_tokens
+        temperature = req.temperature if req.temperature is not None else self.task_setting(req, "temperature")
+        if temperature is not None:
+            body["temperature"] = temperature
+        top_p = req.top_p if req.top_p is not None else self.task_setting(req, "top_p")
+        if top_p is not None:
+            body["top_p"] = top_p
+        top_k = self.task_setting(req, "top_k")
+        if top_k is not None:
+            body["top_k"] = top_k
+        if req.stop:
+            body["stop_sequences"] = req.stop
+        if req.tools:
+            body["tools"] = translate_tools(req.tools)
+        if req.tool_choice is not None:
+            body["tool_choice"] = translate_tool_choice(req.tool_choice)
+        if req.user:
+            # verified: Anthropic SDK Metadata.user_id ("an external identifier for the user"); ES sends no user
+            body["metadata"] = {"user_id": req.user}
+        if req.stream:
+            body["stream"] = True
+        return body
+
+    # -- responses ----------------------------------------------------------------------------
+    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
+        # verified: ES AnthropicChatCompletionResponseEntity javadoc ({id, model, content[{type, text}],
+        # stop_reason, usage{input_tokens, output_tokens}}); ES answers one completion result per text block,
+        # we join them into one answer
+        try:
+            msg = _message_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise _malformed("response") from None
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for block in msg.content:
+            if block.type == "text" and block.text is not None:
+                texts.append(block.text)
+            elif block.type == "tool_use":
+                args = bytes(block.input).decode() or "{}"
+                calls.append(ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=args)))
+            # thinking / redacted_thinking blocks are only sent when requested, which this adapter never does
+        usage = None
+        if msg.usage is not None:
+            usage = _usage(msg.usage.prompt() or 0, msg.usage.output_tokens or 0)
+        return ChatResult(id=msg.id, model=msg.model, content="".join(texts) if texts or not calls else None,
+                          tool_calls=calls or None, finish_reason=finish_reason(msg.stop_reason), usage=usage)
+
+    def stream_parser(self, req: ChatRequest) -> StreamParser:
+        return AnthropicStreamParser()
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
+        # verified: docs.claude.com/en/api/errors: {"type":"error","error":{"type","message"},"request_id"}
+        return generic_error(body)
+
+
+class AnthropicStreamParser:
+    """Anthropic's typed SSE events to canonical deltas; `message_stop` is the terminator.
+
+    Tool calls are numbered 0, 1, ... in the order their `tool_use` blocks start (the OpenAI
+    `index`), not by Anthropic's content-block index, which also counts text blocks.
+    """
+
+    def __init__(self) -> None:
+        self.done = False
+        self.id: str | None = None
+        self.model: str | None = None
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.tool_index: dict[int, int] = {}  # content-block index -> tool-call index
+
+    def _delta(self, **kw: Any) -> ChatDelta:
+        return ChatDelta(id=self.id, model=self.model, **kw)
+
+    def feed(self, event: SSEEvent) -> list[ChatDelta]:
+        if self.done:
+            return []
+        data = event.data.strip()
+        if event.event == "ping":
+            return []
+        try:
+            ev = _event_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            if event.event == "error":
+                raise self._error(generic_error(data.encode())) from None
+            raise _malformed("stream event") from None
+        kind = ev.type
+        if kind == "error" or event.event == "error":
+            raise self._error(ev.error)
+        if kind == "message_start":
+            msg = ev.message or _Message()
+            self.id, self.model = msg.id or None, msg.model or None
+            if msg.usage is not None:
+                self.prompt_tokens = msg.usage.prompt() or 0
+                self.completion_tokens = msg.usage.output_tokens or 0
+            return [self._delta(role="assistant")]
+        if kind == "content_block_start":
+            block = ev.content_block
+            if block is None:
+                return []
+            if block.type == "tool_use":
+                n = len(self.tool_index)
+                self.tool_index[ev.index if ev.index is not None else -1 - n] = n
+                return [self._delta(tool_calls=[ToolCallDelta(index=n, id=block.id, type="function",
+                                                              function=FunctionCall(name=block.name,
+                                                                                    arguments=""))])]
+            if block.type == "text" and block.text:
+                return [self._delta(content=block.text)]
+            return []
+        if kind == "content_block_delta":
+            delta = ev.delta
+            if delta is None:
+                return []
+            if delta.type == "text_delta" and delta.text:
+                return [self._delta(content=delta.text)]
+            if delta.type == "input_json_delta" and delta.partial_json:
+                n = self.tool_index.get(ev.index if ev.index is not None else -1)
+                if n is None:
+                    raise _malformed("stream event (tool input for an unknown content block)")
+                return [self._delta(tool_calls=[ToolCallDelta(index=n, function=FunctionCall(
+                    arguments=delta.partial_json))])]
+            # thinking_delta / signature_delta / citations_delta: only sent for features this adapter never asks for
+            return []
+        if kind == "message_delta":
+            if ev.usage is not None:
+                # cumulative counts: the last one wins, never summed
+                if ev.usage.output_tokens is not None:
+                    self.completion_tokens = ev.usage.output_tokens
+                prompt = ev.usage.prompt()
+                if prompt is not None:
+                    self.prompt_tokens = prompt
+            reason = ev.delta.stop_reason if ev.delta is not None else None
+            return [self._delta(finish_reason=finish_reason(reason))] if reason else []
+        if kind == "message_stop":
+            self.done = True
+            return [self._delta(usage=_usage(self.prompt_tokens, self.completion_tokens))]
+        # content_block_stop, ping, vertex_event and future event types carry nothing for us
+        return []
+
+    def _error(self, info: ProviderError | None) -> UpstreamError:
+        kind = info.type if info else None
+        message = info.message if info and info.message else "unknown error"
+        err = UpstreamError(f"The upstream service reported an error in the stream: [{message}]",
+                            upstream_status=_ERROR_STATUS.get(kind or "", 502), provider_type=kind)
+        return err
+
+    def finish(self) -> list[ChatDelta]:
+        if self.done:
+            return []
+        raise StreamCut()
