@@ -336,7 +336,10 @@ class AnthropicAdapter(Adapter):
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
         # verified: docs.claude.com/en/api/errors: {"type":"error","error":{"type","message"},"request_id"}
-        return generic_error(body)
+        err = generic_error(body)
+        if err is not None and status == 429 and b"enforced_spend_limit_reached" in body:
+            err.retryable = False  # a spend limit does not lift within a request's timeout
+        return err
 
 
 class AnthropicStreamParser:

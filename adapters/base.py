@@ -48,6 +48,8 @@ class ProviderError(msgspec.Struct, kw_only=True):
     message: str | None = None
     type: str | None = None
     code: str | None = None
+    # None: decided by the status (Adapter.retry_statuses); a provider may know better from the body
+    retryable: bool | None = None
 
 
 class StreamParser(Protocol):

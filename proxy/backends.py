@@ -106,7 +106,10 @@ class RemoteBackend:
             reason = f"{prefix} {ident}"
         if perr is not None and perr.message:
             reason += f". Error message: [{perr.message}]"
-        err = UpstreamError(reason, upstream_status=status, retryable=status in self.adapter.retry_statuses,
+        retryable = status in self.adapter.retry_statuses
+        if perr is not None and perr.retryable is not None:
+            retryable = perr.retryable
+        err = UpstreamError(reason, upstream_status=status, retryable=retryable,
                             retry_after=_retry_after(headers), provider_type=perr.type if perr else None,
                             provider_code=perr.code if perr else None)
         if status == 429 and err.retry_after is not None:

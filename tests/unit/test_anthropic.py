@@ -300,3 +300,13 @@ def test_usage_without_message_delta_comes_from_message_start():
         b'event: message_stop\ndata: {"type":"message_stop"}\n\n'])
     deltas = run_stream([stream])
     assert [d.usage for d in deltas if d.usage] == [Usage(prompt_tokens=3, completion_tokens=1, total_tokens=4)]
+
+
+def test_spend_limit_429_is_not_retryable():
+    from adapters.anthropic import AnthropicAdapter
+
+    body = (b'{"type":"error","error":{"type":"rate_limit_error","message":"spend limit",'
+            b'"details":{"error_code":"enforced_spend_limit_reached"}}}')
+    adapter = AnthropicAdapter.__new__(AnthropicAdapter)
+    assert adapter.parse_error(429, {}, body).retryable is False
+    assert adapter.parse_error(429, {}, b'{"type":"error","error":{"message":"slow down"}}').retryable is None
