@@ -21,6 +21,14 @@ ADAPTERS: Mapping[str, str] = {
     "openshift_ai": f"{_OPENAI}:OpenShiftAIAdapter",
     "hugging_face": f"{_OPENAI}:HuggingFaceAdapter",
     "fireworksai": f"{_OPENAI}:FireworksAIAdapter",
+    "anthropic": "adapters.anthropic:AnthropicAdapter",
+    "azureaistudio": "adapters.azureaistudio:AzureAIStudioAdapter",
+    "cohere": "adapters.cohere:CohereAdapter",
+    "contextualai": "adapters.contextualai:ContextualAIAdapter",
+    "googleaistudio": "adapters.google:GoogleAiStudioAdapter",
+    "googlevertexai": "adapters.vertex:GoogleVertexAiAdapter",
+    "jinaai": "adapters.jinaai:JinaAIAdapter",
+    "voyageai": "adapters.voyageai:VoyageAIAdapter",
 }
 
 

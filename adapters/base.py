@@ -32,8 +32,8 @@ class UpstreamRequest(msgspec.Struct, kw_only=True):
     # The URL came from the endpoint's own `url` setting: gateway-wide origin overrides do not apply.
     explicit_url: bool = False
 
-    def __repr__(self) -> str:  # headers carry credentials
-        return f"UpstreamRequest({self.method} {self.url})"
+    def __repr__(self) -> str:  # headers, and some query strings (`?key=`), carry credentials
+        return f"UpstreamRequest({self.method} {self.url.split('?')[0]})"
 
 
 class SSEEvent(msgspec.Struct, frozen=True):
@@ -50,6 +50,8 @@ class ProviderError(msgspec.Struct, kw_only=True):
     code: str | None = None
     # None: decided by the status (Adapter.retry_statuses); a provider may know better from the body
     retryable: bool | None = None
+    # seconds to wait, for providers that say so in the body rather than in a Retry-After header
+    retry_after: float | None = None
 
 
 class StreamParser(Protocol):

@@ -420,9 +420,7 @@ class LlamaAdapter(OpenAICompatible):
     sends_dimensions = False
 
     def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
-        reject_input_type(req.input_type)
-        if req.dimensions is not None:
-            raise unsupported("dimensions", self.service)
+        _reject_embed_extras(req, self.service)
         return {"model_id": self.model(req), "contents": req.inputs}
 
     def parse_embeddings(self, body: bytes) -> EmbedResult:
@@ -436,9 +434,7 @@ class HuggingFaceAdapter(OpenAICompatible):
     sends_model = True
 
     def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
-        reject_input_type(req.input_type)
-        if req.dimensions is not None:
-            raise unsupported("dimensions", self.service)
+        _reject_embed_extras(req, self.service)
         return {"inputs": req.inputs}
 
     def parse_embeddings(self, body: bytes) -> EmbedResult:
@@ -447,6 +443,14 @@ class HuggingFaceAdapter(OpenAICompatible):
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
         # TEI's native /rerank; top_n is applied by the gateway after ranking
         return {"query": req.query, "texts": req.documents, "return_text": bool(req.return_documents)}
+
+
+def _reject_embed_extras(req: EmbedRequest, service: str) -> None:
+    """Bodies with nothing but the texts: every other embedding parameter is refused."""
+    reject_input_type(req.input_type)
+    for name in ("dimensions", "user"):
+        if getattr(req, name) is not None:
+            raise unsupported(name, service)
 
 
 class _WrappedVectors(msgspec.Struct):

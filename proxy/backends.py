@@ -109,8 +109,11 @@ class RemoteBackend:
         retryable = status in self.adapter.retry_statuses
         if perr is not None and perr.retryable is not None:
             retryable = perr.retryable
+        retry_after = _retry_after(headers)
+        if retry_after is None and perr is not None:
+            retry_after = perr.retry_after
         err = UpstreamError(reason, upstream_status=status, retryable=retryable,
-                            retry_after=_retry_after(headers), provider_type=perr.type if perr else None,
+                            retry_after=retry_after, provider_type=perr.type if perr else None,
                             provider_code=perr.code if perr else None)
         if status == 429 and err.retry_after is not None:
             err.headers["Retry-After"] = str(max(1, int(err.retry_after + 0.999)))
@@ -160,8 +163,8 @@ class RemoteBackend:
             remaining = ctx.remaining()
             if remaining <= 0:
                 raise StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
-            signed = await self.adapter.authorize(up, self.transport.session)
             try:
+                signed = await self.adapter.authorize(up, self.transport.session)
                 status, headers, body = await self.transport.send(self.service, signed, remaining)
             except UpstreamError as exc:
                 err = self._tag(exc)
@@ -215,8 +218,8 @@ class RemoteBackend:
                 remaining = ctx.remaining()
                 if remaining <= 0:
                     raise StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
-                signed = await self.adapter.authorize(up, self.transport.session)
                 try:
+                    signed = await self.adapter.authorize(up, self.transport.session)
                     resp = await stack.enter_async_context(
                         self.transport.stream(self.service, signed, remaining, ctx.idle_timeout))
                     if resp.status >= 300:

@@ -151,7 +151,7 @@ _SERVICES: tuple[Service, ...] = (
              _s("endpoint_type", required=True, choices=("token", "realtime")), API_KEY,
              SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS, RATE_LIMIT),
             (_s("user", tasks=EMBED),
-             _s("do_sample", "float", tasks=_tasks(T.COMPLETION)),
+             _s("do_sample", "bool", tasks=_tasks(T.COMPLETION)),
              _s("max_new_tokens", "int", positive=True, tasks=_tasks(T.COMPLETION)),
              _s("temperature", "float", tasks=_tasks(T.COMPLETION)),
              _s("top_p", "float", tasks=_tasks(T.COMPLETION)), *RERANK_TASK_SETTINGS),
@@ -171,7 +171,9 @@ _SERVICES: tuple[Service, ...] = (
             rate_limit=10000),
     Service("contextualai", _tasks(T.RERANK),
             (MODEL_ID, API_KEY, RATE_LIMIT),
-            (_s("instruction"), _s("top_k", "int", positive=True), _s("return_documents", "bool")),
+            # ES ContextualAiRerankTaskSettings reads top_n; top_k is the SPEC's name: both accepted
+            (_s("instruction"), _s("top_n", "int", positive=True), _s("top_k", "int", positive=True),
+             _s("return_documents", "bool")),
             rate_limit=1000),
     Service("custom", _tasks(T.TEXT_EMBEDDING, T.SPARSE_EMBEDDING, T.RERANK, T.COMPLETION),
             (_s("url", required=True), _s("headers", "map"), _s("query_parameters", "list"),
@@ -191,6 +193,8 @@ _SERVICES: tuple[Service, ...] = (
              _s("deployment_id"),
              _s("long_document_strategy", choices=("truncate", "chunk"), tasks=RERANK_ONLY),
              _s("max_chunks_per_doc", "int", positive=True, tasks=RERANK_ONLY),
+             # gateway extension: how the local model reranks (filled in at PUT; GET shows it)
+             _s("rerank_method", choices=("bi_encoder_cosine", "cross_encoder"), tasks=RERANK_ONLY),
              # gateway extension: vLLM engine arguments for local models
              _s("engine", choices=("auto", "cpu", "vllm")),
              _s("max_num_seqs", "int", positive=True), _s("max_num_batched_tokens", "int", positive=True),
@@ -270,7 +274,7 @@ _SERVICES: tuple[Service, ...] = (
             defaults={T.TEXT_EMBEDDING: {"similarity": "dot_product"}}),
     Service("voyageai", _tasks(T.TEXT_EMBEDDING, T.RERANK),
             (MODEL_ID, API_KEY, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS,
-             _s("embedding_type", choices=("float", "int8", "bit"), tasks=EMBED), RATE_LIMIT),
+             _s("embedding_type", choices=("float", "int8", "byte", "bit", "binary"), tasks=EMBED), RATE_LIMIT),
             (INPUT_TYPE_INGEST_SEARCH, _s("truncation", "bool"), _s("return_documents", "bool", tasks=RERANK_ONLY),
              _s("top_k", "int", positive=True, tasks=RERANK_ONLY)),
             rate_limit=2000),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -60,11 +61,16 @@ def check_streamable(ep: Endpoint, task: TaskType) -> None:
 
 
 def rerank_options(ep: Endpoint, req: RerankRequest) -> RerankRequest:
-    """Request-level top_n / return_documents win over the endpoint's task settings."""
-    top_n = req.top_n if req.top_n is not None else ep.task_settings.get("top_n")
-    ret = req.return_documents
-    if ret is None:
-        ret = ep.task_settings.get("return_documents")
+    """top_n / return_documents: the request's own, then its task_settings, then the endpoint's."""
+    def pick(name: str, given: Any) -> Any:
+        if given is not None:
+            return given
+        if req.task_settings.get(name) is not None:
+            return req.task_settings[name]
+        return ep.task_settings.get(name)
+
+    top_n = pick("top_n", req.top_n)
+    ret = pick("return_documents", req.return_documents)
     if ret is None and ep.spec.local:
         ret = True  # the elasticsearch service returns documents by default (SPEC ElasticsearchTaskSettings)
     return RerankRequest(query=req.query, documents=req.documents, top_n=top_n, return_documents=ret,

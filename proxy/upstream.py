@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Mapping
@@ -88,7 +89,7 @@ class Transport:
         """One non-streaming call: (status, headers, body)."""
         try:
             async with self.session.request(up.method, self.route(service, up), data=up.body, headers=up.headers,
-                                            timeout=aiohttp.ClientTimeout(total=timeout),
+                                            timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
                                             **self._options(service)) as resp:
                 return resp.status, resp.headers, await resp.read()
         except asyncio.TimeoutError:
@@ -103,7 +104,7 @@ class Transport:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=idle_timeout)
         try:
             resp = await self.session.request(up.method, self.route(service, up), data=up.body, headers=up.headers,
-                                              timeout=timeout, **self._options(service))
+                                              timeout=timeout, allow_redirects=False, **self._options(service))
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream service did not answer within [{connect_timeout:g}s]") from None
         except aiohttp.ClientError as exc:
@@ -132,6 +133,10 @@ def _unreachable(exc: aiohttp.ClientError) -> UpstreamUnreachable:
     return UpstreamUnreachable(f"Failed to reach the upstream service: {_describe(exc)}", retryable=retryable)
 
 
+_QUERY = re.compile(r"\?[^\s'\")\]]*")
+
+
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    # aiohttp puts the URL in some messages; query strings may carry credentials (`?key=`)
+    text = _QUERY.sub("", str(exc) or type(exc).__name__)
     return text.split("\n")[0][:300]
