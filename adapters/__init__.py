@@ -10,6 +10,9 @@ if TYPE_CHECKING:
 
 _OPENAI = "adapters.openai_compat"
 ADAPTERS: Mapping[str, str] = {
+    "custom": "adapters.custom:CustomAdapter",
+    "alibabacloud-ai-search": "adapters.alibabacloud:AlibabaCloudSearchAdapter",
+    "watsonxai": "adapters.watsonxai:WatsonxAIAdapter",
     "openai": f"{_OPENAI}:OpenAIAdapter",
     "azureopenai": f"{_OPENAI}:AzureOpenAIAdapter",
     "mistral": f"{_OPENAI}:MistralAdapter",
@@ -21,6 +24,8 @@ ADAPTERS: Mapping[str, str] = {
     "openshift_ai": f"{_OPENAI}:OpenShiftAIAdapter",
     "hugging_face": f"{_OPENAI}:HuggingFaceAdapter",
     "fireworksai": f"{_OPENAI}:FireworksAIAdapter",
+    "amazon_sagemaker": "adapters.amazon_sagemaker:AmazonSageMakerAdapter",
+    "amazonbedrock": "adapters.amazonbedrock:AmazonBedrockAdapter",
     "anthropic": "adapters.anthropic:AnthropicAdapter",
     "azureaistudio": "adapters.azureaistudio:AzureAIStudioAdapter",
     "cohere": "adapters.cohere:CohereAdapter",

@@ -163,7 +163,10 @@ class Adapter:
         raise NotImplementedError
 
     async def authorize(self, up: UpstreamRequest, client: Any) -> UpstreamRequest:
-        """Add credentials that need I/O (token exchange, request signing); default: as is."""
+        """Add credentials that need I/O (token exchange, request signing); default: as is.
+
+        `client` has aiohttp's `request`/`post` and applies the service's routing, proxy and TLS settings.
+        """
         return up
 
     def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:

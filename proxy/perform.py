@@ -9,7 +9,7 @@ from aiohttp import web
 
 from . import appkeys
 from .backends import Backend, CallContext
-from .errors import StatusError
+from .errors import GatewayError, StatusError
 from .registry import Endpoint
 from .types import RankedDoc, RerankRequest, RerankResult, TaskType, Usage
 
@@ -24,6 +24,29 @@ def context(ep: Endpoint, timeout_s: float, timeout_text: str) -> CallContext:
 def backend_for(request: web.Request, ep: Endpoint) -> Backend:
     request[appkeys.ENDPOINT] = ep
     return request.app[appkeys.BACKENDS].get(ep)
+
+
+def _secret_strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) >= 4 else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _secret_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _secret_strings(v)]
+    return []
+
+
+def scrub(request: web.Request, err: GatewayError) -> GatewayError:
+    """Last line of defence: no secret of the endpoint being served appears in an error message,
+    whatever an upstream echoed or an adapter put in it."""
+    ep = request.get(appkeys.ENDPOINT)
+    if ep is None:
+        return err
+    for secret in _secret_strings(ep.secrets):
+        if secret in err.reason:
+            err.reason = err.reason.replace(secret, "[redacted]")
+            err.args = (err.reason,)
+    return err
 
 
 def count_usage(request: web.Request, usage: Usage | None) -> None:

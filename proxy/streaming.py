@@ -16,7 +16,7 @@ from aiohttp import web
 
 from . import appkeys
 from .errors import GatewayError
-from .perform import count_usage
+from .perform import count_usage, scrub
 from .types import ChatDelta
 
 log = logging.getLogger("proxy.streaming")
@@ -28,10 +28,11 @@ class Renderer(Protocol):
     def error(self, err: GatewayError) -> bytes: ...
 
 
-async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta], renderer: Renderer) -> web.StreamResponse:
+async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta | list[ChatDelta]],
+               renderer: Renderer) -> web.StreamResponse:
     started = time.perf_counter()
     try:
-        first: ChatDelta | None = await anext(deltas)
+        first: ChatDelta | list[ChatDelta] | None = await anext(deltas)
     except StopAsyncIteration:
         first = None
     except BaseException:
@@ -45,20 +46,14 @@ async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta], renderer:
     try:
         await response.prepare(request)
         if first is not None:
-            frame = renderer.frame(first)
-            if frame:
-                await response.write(frame)
-            async for delta in deltas:
-                if delta.usage is not None:
-                    count_usage(request, delta.usage)
-                frame = renderer.frame(delta)
-                if frame:
-                    await response.write(frame)
+            await _write(request, response, renderer, first)
+            async for item in deltas:
+                await _write(request, response, renderer, item)
         tail = renderer.done()
         if tail:
             await response.write(tail)
     except GatewayError as err:
-        await response.write(renderer.error(err))
+        await response.write(renderer.error(scrub(request, err)))
     except (ConnectionResetError, ConnectionError):
         log.debug("client left %s during the stream", request.path)
         return response
@@ -70,3 +65,18 @@ async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta], renderer:
         await deltas.aclose()
     await response.write_eof()
     return response
+
+
+async def _write(request: web.Request, response: web.StreamResponse, renderer: Renderer,
+                 item: ChatDelta | list[ChatDelta]) -> None:
+    """Render a delta, or a batch that arrived together, and send it in one write."""
+    batch = item if isinstance(item, list) else [item]
+    frames = []
+    for delta in batch:
+        if delta.usage is not None:
+            count_usage(request, delta.usage)
+        frame = renderer.frame(delta)
+        if frame:
+            frames.append(frame)
+    if frames:
+        await response.write(frames[0] if len(frames) == 1 else b"".join(frames))

@@ -68,13 +68,19 @@ class Transport:
 
     def route(self, service: str, up: UpstreamRequest) -> str:
         """The URL to call: the service's origin override applies unless the endpoint set its own URL."""
+        return up.url if up.explicit_url else self.route_url(service, up.url)
+
+    def route_url(self, service: str, url: str) -> str:
         origin = self._origins.get(_normalise(service))
-        if origin is None or up.explicit_url:
-            return up.url
-        parts = urlsplit(up.url)
+        if origin is None:
+            return url
+        parts = urlsplit(url)
         new = urlsplit(origin)
         base_path = new.path.rstrip("/")
         return urlunsplit((new.scheme, new.netloc, base_path + parts.path, parts.query, parts.fragment))
+
+    def for_service(self, service: str) -> "ServiceSession":
+        return ServiceSession(self, service)
 
     def _options(self, service: str) -> dict:
         opts: dict = {}
@@ -114,6 +120,22 @@ class Transport:
         finally:
             # close() drops the socket when the body was not read to its end: the upstream sees us leave
             resp.close()
+
+
+class ServiceSession:
+    """The pooled session as one service's `authorize()` sees it (token exchanges): its origin
+    override, the outbound proxy and its TLS options apply as they do to the service's own calls."""
+
+    def __init__(self, transport: Transport, service: str) -> None:
+        self._transport = transport
+        self._service = service
+
+    def request(self, method: str, url: str, **kwargs):
+        options = {"allow_redirects": False, **self._transport._options(self._service), **kwargs}
+        return self._transport.session.request(method, self._transport.route_url(self._service, url), **options)
+
+    def post(self, url: str, **kwargs):
+        return self.request("POST", url, **kwargs)
 
 
 async def iter_body(resp: aiohttp.ClientResponse, idle_timeout: float) -> AsyncIterator[bytes]:

@@ -216,7 +216,11 @@ def error_body(err: GatewayError) -> dict[str, Any]:
     if err.simple:
         return {"error": err.reason, "status": err.status}
     cause = {"type": err.es_type, "reason": err.reason}
-    return {"error": {"root_cause": [cause], "type": err.es_type, "reason": err.reason}, "status": err.status}
+    error: dict[str, Any] = {"root_cause": [cause], "type": err.es_type, "reason": err.reason}
+    caused_by = getattr(err, "caused_by", None)
+    if isinstance(caused_by, GatewayError):
+        error["caused_by"] = {"type": caused_by.es_type, "reason": caused_by.reason}
+    return {"error": error, "status": err.status}
 
 
 def chat_error_body(err: GatewayError) -> dict[str, Any]:

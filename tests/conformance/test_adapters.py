@@ -48,7 +48,11 @@ def _value(setting: Setting, task: TaskType) -> Any:
         return []
     if setting.kind == "object":
         return {f.name: _value(f, task) for f in setting.fields or () if f.required}
-    if setting.kind == "str_or_object":
+    if setting.kind == "str_or_object":  # a request template: give every parameter of the task a place
+        if task == T.RERANK:
+            return '{"query": ${query}, "documents": ${input}}'
+        if task in (T.TEXT_EMBEDDING, T.SPARSE_EMBEDDING):
+            return '{"input": ${input}, "input_type": ${input_type}}'
         return '{"input": ${input}}'
     if setting.name in ("url", "target", "host", "streaming_url"):
         return "http://127.0.0.1:9/x"
@@ -56,6 +60,22 @@ def _value(setting: Setting, task: TaskType) -> Any:
 
 
 def endpoint_for(spec: Service, task: TaskType) -> Endpoint:
+    """A minimal endpoint for the task; where a choice setting decides whether the task can be served
+    (e.g. SageMaker's `api`), the first choice whose endpoint can build a request."""
+    first = _endpoint(spec, task, {})
+    cls = adapter_class(spec.name)
+    if not isinstance(_build(cls(first), _base_request(task)), GatewayError):
+        return first
+    for s in spec.service_settings:
+        if s.choices and s.required and s.applies_to(task):
+            for choice in s.choices[1:]:
+                candidate = _endpoint(spec, task, {s.name: choice})
+                if not isinstance(_build(cls(candidate), _base_request(task)), GatewayError):
+                    return candidate
+    return first
+
+
+def _endpoint(spec: Service, task: TaskType, chosen: dict[str, Any]) -> Endpoint:
     settings: dict[str, Any] = {}
     secrets: dict[str, Any] = {}
     skip = {n for group in spec.one_of for n in group.names[1:]}
@@ -63,7 +83,7 @@ def endpoint_for(spec: Service, task: TaskType) -> Endpoint:
         if not s.applies_to(task) or s.name in skip:
             continue
         if s.required or s.secret or any(s.name == g.names[0] for g in spec.one_of):
-            (secrets if s.secret else settings)[s.name] = _value(s, task)
+            (secrets if s.secret else settings)[s.name] = chosen.get(s.name, _value(s, task))
     task_settings = {s.name: _value(s, task) for s in spec.task_settings if s.required and s.applies_to(task)}
     return Endpoint(inference_id="conformance", task_type=task, service=spec.name, service_settings=settings,
                     task_settings=task_settings, secrets=secrets)

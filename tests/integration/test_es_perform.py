@@ -342,3 +342,12 @@ async def test_client_disconnect_during_a_non_streaming_call_cancels_the_upstrea
             await resp.read()
     await asyncio.wait_for(upstream.closed.wait(), 1.0)
     assert upstream.disconnects == 1
+
+
+async def test_an_upstream_echoing_the_key_never_reaches_the_client(es, http, upstream):
+    await put(http, "text_embedding", "emb", openai_settings(upstream, "/v1/embeddings"))
+    upstream.fail_next(400, f"bad key {upstream.api_key} given")
+    with pytest.raises(BadRequestError) as exc:
+        await es.inference.text_embedding(inference_id="emb", input="x")
+    assert upstream.api_key not in json.dumps(exc.value.body)
+    assert "bad key [redacted] given" in exc.value.body["error"]["reason"]
