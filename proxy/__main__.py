@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 
-from aiohttp import web
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,6 +20,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream-proxy", dest="upstream_proxy",
                        help="HTTP(S) proxy for upstream calls (env INFERENCE_PROXY_UPSTREAM_PROXY or HTTPS_PROXY)")
     serve.add_argument("--log-level", dest="log_level", help="env INFERENCE_PROXY_LOG_LEVEL, default INFO")
+    serve.add_argument("--store", help="endpoint store: postgresql://user@host/db shared by several gateways, or "
+                                       "sqlite:///path (env INFERENCE_PROXY_STORE, default endpoints.db in the data "
+                                       "dir); gateways sharing a store need the same INFERENCE_PROXY_SECRET_KEY")
+    serve.add_argument("--redis", help="redis://host:port/db: rate limits shared by every gateway using it, and "
+                                       "the embedding cache (env INFERENCE_PROXY_REDIS)")
+    serve.add_argument("--embedding-cache-ttl", dest="embedding_cache_ttl", type=int,
+                       help="seconds text_embedding results stay cached in Redis; 0 (default) turns the cache off "
+                            "(env INFERENCE_PROXY_EMBEDDING_CACHE_TTL)")
+    serve.add_argument("--workers", type=int, help="processes serving the port (env INFERENCE_PROXY_WORKERS, "
+                                                   "default 1)")
     serve.add_argument("--insecure", action="store_true", default=None,
                        help="allow binding a non-loopback address while no API key exists")
     keys = sub.add_parser("keys", help="manage API keys")
@@ -82,14 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"--name admin`) or pass --insecure.", file=sys.stderr)
                 return 2
             logging.getLogger("proxy").warning("serving %s without API keys (--insecure)", settings.host)
-        try:
-            import uvloop
-            uvloop.install()
-        except ImportError:
-            pass
-        from .server import create_app
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, handler_cancellation=True,
-                    access_log=None, print=lambda msg: logging.getLogger("proxy").info(msg.strip()))
+        from .workers import serve, supervise
+
+        if settings.workers > 1:
+            return supervise(settings)
+        return serve(settings)
     return 0
 
 

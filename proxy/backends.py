@@ -26,7 +26,7 @@ from .observability import Metrics
 from .registry import Endpoint
 from .sse import NDJSONDecoder, SSEDecoder
 from .types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
-                    SparseEmbedResult, Usage)
+                    SparseEmbedResult, TaskType, Usage)
 from .upstream import Transport, iter_body
 
 _BACKOFF_BASE = 0.1
@@ -48,7 +48,8 @@ class Backend(Protocol):
     async def sparse_embed(self, req: EmbedRequest, ctx: CallContext) -> SparseEmbedResult: ...
     async def rerank(self, req: RerankRequest, ctx: CallContext) -> RerankResult: ...
     async def chat(self, req: ChatRequest, ctx: CallContext) -> ChatResult: ...
-    def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta]: ...
+    def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta | list[ChatDelta]]:
+        """Deltas, one at a time or in batches that arrived together (written to the client together)."""
 
 
 _PREFIXES = {401: "Received an authentication error status code", 403: "Received a permission denied error status code",
@@ -164,7 +165,7 @@ class RemoteBackend:
             if remaining <= 0:
                 raise StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
             try:
-                signed = await self.adapter.authorize(up, self.transport.session)
+                signed = await self.adapter.authorize(up, self.transport.for_service(self.service))
                 status, headers, body = await self.transport.send(self.service, signed, remaining)
             except UpstreamError as exc:
                 err = self._tag(exc)
@@ -207,8 +208,8 @@ class RemoteBackend:
 
     # ------------------------------------------------------------------ streaming
 
-    async def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta]:
-        """Deltas as the upstream sends them. Retries only before the first delta is produced."""
+    async def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[list[ChatDelta]]:
+        """The deltas of each upstream read, as a batch. Retries only before the first one is produced."""
         req = msgspec.structs.replace(req, stream=True)
         up = self._build(req)
         attempt = 0
@@ -219,7 +220,7 @@ class RemoteBackend:
                 if remaining <= 0:
                     raise StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
                 try:
-                    signed = await self.adapter.authorize(up, self.transport.session)
+                    signed = await self.adapter.authorize(up, self.transport.for_service(self.service))
                     resp = await stack.enter_async_context(
                         self.transport.stream(self.service, signed, remaining, ctx.idle_timeout))
                     if resp.status >= 300:
@@ -229,11 +230,13 @@ class RemoteBackend:
                     await self._backoff(self._tag(exc), attempt, ctx)
                     attempt += 1
                     continue
-                async for delta in self._deltas(resp, req, ctx):
-                    yield delta
+                async for batch in self._deltas(resp, req, ctx):
+                    yield batch
                 return
 
-    async def _deltas(self, resp: Any, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta]:
+    async def _deltas(self, resp: Any, req: ChatRequest, ctx: CallContext) -> AsyncIterator[list[ChatDelta]]:
+        """One batch per upstream read: the pump writes each batch to the client in one write, which
+        costs one syscall per read instead of one per event (measured: 27 -> 12-16 µs per event)."""
         parser = self.adapter.stream_parser(req)
         framing = self.adapter.framing
         decoder: Any
@@ -244,23 +247,32 @@ class RemoteBackend:
         else:
             decoder = self.adapter.stream_decoder()  # type: ignore[attr-defined]
         async for chunk in iter_body(resp, ctx.idle_timeout):
-            for frame in decoder.feed(chunk):
-                for delta in parser.feed(frame):
-                    yield delta
-        for frame in decoder.close():
-            for delta in parser.feed(frame):
-                yield delta
-        for delta in parser.finish():
-            yield delta
+            batch: list[ChatDelta] = []
+            try:
+                for frame in decoder.feed(chunk):
+                    batch.extend(parser.feed(frame))
+            except GatewayError:
+                if batch:  # what arrived before an in-stream error still reaches the client
+                    yield batch
+                raise
+            if batch:
+                yield batch
+        tail = [delta for frame in decoder.close() for delta in parser.feed(frame)]
+        if tail:
+            yield tail
+        end = parser.finish()
+        if end:
+            yield end
 
 
 class Backends:
     """Builds and caches one backend per endpoint; the registry tells it when endpoints change."""
 
-    def __init__(self, transport: Transport, metrics: Metrics, local: Any = None) -> None:
+    def __init__(self, transport: Transport, metrics: Metrics, local: Any = None, shared: Any = None) -> None:
         self.transport = transport
         self.metrics = metrics
         self.local = local  # engines.EngineManager, when local models are enabled
+        self.shared = shared  # shared_limits.RedisLink with --redis: shared rate limits, embedding cache
         self._cache: dict[str, tuple[Endpoint, Backend]] = {}
 
     def forget(self, inference_id: str, _endpoint: Endpoint | None = None) -> None:
@@ -275,6 +287,21 @@ class Backends:
         return backend
 
     def _build(self, ep: Endpoint) -> Backend:
+        backend = self._build_inner(ep)
+        if self.shared is not None and self.shared.cache_ttl and ep.task_type == TaskType.TEXT_EMBEDDING:
+            from .cache import CachingBackend
+
+            backend = CachingBackend(backend, ep, self.shared, self.metrics)
+        return backend
+
+    def _limiter(self, ep: Endpoint, rpm: int) -> Any:
+        if self.shared is not None:
+            from .shared_limits import SharedRateLimiter
+
+            return SharedRateLimiter(self.shared, ep.inference_id, rpm)
+        return RateLimiter(rpm)
+
+    def _build_inner(self, ep: Endpoint) -> Backend:
         if ep.spec.local:
             if self.local is None:
                 raise StatusError(f"Local models are disabled on this gateway; endpoint [{ep.inference_id}] "
@@ -289,7 +316,7 @@ class Backends:
         if rpm:
             old = getattr(previous[1], "limiter", None) if previous else None
             # keep the bucket across settings updates so an update cannot reset a rate limit
-            limiter = old if old is not None and abs(old.interval - 60.0 / rpm) < 1e-9 else RateLimiter(rpm)
+            limiter = old if old is not None and abs(old.interval - 60.0 / rpm) < 1e-9 else self._limiter(ep, rpm)
         return RemoteBackend(ep, adapter, self.transport, limiter, self.metrics)
 
 

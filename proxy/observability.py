@@ -8,6 +8,7 @@ are registry ids.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -42,6 +43,19 @@ class Metrics:
                                     ["endpoint"], registry=r)
         self.tokens = Counter("inference_proxy_tokens", "Tokens reported by upstreams and engines",
                               ["endpoint", "direction"], registry=r)
+        # shared state (--redis, --workers): one series per worker process, so a scrape says which answered
+        self.process = Gauge("inference_proxy_process", "The process that answered this scrape", ["pid"],
+                             registry=r)
+        self.process.labels(str(os.getpid())).set(1)
+        self.redis_available = Gauge("inference_proxy_redis_available",
+                                     "1 while the configured Redis answers; 0 while it does not (rate limits "
+                                     "are then enforced per process), or when none is configured", registry=r)
+        self.redis_errors = Counter("inference_proxy_redis_errors", "Redis calls that failed", ["operation"],
+                                    registry=r)
+        self.cache_hits = Counter("inference_proxy_embedding_cache_hits", "Embedding inputs answered from the cache",
+                                  ["endpoint"], registry=r)
+        self.cache_misses = Counter("inference_proxy_embedding_cache_misses",
+                                    "Embedding inputs not in the cache, sent upstream", ["endpoint"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

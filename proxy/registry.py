@@ -2,25 +2,32 @@
 
 Reads come from an in-memory map; every write goes to the store first and reaches the map only
 once the store acknowledged it, so what a client was told is what a restart finds.
+
+When other processes write to the same store (replicas on PostgreSQL, workers on one SQLite file),
+the store's change feed names the ids they changed and `follow` reloads those ids from the store,
+one at a time on one task, so the map converges on the store within the feed's delay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any, Callable, Iterable
 
 import msgspec
+from cryptography.exceptions import InvalidTag
 
 from . import catalogue
 from .catalogue import Service
 from .errors import AlreadyExistsError, NotFoundError, RequestValidationError, StatusError
 from .secrets import SecretBox
-from .store import Store, StoredEndpoint
+from .store import StartupError, Store, StoredEndpoint
 from .types import TaskType
 from .validation import ValidatedConfig, unknown_settings_error, validate_create, validate_update
 
 _VALID_ID = re.compile(r"[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?")
+log = logging.getLogger("proxy.registry")
 _BODY_KEYS = ("task_type", "service", "service_settings", "task_settings", "chunking_settings")
 
 
@@ -82,6 +89,14 @@ class Registry:
         self._local_check = local_check
         self._listeners: list[ChangeListener] = []
         self._pending: set[str] = set()  # ids with a write in flight: one writer per id at a time
+        # what the store holds as far as this process knows, to tell real remote changes from echoes
+        self._stored: dict[str, StoredEndpoint] = {}
+        self._generation = 0  # bumped by every local write; _touched: id -> generation of its last one
+        self._touched: dict[str, int] = {}
+        self._remote: set[str] = set()  # ids reported changed elsewhere, not yet reloaded
+        self._remote_all = False  # the feed could not say which: compare everything
+        self._wake = asyncio.Event()
+        self._follower: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ persistence
 
@@ -100,7 +115,116 @@ class Registry:
 
     async def load(self) -> None:
         records = await self._store.load_all()
-        self._endpoints = {r.inference_id: self._from_record(r) for r in records}
+        endpoints = {}
+        for r in records:
+            try:
+                endpoints[r.inference_id] = self._from_record(r)
+            except InvalidTag:
+                raise StartupError(
+                    f"the secrets of inference endpoint [{r.inference_id}] cannot be opened with this gateway's "
+                    f"secret key: every gateway sharing a store must use the same INFERENCE_PROXY_SECRET_KEY "
+                    f"(or the same key file)") from None
+        self._endpoints = endpoints
+        self._stored = {r.inference_id: r for r in records}
+
+    # ------------------------------------------------------------------ changes made elsewhere
+
+    async def follow(self) -> None:
+        """Subscribe to the store's change feed, if it has one, and apply what it reports."""
+        watch = getattr(self._store, "watch", None)
+        if watch is None:
+            return
+        await watch(self._remote_change)
+        self._follower = asyncio.create_task(self._follow(), name="registry-follow")
+        self._remote_change(None)  # whatever changed between `load` and the subscription
+
+    def _remote_change(self, inference_id: str | None) -> None:
+        if inference_id is None:
+            self._remote_all = True
+        else:
+            self._remote.add(inference_id)
+        self._wake.set()
+
+    async def _follow(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                if self._remote_all:
+                    self._remote_all = False
+                    self._remote.clear()
+                    await self._resync()
+                while self._remote and not self._remote_all:
+                    await self.refresh(self._remote.pop())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is away: try again shortly, with everything
+                log.warning("could not apply endpoint changes from the store (%s: %s); retrying",
+                            type(exc).__name__, exc)
+                self._remote_all = True
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    def _stale(self, inference_id: str) -> None:
+        """The store disagreed with the map (another process got there first): reload that id."""
+        if self._follower is not None:
+            self._remote_change(inference_id)
+
+    def _touch(self, inference_id: str) -> None:
+        self._generation += 1
+        self._touched[inference_id] = self._generation
+
+    def _settled(self, inference_id: str, since: int) -> bool:
+        """No local write to this id started or finished since generation `since`."""
+        return inference_id not in self._pending and self._touched.get(inference_id, 0) <= since
+
+    async def refresh(self, inference_id: str) -> None:
+        """Reload one endpoint from the store, after another process changed or deleted it."""
+        for _ in range(50):
+            while inference_id in self._pending:
+                await asyncio.sleep(0.005)
+            since = self._generation
+            record = await self._store.get(inference_id)
+            if self._settled(inference_id, since):
+                self._apply(inference_id, record)
+                return
+        log.warning("endpoint [%s] kept changing locally; its remote change waits for the next one", inference_id)
+
+    async def _resync(self) -> None:
+        """Compare the whole store with the map and apply the differences."""
+        since = self._generation
+        records = {r.inference_id: r for r in await self._store.load_all()}
+        later: list[str] = []
+        for inference_id in set(records) | set(self._stored):
+            if not self._settled(inference_id, since):
+                later.append(inference_id)  # a local write raced the read: ask again for this one
+            else:
+                self._apply(inference_id, records.get(inference_id))
+        for inference_id in later:
+            await self.refresh(inference_id)
+
+    def _apply(self, inference_id: str, record: StoredEndpoint | None) -> None:
+        if record is None:
+            self._stored.pop(inference_id, None)
+            if self._endpoints.pop(inference_id, None) is not None:
+                self._changed(inference_id, None)
+            return
+        if self._stored.get(inference_id) == record:
+            return
+        try:
+            ep = self._from_record(record)
+        except InvalidTag:
+            log.error("the secrets of inference endpoint [%s], changed by another gateway, cannot be opened with "
+                      "this gateway's secret key: every gateway sharing a store must use the same "
+                      "INFERENCE_PROXY_SECRET_KEY", inference_id)
+            return
+        except Exception as exc:
+            log.error("inference endpoint [%s] in the store cannot be read (%s: %s); keeping the previous version",
+                      inference_id, type(exc).__name__, exc)
+            return
+        self._stored[inference_id] = record
+        self._endpoints[inference_id] = ep
+        self._changed(inference_id, ep)
 
     def add_listener(self, listener: ChangeListener) -> None:
         """Called after every acknowledged change with (id, endpoint or None when deleted)."""
@@ -181,11 +305,15 @@ class Registry:
                       service_settings=cfg.service_settings, task_settings=cfg.task_settings,
                       chunking_settings=cfg.chunking_settings, secrets=cfg.secrets)
         self._claim(inference_id, exists_error=True)
+        record = self._to_record(ep)
         try:
-            if not await self._store.insert(self._to_record(ep)):
+            if not await self._store.insert(record):
+                self._stale(inference_id)
                 raise AlreadyExistsError(f"Inference endpoint [{inference_id}] already exists")
         finally:
             self._pending.discard(inference_id)
+            self._touch(inference_id)
+        self._stored[inference_id] = record
         self._endpoints[inference_id] = ep
         self._changed(inference_id, ep)
         return ep
@@ -213,11 +341,15 @@ class Registry:
         ep = msgspec.structs.replace(current, service_settings=cfg.service_settings, secrets=cfg.secrets,
                                      task_settings=cfg.task_settings)
         self._claim(inference_id, exists_error=False)
+        record = self._to_record(ep)
         try:
-            if not await self._store.replace(self._to_record(ep)):
+            if not await self._store.replace(record):
+                self._stale(inference_id)
                 raise NotFoundError(f"Inference endpoint not found [{inference_id}]")
         finally:
             self._pending.discard(inference_id)
+            self._touch(inference_id)
+        self._stored[inference_id] = record
         self._endpoints[inference_id] = ep
         self._changed(inference_id, ep)
         return ep
@@ -236,14 +368,21 @@ class Registry:
         self._claim(inference_id, exists_error=False)
         try:
             if not await self._store.delete(inference_id):
+                self._stale(inference_id)
                 raise NotFoundError(f"Inference endpoint not found [{inference_id}]")
         finally:
             self._pending.discard(inference_id)
+            self._touch(inference_id)
+        self._stored.pop(inference_id, None)
         self._endpoints.pop(inference_id, None)
         self._changed(inference_id, None)
         return {"acknowledged": True, "pipelines": [], "indexes": []}
 
     async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+            self._follower = None
         while self._pending:
             await asyncio.sleep(0.01)
 

@@ -9,10 +9,11 @@ import msgspec
 from aiohttp import web
 
 from . import appkeys
-from .errors import GatewayError, StatusError
+from .errors import AlreadyExistsError, GatewayError, StatusError
 from .auth import KeyStore, authenticate
 from .backends import Backends
 from .limits import Admission
+from .perform import scrub
 from .observability import Metrics, observe, stamp_request_id
 from .registry import Registry
 from .routes import es as es_routes
@@ -20,7 +21,8 @@ from .routes import openai as openai_routes
 from .routes import ops as ops_routes
 from .secrets import SecretBox
 from .settings import Settings
-from .store.sqlite import SqliteStore
+from .shared_limits import REDIS, redis_ctx
+from .store import is_shared, make_store
 from .upstream import Transport
 from .wire import es as es_wire
 from .wire import openai as openai_wire
@@ -34,6 +36,7 @@ def _is_openai(request: web.Request) -> bool:
 
 
 def render_error(request: web.Request, err: GatewayError) -> web.StreamResponse:
+    scrub(request, err)
     if _is_openai(request):
         response = web.Response(body=openai_wire.encode(openai_wire.error_body(err)),
                                 status=openai_wire.status_for(err), content_type="application/json")
@@ -110,6 +113,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(_product_header)
     app.on_response_prepare.append(stamp_request_id)
     app.cleanup_ctx.append(_transport_ctx)
+    app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(_registry_ctx)
     ops_routes.add_routes(app)
     es_routes.add_routes(app)
@@ -122,7 +126,10 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
     box = SecretBox.load(settings.secret_key, data_dir)
-    store = SqliteStore(data_dir / "endpoints.db")
+    if is_shared(settings) and not settings.secret_key:
+        log.warning("a shared store with the key file of %s: every gateway sharing the store needs the same key; "
+                    "set INFERENCE_PROXY_SECRET_KEY on all of them", data_dir)
+    store = make_store(settings)
     await store.open()
     app[appkeys.KEYS].reload()
     app[appkeys.LOCAL] = None
@@ -135,17 +142,27 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.LOCAL] = local
     registry = Registry(store, box, preconfigured=local.preconfigured() if local else (),
                         local_check=local.check if local else None)
-    await registry.load()
+    try:
+        await registry.load()
+    except BaseException:
+        await store.close()
+        if local is not None:
+            await local.close()
+        raise
     for declared in settings.endpoints:
         if registry.get(declared.inference_id) is None:
-            await registry.create(declared.inference_id, None, declared.body())
+            try:
+                await registry.create(declared.inference_id, None, declared.body())
+            except AlreadyExistsError:  # another worker or replica created it first
+                continue
             log.info("created endpoint [%s] from the config file", declared.inference_id)
     app[appkeys.REGISTRY] = registry
-    backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local)
+    backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[REDIS])
     registry.add_listener(backends.forget)
     if local is not None:
         registry.add_listener(local.forget)
     app[appkeys.BACKENDS] = backends
+    await registry.follow()  # changes made by other workers or replicas sharing the store
     yield
     await registry.close()
     await store.close()

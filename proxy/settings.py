@@ -58,6 +58,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_input_chars: int = 1_000_000  # characters in one input
     max_in_flight: int = 2_048  # requests handled at once; more get 429
     client_read_timeout: float = 60.0  # seconds a client may take to send its body
+    # shared state for several replicas or workers: see README "Several replicas and workers"
+    store: str | None = None  # postgresql://... (shared) or sqlite:///path; None: endpoints.db in data_dir
+    redis: str | None = None  # redis://...: rate limits across replicas, and the embedding cache
+    embedding_cache_ttl: int = 0  # seconds text_embedding results stay in Redis; 0: no cache
+    workers: int = 1  # processes serving one port (SO_REUSEPORT)
     # local models (the `elasticsearch` service, engines/): see README "Local models"
     local_models: bool = True  # serve the local models that are installed; false: remote providers only
     engine: str = "auto"  # auto | cpu | vllm: auto picks vLLM when it and a GPU are there, else the CPU engine
@@ -100,7 +105,8 @@ def read_config_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
 
 _ENV_FIELDS = {"host": str, "port": int, "data_dir": str, "log_level": str, "secret_key": str,
                "upstream_proxy": str, "engine": str, "max_body_bytes": int, "max_inputs": int,
-               "max_input_chars": int, "max_in_flight": int, "client_read_timeout": float}
+               "max_input_chars": int, "max_in_flight": int, "client_read_timeout": float,
+               "store": str, "redis": str, "embedding_cache_ttl": int, "workers": int}
 
 
 def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -129,4 +135,11 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     if local:
         merged["local_models"] = local.lower() not in ("0", "false", "no")
     merged.update(cli)
-    return msgspec.convert(merged, Settings)
+    settings = msgspec.convert(merged, Settings)
+    if settings.workers < 1:
+        raise ValueError("workers must be at least 1")
+    if settings.embedding_cache_ttl < 0:
+        raise ValueError("embedding_cache_ttl must be 0 (off) or a number of seconds")
+    if settings.embedding_cache_ttl and not settings.redis:
+        raise ValueError("embedding_cache_ttl needs a Redis (--redis redis://...)")
+    return settings

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
 class StoredEndpoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -17,13 +22,61 @@ class StoredEndpoint(msgspec.Struct, frozen=True, kw_only=True):
     secrets: bytes
 
 
+class StartupError(RuntimeError):
+    """The gateway cannot start with this store (unreachable, newer schema, a secret key that does not fit)."""
+
+
+# Called with the id of an endpoint that another process changed, or None when the changes cannot be
+# told apart (the caller then compares everything with `load_all`). Runs on the event loop; must not block.
+ChangeCallback = Callable[[str | None], None]
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def load_all(self) -> list[StoredEndpoint]: ...
+    async def get(self, inference_id: str) -> StoredEndpoint | None: ...
     async def insert(self, record: StoredEndpoint) -> bool:
         """Store a new endpoint; False when the id exists already."""
     async def replace(self, record: StoredEndpoint) -> bool:
         """Overwrite an existing endpoint; False when it is gone."""
     async def delete(self, inference_id: str) -> bool:
         """Remove an endpoint; False when it did not exist."""
+
+    # Optional change feed: stores that other processes can write to call `callback` for changes made
+    # elsewhere (never, or harmlessly, for this process's own writes) until `close`.
+    # async def watch(self, callback: ChangeCallback) -> None: ...
+
+
+def redact(url: str) -> str:
+    """A store or Redis URL fit for a log line: the password replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit((parts.scheme, f"{user}:***@{netloc[2]}", parts.path, parts.query, parts.fragment))
+
+
+def is_shared(settings: "Settings") -> bool:
+    return bool(settings.store) and settings.store.split(":", 1)[0] in ("postgres", "postgresql")
+
+
+def make_store(settings: "Settings") -> Store:
+    """`settings.store`: a postgresql:// URL, a sqlite:///path URL, or unset for the SQLite file in the data dir."""
+    url = settings.store
+    if not url:
+        from .sqlite import SqliteStore
+
+        return SqliteStore(settings.data_path / "endpoints.db")
+    scheme = url.split(":", 1)[0]
+    if scheme in ("postgres", "postgresql"):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
+    if scheme == "sqlite":
+        from .sqlite import SqliteStore
+
+        path = url[len("sqlite://"):] if url.startswith("sqlite://") else url[len("sqlite:"):]
+        return SqliteStore(Path(path))
+    raise StartupError(f"unsupported store [{redact(url)}]: use postgresql://user@host/db or sqlite:///path")

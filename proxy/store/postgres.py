@@ -1,0 +1,258 @@
+"""The shared store: PostgreSQL through asyncpg, for several gateway replicas.
+
+- The schema is created and migrated on start, under a transaction-scoped advisory lock so that
+  replicas starting together do not race; `schema_version` records what was applied, and a gateway
+  refuses to start on a schema newer than it knows.
+- An acknowledged write is a committed transaction (PostgreSQL's default `synchronous_commit=on`):
+  a `kill -9` of the gateway right after its answer loses nothing.
+- A row trigger calls `pg_notify` on every insert, update and delete, in the writing transaction,
+  so the notification goes out exactly when the change commits, whoever made it (a replica or an
+  operator with psql). The payload is `inference_id|application_name`; each replica connects with
+  its own application name and so ignores its own writes. Every replica LISTENs on one dedicated
+  connection; when that connection drops it reconnects and asks for a full comparison, since
+  notifications sent while it was away are lost.
+- The channel name is derived from the database and the table's schema, so gateways that keep
+  their endpoints in different schemas of one database (`?search_path=...` in the URL) do not hear
+  each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from typing import Any
+
+try:
+    import asyncpg
+except ImportError:  # pragma: no cover - the `shared` extra is not installed
+    asyncpg = None  # type: ignore[assignment]
+
+from ..errors import StatusError
+from . import ChangeCallback, StartupError, StoredEndpoint, redact
+
+log = logging.getLogger("proxy.store")
+
+_LOCK_KEY = 0x1F0E_7A11  # pg_advisory_xact_lock key held while migrating
+_CONNECT_FOR = 10.0  # seconds to keep trying to reach the database at start
+_WATCHDOG_EVERY = 5.0  # seconds between liveness checks of the LISTEN connection
+
+_NOTIFY_FUNCTION = """
+CREATE OR REPLACE FUNCTION inference_proxy_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('inference_proxy_' || md5(current_database() || '.' || TG_TABLE_SCHEMA),
+                      (CASE TG_OP WHEN 'DELETE' THEN OLD.inference_id ELSE NEW.inference_id END)
+                      || '|' || current_setting('application_name'));
+    RETURN NULL;
+END
+$$
+"""
+
+# version -> statements; append new versions, never edit applied ones
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE endpoints (
+            inference_id text PRIMARY KEY,
+            task_type    text NOT NULL,
+            service      text NOT NULL,
+            config       bytea NOT NULL,
+            secrets      bytea NOT NULL,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            updated_at   timestamptz NOT NULL DEFAULT now()
+        )""",
+        _NOTIFY_FUNCTION,
+        """CREATE TRIGGER endpoints_changed AFTER INSERT OR UPDATE OR DELETE ON endpoints
+           FOR EACH ROW EXECUTE FUNCTION inference_proxy_notify()""",
+    ]),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_COLUMNS = "inference_id, task_type, service, config, secrets"
+
+
+def _record(row: Any) -> StoredEndpoint:
+    return StoredEndpoint(inference_id=row[0], task_type=row[1], service=row[2], config=bytes(row[3]),
+                          secrets=bytes(row[4]))
+
+
+def _unreachable(exc: BaseException) -> bool:
+    if asyncpg is None:
+        return False
+    return isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
+                            asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError))
+
+
+class PostgresStore:
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self._sizes = (min_size, max_size)
+        # this process's writes carry this name; the trigger puts it in each notification
+        self.origin = f"inference-proxy/{os.getpid()}/{os.urandom(4).hex()}"
+        self._pool: Any = None
+        self.channel = ""
+        self._watcher: asyncio.Task | None = None
+        self._listen_conn: Any = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self.dsn)!r})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _connect(self, **kw: Any) -> Any:
+        return await asyncpg.connect(self.dsn, server_settings={"application_name": self.origin}, timeout=5,
+                                     **kw)
+
+    async def open(self) -> None:
+        if asyncpg is None:
+            raise StartupError("a postgresql:// store needs asyncpg: pip install 'inference-proxy[shared]'")
+        started = time.monotonic()
+        while True:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=self._sizes[0], max_size=self._sizes[1], timeout=5, command_timeout=30,
+                    server_settings={"application_name": self.origin})
+                break
+            except Exception as exc:
+                if not _unreachable(exc) or time.monotonic() - started > _CONNECT_FOR:
+                    raise StartupError(f"cannot open the endpoint store [{redact(self.dsn)}]: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+                await asyncio.sleep(0.5)
+        try:
+            async with self._pool.acquire() as conn:
+                await self._migrate(conn)
+        except BaseException:
+            await self._pool.close()
+            self._pool = None
+            raise
+        log.info("endpoint store: %s (schema version %d)", redact(self.dsn), SCHEMA_VERSION)
+
+    async def _migrate(self, conn: Any) -> None:
+        database, schema = await conn.fetchrow("SELECT current_database(), current_schema()")
+        if schema is None:
+            raise StartupError(f"the store [{redact(self.dsn)}] has no schema to create tables in: create the "
+                               f"schema named in its search_path first")
+        self.channel = "inference_proxy_" + hashlib.md5(f"{database}.{schema}".encode()).hexdigest()
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                               "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+            if current > SCHEMA_VERSION:
+                raise StartupError(f"the store's schema is at version {current}, newer than this gateway's "
+                                   f"{SCHEMA_VERSION}: upgrade the gateway")
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in statements:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+                log.info("endpoint store migrated to schema version %d", version)
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
+        await self._drop_listener()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # ------------------------------------------------------------------ change feed
+
+    async def watch(self, callback: ChangeCallback) -> None:
+        """LISTEN for changes made by other processes; returns once listening."""
+
+        def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            inference_id, _, origin = payload.partition("|")
+            if origin != self.origin:
+                callback(inference_id)
+
+        lost = asyncio.Event()
+        await self._listen(on_notify, lost)
+
+        async def keep_listening() -> None:
+            while True:
+                try:
+                    await asyncio.wait_for(lost.wait(), _WATCHDOG_EVERY)
+                except asyncio.TimeoutError:
+                    try:  # a silent network cut is only noticed by asking
+                        await self._listen_conn.fetchval("SELECT 1", timeout=2)
+                        continue
+                    except Exception:
+                        pass
+                log.warning("lost the endpoint store's change feed; reconnecting")
+                await self._drop_listener()
+                delay = 0.25
+                while True:
+                    lost.clear()
+                    try:
+                        await self._listen(on_notify, lost)
+                        break
+                    except Exception as exc:
+                        log.warning("the endpoint store is unreachable (%s: %s); retrying in %.1f s",
+                                    type(exc).__name__, exc, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 5.0)
+                log.info("endpoint store change feed restored")
+                callback(None)  # notifications sent meanwhile are lost: compare everything
+
+        self._watcher = asyncio.create_task(keep_listening(), name="postgres-store-watch")
+
+    async def _listen(self, on_notify: Any, lost: asyncio.Event) -> None:
+        conn = await self._connect()
+        try:
+            conn.add_termination_listener(lambda _c: lost.set())
+            await conn.add_listener(self.channel, on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._listen_conn = conn
+
+    async def _drop_listener(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.close(), 2)
+            except Exception:
+                conn.terminate()
+
+    # ------------------------------------------------------------------ reads and writes
+
+    async def _call(self, method: str, query: str, *args: Any) -> Any:
+        try:
+            return await getattr(self._pool, method)(query, *args)
+        except Exception as exc:
+            if _unreachable(exc):
+                log.warning("endpoint store unreachable: %s: %s", type(exc).__name__, exc)
+                raise StatusError("The endpoint store is unavailable; retry later", status=503) from exc
+            raise
+
+    async def load_all(self) -> list[StoredEndpoint]:
+        rows = await self._call("fetch", f"SELECT {_COLUMNS} FROM endpoints ORDER BY inference_id")
+        return [_record(r) for r in rows]
+
+    async def get(self, inference_id: str) -> StoredEndpoint | None:
+        row = await self._call("fetchrow", f"SELECT {_COLUMNS} FROM endpoints WHERE inference_id = $1",
+                               inference_id)
+        return None if row is None else _record(row)
+
+    async def insert(self, record: StoredEndpoint) -> bool:
+        status = await self._call(
+            "execute", f"INSERT INTO endpoints ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5) "
+                       f"ON CONFLICT (inference_id) DO NOTHING",
+            record.inference_id, record.task_type, record.service, record.config, record.secrets)
+        return status == "INSERT 0 1"
+
+    async def replace(self, record: StoredEndpoint) -> bool:
+        status = await self._call(
+            "execute", "UPDATE endpoints SET task_type = $2, service = $3, config = $4, secrets = $5, "
+                       "updated_at = now() WHERE inference_id = $1",
+            record.inference_id, record.task_type, record.service, record.config, record.secrets)
+        return status == "UPDATE 1"
+
+    async def delete(self, inference_id: str) -> bool:
+        status = await self._call("execute", "DELETE FROM endpoints WHERE inference_id = $1", inference_id)
+        return status == "DELETE 1"

@@ -1,0 +1,135 @@
+"""`--workers N`: N processes serving one port, each with its own event loop, registry and pools.
+
+The supervisor (the process started by `inference-proxy serve --workers N`) spawns N workers that
+bind the same host and port with SO_REUSEPORT; the kernel spreads incoming connections over them.
+They share the endpoint store (the SQLite file, whose change poll brings each worker the others'
+writes within ~250 ms, or PostgreSQL with LISTEN/NOTIFY) and, with `--redis`, rate limits and the
+embedding cache; without Redis each worker enforces the rate limits on its own. A worker that dies
+is restarted; one that fails while starting stops them all with its exit code. SIGTERM or SIGINT to
+the supervisor stops the workers gracefully.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+
+
+def serve(settings, reuse_port: bool | None = None, ready: Any = None) -> int:
+    """Run the gateway in this process until SIGTERM/SIGINT; `ready.set()` once it listens."""
+    from .store import StartupError
+
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    from .server import create_app
+    try:
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, handler_cancellation=True,
+                    access_log=None, reuse_port=reuse_port,
+                    print=lambda msg: _listening(msg, ready))
+    except StartupError as exc:
+        logging.getLogger("proxy").error("cannot start: %s", exc)
+        print(f"inference-proxy: cannot start: {exc}", file=sys.stderr)
+        # aiohttp does not unwind the contexts that started before the failure: keep their
+        # "unclosed session" warnings at exit from burying the reason
+        logging.getLogger("asyncio").disabled = True
+        return 2
+    return 0
+
+
+def _listening(message: str, ready: Any) -> None:
+    logging.getLogger("proxy").info(message.strip())
+    if ready is not None:
+        ready.set()
+
+
+def worker(settings, index: int, ready: Any) -> None:
+    """One of `--workers N` processes: its own event loop, registry and pools, on the shared port."""
+    if sys.platform.startswith("linux"):  # go when the supervisor goes, even on kill -9
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format=f"%(asctime)s %(levelname)s w{index} %(name)s %(message)s")
+    sys.exit(serve(settings, reuse_port=True, ready=ready))
+
+
+_RESTART_PAUSE_S = 1.0  # a worker that dies sooner than this after its start is restarted after a pause
+
+
+def supervise(settings) -> int:
+    """Pre-spawn N workers bound to one port with SO_REUSEPORT (the kernel spreads connections);
+    restart a worker that dies, stop all on SIGTERM/SIGINT."""
+    import multiprocessing
+    import socket
+    from multiprocessing.connection import wait
+
+    from .secrets import SecretBox
+
+    log = logging.getLogger("proxy")
+    if not hasattr(socket, "SO_REUSEPORT"):
+        print("inference-proxy: --workers needs SO_REUSEPORT (Linux, macOS, BSD)", file=sys.stderr)
+        return 2
+    if settings.port == 0:
+        print("inference-proxy: --workers needs a fixed --port", file=sys.stderr)
+        return 2
+    # the key file, if any, is created here once, not raced by N workers
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    SecretBox.load(settings.secret_key, settings.data_path)
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def stop(signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def start(index: int):
+        ready = ctx.Event()
+        proc = ctx.Process(target=worker, args=(settings, index, ready), name=f"inference-proxy-w{index}",
+                           daemon=False)
+        proc.start()
+        return proc, time.monotonic(), ready
+
+    workers = {i: start(i) for i in range(settings.workers)}
+    log.info("supervisor %d: %d workers on %s:%d", os.getpid(), settings.workers, settings.host, settings.port)
+    code = 0
+    while not stopping:
+        if not wait([p.sentinel for p, _, _ in workers.values()], timeout=0.5):
+            continue
+        for index, (proc, started, ready) in list(workers.items()):
+            if proc.is_alive() or stopping:
+                continue
+            proc.join()
+            if not ready.is_set():
+                log.error("worker %d exited with %s before it listened; stopping", index, proc.exitcode)
+                code = proc.exitcode if proc.exitcode and proc.exitcode > 0 else 1
+                stopping = True
+                break
+            log.warning("worker %d (pid %s) exited with %s; restarting it", index, proc.pid, proc.exitcode)
+            if time.monotonic() - started < _RESTART_PAUSE_S:
+                time.sleep(_RESTART_PAUSE_S)
+            workers[index] = start(index)
+    for proc, _, _ in workers.values():
+        if proc.is_alive():
+            proc.terminate()  # SIGTERM: aiohttp shuts down gracefully
+    deadline = time.monotonic() + 30
+    for proc, _, _ in workers.values():
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    return code

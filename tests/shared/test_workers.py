@@ -1,0 +1,157 @@
+"""Issue 9: `--workers N` on one port, sharing the SQLite store; changes reach every worker within 1 s.
+
+Which worker answers is the kernel's choice (SO_REUSEPORT spreads connections); a keep-alive
+connection stays with its worker, and `/metrics` names the worker's pid
+(`inference_proxy_process{pid=...}`), so each test session below is pinned to a known worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
+
+import aiohttp
+import pytest
+
+from proxy.registry import Registry
+from proxy.secrets import SecretBox
+from proxy.store.sqlite import SqliteStore
+from proxy.types import TaskType
+from tests.fakes.openai_upstream import fake_vector
+from tests.shared.conftest import embedding_body, eventually, unique
+
+_PID = re.compile(r'^inference_proxy_process\{pid="(\d+)"\} 1\.0$', re.M)
+
+
+async def test_registries_on_one_sqlite_file_follow_each_other(tmp_path):
+    box = SecretBox(os.urandom(32))
+    stores = [SqliteStore(tmp_path / "endpoints.db") for _ in range(2)]
+    for s in stores:
+        await s.open()
+    one, two = (Registry(s, box) for s in stores)
+    seen: list[tuple[str, object]] = []
+    two.add_listener(lambda i, ep: seen.append((i, ep)))
+    for r in (one, two):
+        await r.load()
+        await r.follow()
+    try:
+        body = {"service": "openai", "service_settings": {"api_key": "k", "model_id": "m"}}
+        await one.create("ep", TaskType.TEXT_EMBEDDING, body)
+        took = await eventually(lambda: asyncio.sleep(0, two.get("ep") is not None), 1.0)
+        assert two.get("ep").secrets == {"api_key": "k"} and seen[-1][0] == "ep"
+        await two.update("ep", None, {"task_settings": {"user": "u"}})
+        await eventually(lambda: asyncio.sleep(0, one.get("ep").task_settings == {"user": "u"}), 1.0)
+        await one.delete("ep", None, dry_run=False)
+        await eventually(lambda: asyncio.sleep(0, two.get("ep") is None), 1.0)
+        assert seen[-1] == ("ep", None)
+        # a process's own writes are not reported back to it as changes
+        n = len(seen)
+        await two.create("own", TaskType.TEXT_EMBEDDING, body)
+        await asyncio.sleep(0.6)
+        assert len(seen) == n + 1
+        print(f"create seen by the other registry after {took * 1000:.0f} ms")
+    finally:
+        for r in (one, two):
+            await r.close()
+        for s in stores:
+            await s.close()
+
+
+class Pinned:
+    """A client session with one keep-alive connection, so every request reaches the same worker."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1),
+                                             timeout=aiohttp.ClientTimeout(total=30))
+        self.pid = 0
+
+    async def identify(self) -> int:
+        async with self.session.get(self.base + "/metrics") as resp:
+            pids = _PID.findall(await resp.text())
+        assert len(pids) == 1
+        self.pid = int(pids[0])
+        return self.pid
+
+    async def status(self, method: str, path: str, **kw) -> int:
+        async with self.session.request(method, self.base + path, **kw) as resp:
+            await resp.read()
+            return resp.status
+
+
+@pytest.mark.slow
+async def test_two_workers_share_one_port_and_the_sqlite_store(gateways, session, upstream):
+    gw = gateways("w", workers=2)
+    await gw.wait_ready(session)
+    by_pid: dict[int, Pinned] = {}
+    extra: list[Pinned] = []
+    deadline = time.monotonic() + 20
+    try:
+        while len(by_pid) < 2:  # new connections until both workers answered one
+            assert time.monotonic() < deadline, f"only workers {sorted(by_pid)} answered:\n{gw.log()}"
+            p = Pinned(gw.base)
+            try:
+                pid = await p.identify()
+            except aiohttp.ClientError:  # the second worker may still be starting
+                await p.session.close()
+                await asyncio.sleep(0.1)
+                continue
+            if pid in by_pid:
+                extra.append(p)
+            else:
+                by_pid[pid] = p
+        first, second = by_pid.values()
+        assert first.pid != second.pid and gw.proc.pid not in by_pid
+        ep = unique("workers")
+
+        assert await first.status("PUT", f"/_inference/text_embedding/{ep}", json=embedding_body(upstream)) == 200
+        assert await first.identify() == first.pid  # still the same worker
+
+        async def on_second() -> bool:
+            return await second.status("GET", f"/_inference/{ep}") == 200
+
+        took = await eventually(on_second, 1.0)
+        print(f"create seen by the other worker after {took * 1000:.0f} ms")
+        async with second.session.post(f"{gw.base}/_inference/text_embedding/{ep}", json={"input": "hi"}) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["text_embedding"][0]["embedding"] == pytest.approx(fake_vector("hi"), abs=1e-6)
+        assert await second.identify() == second.pid
+
+        assert await second.status("DELETE", f"/_inference/{ep}") == 200
+
+        async def gone_on_first() -> bool:
+            return await first.status("GET", f"/_inference/{ep}") == 404
+
+        await eventually(gone_on_first, 1.0)
+
+        # a worker that dies is replaced; the port keeps answering
+        os.kill(first.pid, signal.SIGKILL)
+        await first.session.close()
+
+        async def replaced() -> bool:
+            p = Pinned(gw.base)
+            try:
+                return await p.identify() not in (first.pid, 0) and p.pid != second.pid
+            except aiohttp.ClientError:
+                return False
+            finally:
+                await p.session.close()
+
+        await eventually(replaced, 20.0, interval=0.1)
+        assert "restarting it" in gw.log()
+    finally:
+        for p in [*by_pid.values(), *extra]:
+            await p.session.close()
+    # SIGTERM to the supervisor stops every worker
+    gw.proc.terminate()
+    assert gw.proc.wait(timeout=30) == 0
+
+
+@pytest.mark.slow
+async def test_workers_that_cannot_start_stop_the_supervisor(gateways):
+    gw = gateways("w", workers=2, store="mysql://nowhere/db")
+    assert gw.proc.wait(timeout=60) == 2
+    assert "unsupported store" in gw.log() and "before it listened" in gw.log()
