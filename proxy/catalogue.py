@@ -121,11 +121,12 @@ _SERVICES: tuple[Service, ...] = (
              RATE_LIMIT),
             (_s("input_type", choices=("ingest", "search"), tasks=_tasks(T.TEXT_EMBEDDING, T.SPARSE_EMBEDDING)),
              _s("return_token", "bool", tasks=_tasks(T.SPARSE_EMBEDDING))),
-            rate_limit=1000),
+            rate_limit=1000, streaming=frozenset()),
     Service("amazonbedrock", _tasks(T.CHAT_COMPLETION, T.COMPLETION, T.TEXT_EMBEDDING),
             (_s("region", required=True), _s("model", required=True),
              _s("provider", required=True, choices=("amazontitan", "anthropic", "ai21labs", "cohere", "meta", "mistral")),
              _s("access_key", required=True, secret=True), _s("secret_key", required=True, secret=True),
+             _s("session_token", secret=True),  # gateway extension: temporary STS credentials
              SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS, RATE_LIMIT),
             (_s("max_new_tokens", "int", positive=True, tasks=ALL_GENERATION),
              _s("temperature", "float", tasks=ALL_GENERATION), _s("top_k", "float", tasks=ALL_GENERATION),
@@ -134,7 +135,9 @@ _SERVICES: tuple[Service, ...] = (
     Service("amazon_sagemaker", _tasks(T.TEXT_EMBEDDING, T.COMPLETION, T.CHAT_COMPLETION, T.SPARSE_EMBEDDING, T.RERANK),
             (_s("endpoint_name", required=True), _s("api", required=True, choices=("openai", "elastic")),
              _s("region", required=True), _s("access_key", required=True, secret=True),
-             _s("secret_key", required=True, secret=True), _s("target_model"), _s("target_container_hostname"),
+             _s("secret_key", required=True, secret=True),
+             _s("session_token", secret=True),  # gateway extension: temporary STS credentials
+             _s("target_model"), _s("target_container_hostname"),
              _s("inference_component_name"), _s("batch_size", "int", positive=True),
              _s("dimensions", "int", positive=True, tasks=EMBED), SIMILARITY,
              _s("element_type", choices=("byte", "float", "bit"), tasks=EMBED)),
@@ -184,7 +187,7 @@ _SERVICES: tuple[Service, ...] = (
              _s("batch_size", "int", positive=True), SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS,
              _s("element_type", choices=("byte", "float", "bit"), tasks=EMBED), RATE_LIMIT),
             (_s("parameters", "map"),),
-            rate_limit=10000),
+            rate_limit=10000, streaming=frozenset()),
     Service("deepseek", _tasks(T.COMPLETION, T.CHAT_COMPLETION),
             (MODEL_ID, API_KEY, URL)),
     Service("elasticsearch", _tasks(T.SPARSE_EMBEDDING, T.TEXT_EMBEDDING, T.RERANK, T.COMPLETION, T.CHAT_COMPLETION),
@@ -210,7 +213,7 @@ _SERVICES: tuple[Service, ...] = (
             one_of=(OneOf(("num_allocations", "adaptive_allocations"), scope="service_settings",
                           missing="[service_settings] does not contain one of the required settings "
                                   "[num_allocations, adaptive_allocations]"),),
-            local=True,
+            local=True, defaults={T.SPARSE_EMBEDDING: {"model_id": ".elser_model_2"}},
             deprecation="The [elser] service is deprecated and will be removed in a future release. Use the "
                         "[elasticsearch] service instead, with [model_id] set to [.elser_model_2] in the "
                         "[service_settings]"),

