@@ -278,6 +278,8 @@ class OpenAICompatible(Adapter):
         items = resp.data
         if any(item.index != i for i, item in enumerate(items)):
             items = sorted(items, key=lambda item: item.index)
+            if [item.index for item in items] != list(range(len(items))):
+                raise _malformed("response (embedding indexes are not 0..n-1)")
         usage = None
         if resp.usage is not None:
             usage = Usage(prompt_tokens=resp.usage.prompt_tokens, total_tokens=resp.usage.total_tokens)

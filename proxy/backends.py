@@ -27,7 +27,7 @@ from .registry import Endpoint
 from .sse import NDJSONDecoder, SSEDecoder
 from .types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
                     SparseEmbedResult, TaskType, Usage)
-from .upstream import Transport, iter_body
+from .upstream import Transport, UpstreamTimeout, iter_body
 
 _BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 5.0
@@ -80,6 +80,31 @@ def _without_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+_NUMBER_BYTES = b"0123456789+-.eE, \t\r\n"
+
+
+def _is_number_array(vector: Any) -> bool:
+    """Vectors stay raw JSON on the hot path; this C-speed byte check still refuses anything in
+    them but one flat array of numbers, so a broken upstream cannot pass strings or objects on."""
+    if isinstance(vector, msgspec.Raw):
+        raw = bytes(vector).strip()
+        return raw[:1] == b"[" and raw[1:-1].translate(None, _NUMBER_BYTES) == b"" and raw[-1:] == b"]"
+    return isinstance(vector, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vector)
+
+
+def malformed_response(detail: str) -> UpstreamError:
+    err = UpstreamError(f"The upstream service sent a malformed response: {detail}", upstream_status=502)
+    err.status = 502
+    return err
+
+
+def _more_telling(previous: UpstreamError | None, new: UpstreamError) -> UpstreamError:
+    """A timeout that only says our own deadline cut a retry short hides the error that made us retry."""
+    if previous is not None and isinstance(new, UpstreamTimeout) and not isinstance(previous, UpstreamTimeout):
+        return previous
+    return new
+
+
 class RemoteBackend:
     def __init__(self, endpoint: Endpoint, adapter: Adapter, transport: Transport,
                  limiter: RateLimiter | None, metrics: Metrics) -> None:
@@ -120,7 +145,11 @@ class RemoteBackend:
             err.headers["Retry-After"] = str(max(1, int(err.retry_after + 0.999)))
         return err
 
-    def _tag(self, err: UpstreamError) -> UpstreamError:
+    def _tag(self, err: UpstreamError, ctx: CallContext) -> UpstreamError:
+        if isinstance(err, UpstreamTimeout) and ctx.remaining() <= 0.01:
+            # our own deadline ran out: say so in the client's words (ES `Request timed out after [30s]`)
+            err.reason = f"Request timed out after [{ctx.timeout_text}]"
+            err.args = (err.reason,)
         if "inference entity id" not in err.reason:
             err.reason = f"{err.reason} (inference entity id [{self.endpoint.inference_id}])"
             err.args = (err.reason,)
@@ -159,28 +188,37 @@ class RemoteBackend:
     async def _call(self, req: Any, ctx: CallContext) -> Any:
         up = self._build(req)
         attempt = 0
+        last: UpstreamError | None = None
         while True:
             await self._admit(ctx)
             remaining = ctx.remaining()
             if remaining <= 0:
-                raise StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
+                raise last or StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
             try:
                 signed = await self.adapter.authorize(up, self.transport.for_service(self.service))
                 status, headers, body = await self.transport.send(self.service, signed, remaining)
             except UpstreamError as exc:
-                err = self._tag(exc)
+                err = self._tag(exc, ctx)
             else:
                 if status < 300:
                     return self.adapter.parse_response(req, body)
                 err = self.upstream_error(status, headers, body, signed.url)
-            await self._backoff(err, attempt, ctx)
+            last = _more_telling(last, err)
+            await self._backoff(last, attempt, ctx)
             attempt += 1
+
+    async def _embed_part(self, req: EmbedRequest, ctx: CallContext) -> EmbedResult:
+        result: EmbedResult = await self._call(req, ctx)
+        if len(result.vectors) != len(req.inputs) or not all(map(_is_number_array, result.vectors)):
+            raise malformed_response(f"{len(result.vectors)} vectors for {len(req.inputs)} inputs"
+                                     if len(result.vectors) != len(req.inputs) else "a vector that is not numbers")
+        return result
 
     async def embed(self, req: EmbedRequest, ctx: CallContext) -> EmbedResult:
         parts = self.adapter.split_embed(req)
         if len(parts) == 1:
-            return await self._call(req, ctx)
-        results: list[EmbedResult] = await asyncio.gather(*(self._call(p, ctx) for p in parts))
+            return await self._embed_part(req, ctx)
+        results: list[EmbedResult] = await asyncio.gather(*(self._embed_part(p, ctx) for p in parts))
         vectors: list[Any] = []
         usage = Usage()
         for r in results:
@@ -213,12 +251,13 @@ class RemoteBackend:
         req = msgspec.structs.replace(req, stream=True)
         up = self._build(req)
         attempt = 0
+        last: UpstreamError | None = None
         while True:
             async with AsyncExitStack() as stack:
                 await self._admit(ctx)
                 remaining = ctx.remaining()
                 if remaining <= 0:
-                    raise StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
+                    raise last or StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
                 try:
                     signed = await self.adapter.authorize(up, self.transport.for_service(self.service))
                     resp = await stack.enter_async_context(
@@ -227,7 +266,8 @@ class RemoteBackend:
                         body = await resp.read()
                         raise self.upstream_error(resp.status, resp.headers, body, signed.url)
                 except UpstreamError as exc:
-                    await self._backoff(self._tag(exc), attempt, ctx)
+                    last = _more_telling(last, self._tag(exc, ctx))
+                    await self._backoff(last, attempt, ctx)
                     attempt += 1
                     continue
                 async for batch in self._deltas(resp, req, ctx):

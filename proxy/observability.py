@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import time
-import uuid
 
 import orjson
 from aiohttp import web
@@ -72,7 +71,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     """Outermost middleware: request id, in-flight gauge, access log line and request metrics."""
     metrics = request.app[appkeys.METRICS]
     given = request.headers.get("X-Request-Id", "")
-    request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()  # uuid4().hex costs 5x more
     request[appkeys.REQUEST_ID] = request_id
     started = time.perf_counter()
     metrics.in_flight.inc()

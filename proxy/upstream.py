@@ -109,8 +109,11 @@ class Transport:
         """A streaming call; leaving the block releases the connection (or aborts it mid-body)."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=idle_timeout)
         try:
-            resp = await self.session.request(up.method, self.route(service, up), data=up.body, headers=up.headers,
-                                              timeout=timeout, allow_redirects=False, **self._options(service))
+            # the request's deadline bounds the wait for the response headers; only the body may take longer
+            async with asyncio.timeout(connect_timeout):
+                resp = await self.session.request(up.method, self.route(service, up), data=up.body,
+                                                  headers=up.headers, timeout=timeout, allow_redirects=False,
+                                                  **self._options(service))
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream service did not answer within [{connect_timeout:g}s]") from None
         except aiohttp.ClientError as exc:
