@@ -12,12 +12,12 @@ from urllib.parse import quote
 
 import msgspec
 
-from proxy.errors import StatusError, UpstreamError
+from proxy.errors import StatusError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
                          InputType, RankedDoc, RerankRequest, RerankResult, SparseEmbedResult, TaskType, Usage)
 
-from .base import (Adapter, Framing, ProviderError, StreamParser, UpstreamRequest, generic_error, map_input_type,
-                   unsupported)
+from .base import (Adapter, Framing, ProviderError, StreamParser, UpstreamRequest, generic_error, malformed,
+                   map_input_type, unsupported)
 
 T = TaskType
 SERVICE = "alibabacloud-ai-search"
@@ -31,11 +31,6 @@ INPUT_TYPES = {InputType.INGEST: "document", InputType.SEARCH: "query"}
 # verified: ES AlibabaCloudSearchServiceFields EMBEDDING_MAX_BATCH_SIZE = 32 (from Alibaba's text-embedding API doc)
 EMBED_BATCH = 32
 
-
-def _malformed(what: str) -> UpstreamError:
-    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
-    err.status = 502
-    return err
 
 
 # ------------------------------------------------------------------------------ response Structs
@@ -237,7 +232,7 @@ class AlibabaCloudSearchAdapter(Adapter):
                                             for s in resp.result.scores])
             return self.parse_completion(body)
         except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError, ValueError):
-            raise _malformed("response") from None
+            raise malformed("response") from None
 
     def parse_embeddings(self, body: bytes) -> EmbedResult:
         resp = _embeddings.decode(body)

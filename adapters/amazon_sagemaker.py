@@ -27,14 +27,14 @@ from urllib.parse import quote
 
 import msgspec
 
-from proxy.errors import StatusError, UpstreamError
+from proxy.errors import StatusError
 from proxy.sse import SSEDecoder
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, ChatResult, EmbedRequest,
                          EmbedResult, InputType, RankedDoc, RerankRequest, RerankResult, SparseEmbedResult,
                          TaskType)
 
 from .aws import AwsAdapter, EventMessage, stream_exception
-from .base import SSEEvent, StreamParser, UpstreamRequest, reject_input_type, unsupported
+from .base import SSEEvent, StreamParser, UpstreamRequest, malformed, reject_input_type, unsupported
 from .openai_compat import OpenAICompatible, OpenAIStreamParser
 
 SERVICE = "amazon_sagemaker"
@@ -71,11 +71,6 @@ _ELEMENT_KEYS = {"float": "text_embedding", "byte": "text_embedding_bytes", "bit
 
 _encoder = msgspec.json.Encoder()
 
-
-def _malformed(what: str) -> UpstreamError:
-    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
-    err.status = 502
-    return err
 
 
 # ------------------------------------------------------------------------------ elastic responses
@@ -287,7 +282,7 @@ class AmazonSageMakerAdapter(AwsAdapter):
                 return self._openai.parse_chat(body)
             return self.parse_elastic(req, body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("response") from None
+            raise malformed("response") from None
 
     def parse_elastic(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
         if isinstance(req, EmbedRequest) and self.task == T.SPARSE_EMBEDDING:
@@ -298,7 +293,7 @@ class AmazonSageMakerAdapter(AwsAdapter):
             dense = _dense_decoder.decode(body)
             items = getattr(dense, _ELEMENT_KEYS.get(element, "text_embedding"))
             if items is None:
-                raise _malformed(f"response (no [{_ELEMENT_KEYS.get(element)}] for element_type [{element}])")
+                raise malformed(f"response (no [{_ELEMENT_KEYS.get(element)}] for element_type [{element}])")
             return EmbedResult(vectors=[i.embedding for i in items], element_type=element)
         if isinstance(req, RerankRequest):
             ranked = _rerank_decoder.decode(body).rerank
@@ -365,7 +360,7 @@ class ElasticCompletionPayloads:
         try:
             items = _completion_items(payload)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("stream event") from None
+            raise malformed("stream event") from None
         return [ChatDelta(content=i.delta if i.delta is not None else i.result) for i in items
                 if (i.delta if i.delta is not None else i.result)]
 

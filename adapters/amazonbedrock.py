@@ -23,13 +23,13 @@ from urllib.parse import quote
 
 import msgspec
 
-from proxy.errors import RequestValidationError, StatusError, UpstreamError
+from proxy.errors import RequestValidationError, StatusError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
                          EmbedRequest, EmbedResult, FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta,
                          Usage)
 
 from .aws import AwsAdapter, EventMessage, stream_exception
-from .base import StreamCut, StreamParser, UpstreamRequest, map_input_type, reject_input_type, unsupported
+from .base import StreamCut, StreamParser, UpstreamRequest, malformed, map_input_type, reject_input_type, unsupported
 
 SERVICE = "amazonbedrock"
 T = TaskType
@@ -76,11 +76,6 @@ def finish_reason(stop_reason: str | None) -> str | None:
         return None
     return FINISH_REASONS.get(stop_reason, stop_reason)
 
-
-def _malformed(what: str) -> UpstreamError:
-    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
-    err.status = 502
-    return err
 
 
 # ------------------------------------------------------------------------------ response Structs
@@ -454,7 +449,7 @@ class AmazonBedrockAdapter(AwsAdapter):
                 return self.parse_cohere(body)
             return self.parse_converse(req, body)  # type: ignore[arg-type]
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("response") from None
+            raise malformed("response") from None
 
     @staticmethod
     def parse_titan(body: bytes) -> EmbedResult:
@@ -517,7 +512,7 @@ class ConverseStreamParser:
         try:
             ev = _event_decoder.decode(message.payload) if message.payload else _StreamEvent()
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("stream event") from None
+            raise malformed("stream event") from None
         if kind == "messageStart":
             return [self._delta(role=ev.role or "assistant")]
         if kind == "contentBlockStart":
@@ -537,7 +532,7 @@ class ConverseStreamParser:
             if delta.toolUse is not None and delta.toolUse.input:
                 n = self.tool_index.get(ev.contentBlockIndex if ev.contentBlockIndex is not None else -1)
                 if n is None:
-                    raise _malformed("stream event (tool input for an unknown content block)")
+                    raise malformed("stream event (tool input for an unknown content block)")
                 return [self._delta(tool_calls=[ToolCallDelta(index=n, function=FunctionCall(
                     arguments=delta.toolUse.input))])]
             return []  # reasoningContent: only sent for features this adapter never asks for

@@ -17,8 +17,8 @@ from proxy.errors import RequestValidationError, StatusError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
                          FunctionCall, TaskType, ToolCall, ToolCallDelta, Usage)
 
-from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest,
-                   generic_error, unsupported)
+from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
+                   malformed, unsupported)
 
 SERVICE = "anthropic"
 DEFAULT_URL = "https://api.anthropic.com/v1/messages"
@@ -107,11 +107,6 @@ class _Event(msgspec.Struct):
 _message_decoder = msgspec.json.Decoder(_Message)
 _event_decoder = msgspec.json.Decoder(_Event)
 
-
-def _malformed(what: str) -> UpstreamError:
-    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
-    err.status = 502
-    return err
 
 
 def _usage(prompt: int, completion: int) -> Usage:
@@ -315,7 +310,7 @@ class AnthropicAdapter(Adapter):
         try:
             msg = _message_decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("response") from None
+            raise malformed("response") from None
         texts: list[str] = []
         calls: list[ToolCall] = []
         for block in msg.content:
@@ -371,7 +366,7 @@ class AnthropicStreamParser:
         except (msgspec.DecodeError, msgspec.ValidationError):
             if event.event == "error":
                 raise self._error(generic_error(data.encode())) from None
-            raise _malformed("stream event") from None
+            raise malformed("stream event") from None
         kind = ev.type
         if kind == "error" or event.event == "error":
             raise self._error(ev.error)
@@ -404,7 +399,7 @@ class AnthropicStreamParser:
             if delta.type == "input_json_delta" and delta.partial_json:
                 n = self.tool_index.get(ev.index if ev.index is not None else -1)
                 if n is None:
-                    raise _malformed("stream event (tool input for an unknown content block)")
+                    raise malformed("stream event (tool input for an unknown content block)")
                 return [self._delta(tool_calls=[ToolCallDelta(index=n, function=FunctionCall(
                     arguments=delta.partial_json))])]
             # thinking_delta / signature_delta / citations_delta: only sent for features this adapter never asks for

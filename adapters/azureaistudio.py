@@ -24,8 +24,8 @@ from proxy.errors import StatusError
 from proxy.types import (CanonicalRequest, ChatRequest, ChatResult, EmbedRequest, InputType, RerankRequest,
                          TaskType)
 
-from .base import UpstreamRequest, map_input_type, unsupported
-from .openai_compat import OpenAICompatible, _malformed
+from .base import UpstreamRequest, malformed, map_input_type, unsupported
+from .openai_compat import OpenAICompatible
 from .rerank_compat import rerank_body
 
 T = TaskType
@@ -185,7 +185,7 @@ class AzureAIStudioAdapter(OpenAICompatible):
         try:
             resp = _realtime_decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("response") from None
+            raise malformed("response") from None
         return ChatResult(id="", model="", content=resp.output, finish_reason="stop")
 
     # -- rerank -------------------------------------------------------------------------------

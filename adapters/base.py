@@ -70,6 +70,13 @@ class StreamCut(UpstreamError):
         self.status = 502
 
 
+def malformed(what: str = "response") -> UpstreamError:
+    """An upstream answer that does not parse: the gateway's fault to report is 502, not the client's."""
+    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
+    err.status = 502
+    return err
+
+
 class EndpointView(Protocol):
     """What an adapter may know of an endpoint (a `proxy.registry.Endpoint` satisfies it)."""
 

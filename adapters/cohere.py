@@ -18,8 +18,8 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessa
                          EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
                          ToolCall, ToolCallDelta, Usage)
 
-from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest,
-                   generic_error, map_input_type, unsupported)
+from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
+                   malformed, map_input_type, unsupported)
 from .rerank_compat import parse_rerank, rerank_body
 
 SERVICE = "cohere"
@@ -62,11 +62,6 @@ FINISH_REASONS: Mapping[str, str] = {
 }
 _ERROR_FINISH = {"error", "error_limit", "error_toxic", "timeout"}
 
-
-def _malformed(what: str) -> UpstreamError:
-    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
-    err.status = 502
-    return err
 
 
 # ------------------------------------------------------------------------------ response Structs
@@ -321,7 +316,7 @@ class CohereAdapter(Adapter):
         else:
             by_type = _by_type_decoder.decode(raw)
             if key not in by_type:
-                raise _malformed(f"response (no [{key}] embeddings)")
+                raise malformed(f"response (no [{key}] embeddings)")
             vectors = by_type[key]
         usage = None
         units = resp.meta.billed_units if resp.meta else None
@@ -393,7 +388,7 @@ class CohereAdapter(Adapter):
                 return self.parse_rerank(body)
             return self.parse_chat(req, body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("response") from None
+            raise malformed("response") from None
 
     def parse_rerank(self, body: bytes) -> RerankResult:
         return parse_rerank(body)
@@ -436,7 +431,7 @@ class CohereStreamParser:
         except (msgspec.DecodeError, msgspec.ValidationError):
             if event.event == "error":
                 raise self._error(generic_error(data.encode())) from None
-            raise _malformed("stream event") from None
+            raise malformed("stream event") from None
         kind = ev.type or event.event
         if kind == "error" or event.event == "error":
             # unverified: Cohere documents no in-stream error event; an `error` event or type is treated as one
@@ -468,7 +463,7 @@ class CohereStreamParser:
                                                                                     arguments=fn.arguments or ""))])]
             n = self.tool_index.get(ev.index if ev.index is not None else self.last_key)
             if n is None:
-                raise _malformed("stream event (tool-call-delta before its tool-call-start)")
+                raise malformed("stream event (tool-call-delta before its tool-call-start)")
             if not fn.arguments:
                 return []
             return [self._delta(tool_calls=[ToolCallDelta(index=n, function=FunctionCall(arguments=fn.arguments))])]

@@ -11,10 +11,10 @@ from typing import Any, Mapping
 
 import msgspec
 
-from proxy.errors import StatusError, UpstreamError
+from proxy.errors import StatusError
 from proxy.types import CanonicalRequest, CanonicalResult, RerankRequest
 
-from .base import Adapter, Framing, ProviderError, UpstreamRequest, generic_error
+from .base import Adapter, Framing, ProviderError, UpstreamRequest, generic_error, malformed
 from .rerank_compat import parse_rerank
 
 _encoder = msgspec.json.Encoder()
@@ -60,9 +60,7 @@ class ContextualAIAdapter(Adapter):
         try:
             return parse_rerank(body)  # `results[].{index, relevance_score}`
         except (msgspec.DecodeError, msgspec.ValidationError):
-            err = UpstreamError("The upstream service sent a malformed response", upstream_status=502)
-            err.status = 502
-            raise err from None
+            raise malformed() from None
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
         # ES (ContextualAiErrorResponseEntity) only reports the status line; we read the body's message when

@@ -19,8 +19,8 @@ from proxy.errors import StatusError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
                          EmbedRequest, EmbedResult, FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta, Usage)
 
-from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, map_input_type,
-                   unsupported)
+from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, malformed,
+                   map_input_type, unsupported)
 
 T = TaskType
 _encoder = msgspec.json.Encoder()
@@ -113,11 +113,6 @@ class _BatchEmbedResponse(msgspec.Struct):
 _generate_decoder = msgspec.json.Decoder(_GenerateContentResponse)
 _batch_embed_decoder = msgspec.json.Decoder(_BatchEmbedResponse)
 
-
-def malformed(what: str = "response") -> UpstreamError:
-    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
-    err.status = 502
-    return err
 
 
 # ------------------------------------------------------------------------------ errors

@@ -17,11 +17,12 @@ from typing import Any, ClassVar, Mapping
 
 import msgspec
 
-from proxy.errors import StatusError, UpstreamError
+from proxy.errors import StatusError
 from proxy.types import (CanonicalRequest, CanonicalResult, EmbedRequest, EmbedResult, InputType, RerankRequest,
                          TaskType, Usage)
 
-from .base import Adapter, Framing, ProviderError, UpstreamRequest, generic_error, map_input_type, unsupported
+from .base import (Adapter, Framing, ProviderError, UpstreamRequest, generic_error, malformed, map_input_type,
+                   unsupported)
 from .rerank_compat import parse_rerank, rerank_body
 
 _encoder = msgspec.json.Encoder()
@@ -69,11 +70,6 @@ class _Embeddings(msgspec.Struct):
 
 _embeddings_decoder = msgspec.json.Decoder(_Embeddings)
 
-
-def _malformed() -> UpstreamError:
-    err = UpstreamError("The upstream service sent a malformed response", upstream_status=502)
-    err.status = 502
-    return err
 
 
 class JinaAIAdapter(Adapter):
@@ -161,7 +157,7 @@ class JinaAIAdapter(Adapter):
             # `results[].{index, relevance_score, document?: {"text"} | "..."}`
             return parse_rerank(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed() from None
+            raise malformed() from None
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
         # verified: JinaAIErrorResponseEntity reads `{"detail": "..."}`; generic_error covers it

@@ -17,8 +17,8 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatReque
                          EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType, ToolCall,
                          ToolCallDelta, Usage)
 
-from .base import (Adapter, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error, map_input_type,
-                   reject_input_type, unsupported)
+from .base import (Adapter, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error, malformed,
+                   map_input_type, reject_input_type, unsupported)
 from .rerank_compat import parse_rerank, rerank_body
 
 T = TaskType
@@ -108,11 +108,6 @@ _chunk_decoder = msgspec.json.Decoder(_Chunk)
 _vectors_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def _malformed(what: str) -> UpstreamError:
-    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
-    err.status = 502
-    return err
-
 
 class OpenAIStreamParser:
     """OpenAI chat chunks to canonical deltas; the stream must end with `data: [DONE]`."""
@@ -134,7 +129,7 @@ class OpenAIStreamParser:
         try:
             chunk = _chunk_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("stream event") from None
+            raise malformed("stream event") from None
         if chunk.error is not None:
             info = generic_error(_encoder.encode({"error": chunk.error}))
             raise UpstreamError(f"The upstream service reported an error in the stream: "
@@ -271,7 +266,7 @@ class OpenAICompatible(Adapter):
                 return self.parse_chat(body)
             return self.parse_rerank(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("response") from None
+            raise malformed("response") from None
 
     def parse_embeddings(self, body: bytes) -> EmbedResult:
         resp = _embedding_decoder.decode(body)
@@ -279,7 +274,7 @@ class OpenAICompatible(Adapter):
         if any(item.index != i for i, item in enumerate(items)):
             items = sorted(items, key=lambda item: item.index)
             if [item.index for item in items] != list(range(len(items))):
-                raise _malformed("response (embedding indexes are not 0..n-1)")
+                raise malformed("response (embedding indexes are not 0..n-1)")
         usage = None
         if resp.usage is not None:
             usage = Usage(prompt_tokens=resp.usage.prompt_tokens, total_tokens=resp.usage.total_tokens)
@@ -288,7 +283,7 @@ class OpenAICompatible(Adapter):
     def parse_chat(self, body: bytes) -> ChatResult:
         resp = _chat_decoder.decode(body)
         if not resp.choices:
-            raise _malformed("response (no choices)")
+            raise malformed("response (no choices)")
         choice = resp.choices[0]
         calls = None
         if choice.message.tool_calls:

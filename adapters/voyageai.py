@@ -13,11 +13,12 @@ from typing import Any, ClassVar, Mapping
 
 import msgspec
 
-from proxy.errors import StatusError, UpstreamError
+from proxy.errors import StatusError
 from proxy.types import (CanonicalRequest, CanonicalResult, EmbedRequest, EmbedResult, InputType, RerankRequest,
                          TaskType, Usage)
 
-from .base import Adapter, Framing, ProviderError, UpstreamRequest, generic_error, map_input_type, unsupported
+from .base import (Adapter, Framing, ProviderError, UpstreamRequest, generic_error, malformed, map_input_type,
+                   unsupported)
 from .rerank_compat import parse_rerank, rerank_body
 
 _encoder = msgspec.json.Encoder()
@@ -55,11 +56,6 @@ class _Embeddings(msgspec.Struct):
 
 _embeddings_decoder = msgspec.json.Decoder(_Embeddings)
 
-
-def _malformed() -> UpstreamError:
-    err = UpstreamError("The upstream service sent a malformed response", upstream_status=502)
-    err.status = 502
-    return err
 
 
 class VoyageAIAdapter(Adapter):
@@ -145,7 +141,7 @@ class VoyageAIAdapter(Adapter):
             # `data[].{index, relevance_score, document?}` with `document` a plain string
             return parse_rerank(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed() from None
+            raise malformed() from None
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
         # verified: VoyageAIErrorResponseEntity reads `{"detail": "..."}`; generic_error covers it

@@ -25,7 +25,7 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatReque
                          Usage)
 
 from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
-                   reject_input_type, unsupported)
+                   malformed, reject_input_type, unsupported)
 from .openai_compat import OpenAIStreamParser
 
 T = TaskType
@@ -44,11 +44,6 @@ EMBED_BATCH = 1000
 PATHS = {"embeddings": "/ml/v1/text/embeddings", "rerank": "/ml/v1/text/rerank", "chat": "/ml/v1/text/chat",
          "chat_stream": "/ml/v1/text/chat_stream"}
 
-
-def _malformed(what: str) -> UpstreamError:
-    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
-    err.status = 502
-    return err
 
 
 def key_id(api_key: str) -> str:
@@ -142,9 +137,9 @@ class IamTokenCache:
         try:
             token = _iam_token.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("IAM token response") from None
+            raise malformed("IAM token response") from None
         if not token.access_token:
-            raise _malformed("IAM token response (no access_token)")
+            raise malformed("IAM token response (no access_token)")
         if token.expiration:
             lifetime = token.expiration - time.time()
         else:
@@ -409,12 +404,12 @@ class WatsonxAIAdapter(Adapter):
                                             for r in ranked.results], usage=usage)
             return self.parse_chat(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            raise _malformed("response") from None
+            raise malformed("response") from None
 
     def parse_chat(self, body: bytes) -> ChatResult:
         resp = _chat.decode(body)
         if not resp.choices:
-            raise _malformed("response (no choices)")
+            raise malformed("response (no choices)")
         choice = resp.choices[0]
         calls = None
         if choice.message.tool_calls:

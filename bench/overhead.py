@@ -582,7 +582,6 @@ def run(args: argparse.Namespace) -> dict:
                        "gw_es": f"/_inference/text_embedding/{EMBED_ID}", "gw_v1": "/v1/embeddings"}
         embed_bodies = {"direct": {"model": up.MODEL, **EMBED_INPUT}, "relay": {"model": up.MODEL, **EMBED_INPUT},
                         "gw_es": EMBED_INPUT, "gw_v1": {"model": EMBED_ID, **EMBED_INPUT}}
-        ports = {"direct": embed_port, "relay": relay_port, "gw_es": gw_port, "gw_v1": gw_port}
         stream_body = {"model": "bench-chat", "messages": MESSAGES, "stream": True,
                        "stream_options": {"include_usage": True}}
 

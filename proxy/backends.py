@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 from adapters import load_adapter
-from adapters.base import Adapter, Framing, StreamCut, UpstreamRequest
+from adapters.base import Adapter, Framing, StreamCut, UpstreamRequest, malformed
 
 from .errors import GatewayError, StatusError, TooManyRequestsError, UpstreamError
 from .limits import RateLimiter
@@ -90,12 +90,6 @@ def _is_number_array(vector: Any) -> bool:
         raw = bytes(vector).strip()
         return raw[:1] == b"[" and raw[1:-1].translate(None, _NUMBER_BYTES) == b"" and raw[-1:] == b"]"
     return isinstance(vector, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vector)
-
-
-def malformed_response(detail: str) -> UpstreamError:
-    err = UpstreamError(f"The upstream service sent a malformed response: {detail}", upstream_status=502)
-    err.status = 502
-    return err
 
 
 def _more_telling(previous: UpstreamError | None, new: UpstreamError) -> UpstreamError:
@@ -210,8 +204,8 @@ class RemoteBackend:
     async def _embed_part(self, req: EmbedRequest, ctx: CallContext) -> EmbedResult:
         result: EmbedResult = await self._call(req, ctx)
         if len(result.vectors) != len(req.inputs) or not all(map(_is_number_array, result.vectors)):
-            raise malformed_response(f"{len(result.vectors)} vectors for {len(req.inputs)} inputs"
-                                     if len(result.vectors) != len(req.inputs) else "a vector that is not numbers")
+            raise malformed(f"response ({len(result.vectors)} vectors for {len(req.inputs)} inputs)"
+                            if len(result.vectors) != len(req.inputs) else "response (a vector that is not numbers)")
         return result
 
     async def embed(self, req: EmbedRequest, ctx: CallContext) -> EmbedResult:

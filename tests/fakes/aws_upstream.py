@@ -89,7 +89,7 @@ def verify_sigv4(request: Request, body: bytes, keys: dict[str, AwsKey], region:
     if terminal != "aws4_request" or cred_service != service:
         return 403, "InvalidSignatureException", f"Credential should be scoped to correct service: '{service}'. "
     if cred_region != region:
-        return 403, "InvalidSignatureException", f"Credential should be scoped to a valid region. "
+        return 403, "InvalidSignatureException", "Credential should be scoped to a valid region. "
     stamp = request.headers.get("x-amz-date", "")
     if not re.fullmatch(r"\d{8}T\d{6}Z", stamp) or stamp[:8] != date:
         return 403, "IncompleteSignatureException", "Date in Credential scope does not match YYYYMMDD from ISO-8601 " \

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import json
 
 import aiohttp
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
