@@ -109,6 +109,22 @@ _vectors_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 
+def parse_embedding_list(body: bytes, element_type: str = "float") -> EmbedResult:
+    """OpenAI's `{"data": [{"index", "embedding"}], "usage"}`, which Jina and Voyage answer too:
+    vectors in input order, and usage from whichever count the provider gives."""
+    resp = _embedding_decoder.decode(body)
+    items = resp.data
+    if any(item.index != i for i, item in enumerate(items)):
+        items = sorted(items, key=lambda item: item.index)
+        if [item.index for item in items] != list(range(len(items))):
+            raise malformed("response (embedding indexes are not 0..n-1)")
+    usage = None
+    if resp.usage is not None:
+        total = resp.usage.total_tokens or resp.usage.prompt_tokens
+        usage = Usage(prompt_tokens=resp.usage.prompt_tokens or total, total_tokens=total)
+    return EmbedResult(vectors=[item.embedding for item in items], element_type=element_type, usage=usage)
+
+
 class OpenAIStreamParser:
     """OpenAI chat chunks to canonical deltas; the stream must end with `data: [DONE]`."""
 
@@ -269,16 +285,7 @@ class OpenAICompatible(Adapter):
             raise malformed("response") from None
 
     def parse_embeddings(self, body: bytes) -> EmbedResult:
-        resp = _embedding_decoder.decode(body)
-        items = resp.data
-        if any(item.index != i for i, item in enumerate(items)):
-            items = sorted(items, key=lambda item: item.index)
-            if [item.index for item in items] != list(range(len(items))):
-                raise malformed("response (embedding indexes are not 0..n-1)")
-        usage = None
-        if resp.usage is not None:
-            usage = Usage(prompt_tokens=resp.usage.prompt_tokens, total_tokens=resp.usage.total_tokens)
-        return EmbedResult(vectors=[item.embedding for item in items], usage=usage)
+        return parse_embedding_list(body)
 
     def parse_chat(self, body: bytes) -> ChatResult:
         resp = _chat_decoder.decode(body)

@@ -14,11 +14,12 @@ from typing import Any, ClassVar, Mapping
 import msgspec
 
 from proxy.errors import StatusError
-from proxy.types import (CanonicalRequest, CanonicalResult, EmbedRequest, EmbedResult, InputType, RerankRequest,
-                         TaskType, Usage)
+from proxy.types import (CanonicalRequest, CanonicalResult, EmbedRequest, InputType, RerankRequest,
+                         TaskType)
 
 from .base import (Adapter, Framing, ProviderError, UpstreamRequest, generic_error, malformed, map_input_type,
                    unsupported)
+from .openai_compat import parse_embedding_list
 from .rerank_compat import parse_rerank, rerank_body
 
 _encoder = msgspec.json.Encoder()
@@ -40,21 +41,6 @@ EMBEDDING_TYPES: Mapping[str, tuple[str, str]] = {
 }
 
 
-class _Item(msgspec.Struct):
-    embedding: msgspec.Raw  # spliced into our answer unparsed
-    index: int = 0
-
-
-class _Usage(msgspec.Struct):
-    total_tokens: int = 0
-
-
-class _Embeddings(msgspec.Struct):
-    data: list[_Item]
-    usage: _Usage | None = None
-
-
-_embeddings_decoder = msgspec.json.Decoder(_Embeddings)
 
 
 
@@ -129,15 +115,7 @@ class VoyageAIAdapter(Adapter):
     def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
         try:
             if isinstance(req, EmbedRequest):
-                resp = _embeddings_decoder.decode(body)
-                items = resp.data
-                if any(item.index != i for i, item in enumerate(items)):
-                    items = sorted(items, key=lambda item: item.index)
-                usage = None
-                if resp.usage is not None:  # Voyage reports total_tokens only
-                    usage = Usage(prompt_tokens=resp.usage.total_tokens, total_tokens=resp.usage.total_tokens)
-                return EmbedResult(vectors=[item.embedding for item in items], element_type=self.embedding_type()[1],
-                                   usage=usage)
+                return parse_embedding_list(body, self.embedding_type()[1])
             # `data[].{index, relevance_score, document?}` with `document` a plain string
             return parse_rerank(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
