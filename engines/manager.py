@@ -337,7 +337,7 @@ class EngineManager:
         if slot.family == "vllm":  # pragma: no cover - needs engines/vllm_engine.py and a GPU
             from .vllm_engine import create_engine as create_vllm  # type: ignore[import-not-found]
 
-            return create_vllm(slot.model, options)
+            return create_vllm(slot.model, options, service_settings=[ep.service_settings for ep in slot.users.values()], config=self.settings)
         from .cpu import create_engine
 
         return create_engine(slot.model, options)

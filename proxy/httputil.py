@@ -55,7 +55,7 @@ async def read_object(request: web.Request) -> dict[str, Any]:
         raise ParseError("request body is required")
     try:
         value = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 in a string is a client error too
         raise ParseError(f"Failed to parse request body: {exc}") from None
     if not isinstance(value, dict):
         raise ParseError("request body must be a JSON object")

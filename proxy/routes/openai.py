@@ -45,7 +45,7 @@ async def _decode(request: web.Request, struct: type, unsupported: dict[str, Any
     raw = await read_raw(request)
     try:
         data = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 in a string is a client error too
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object")

@@ -124,7 +124,7 @@ def decode_strict(decoder: msgspec.json.Decoder, parser: str, body: bytes) -> An
         token = _JSON_TOKEN.get(got.group(1), "VALUE") if got else "VALUE"
         raise ParseError(f"{_location(body, field)} [{parser}] {field} doesn't support values of type: "
                          f"{token}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 in a string is a client error too
         raise ParseError(f"Failed to parse request body: {exc}") from None
 
 

@@ -272,9 +272,16 @@ class ThreadedGateway:
 # ---------------------------------------------------------------------- invariants
 
 
+def known_bug(req: Req, reply: Reply) -> bool:
+    """5xx answers already pinned by an xfail test in test_found_by_fuzzing.py: tolerated here (the
+    body must still be well-formed) so the properties keep looking for new ones. Drop each entry
+    when its xfail test starts passing."""
+    return False  # none open at the moment
+
+
 def check_reply(req: Req, reply: Reply) -> None:
     text = reply.body.decode("utf-8", "replace")
-    assert reply.status < 500, f"{req!r} -> {reply.status} {reply.body[:500]!r}"
+    assert reply.status < 500 or known_bug(req, reply), f"{req!r} -> {reply.status} {reply.body[:500]!r}"
     assert not TRACEBACK.search(text), f"{req!r} -> traceback in the body: {text[:1000]}"
     if reply.status < 400:
         check_success(req, reply)
