@@ -15,6 +15,7 @@ from typing import AsyncIterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import aiohttp.http_exceptions
 
 from adapters.base import UpstreamRequest
 
@@ -142,13 +143,24 @@ class ServiceSession:
 
 
 async def iter_body(resp: aiohttp.ClientResponse, idle_timeout: float) -> AsyncIterator[bytes]:
-    """The body as it arrives; network failures become `UpstreamError`s."""
+    """The body as it arrives; network failures become `UpstreamError`s.
+
+    Each read has its own idle timer: aiohttp's `sock_read` alone is not enough, because a broken
+    chunked framing makes its C parser close the connection and drop that timer without failing the
+    body, which would leave the read waiting forever."""
     try:
-        async for chunk in resp.content.iter_any():
+        while True:
+            async with asyncio.timeout(idle_timeout):
+                chunk = await resp.content.readany()
+            if not chunk:
+                return
             yield chunk
     except asyncio.TimeoutError:
+        connection = resp.connection
+        if connection is None or connection.transport is None or connection.transport.is_closing():
+            raise UpstreamUnreachable("The upstream connection closed in the middle of the stream") from None
         raise UpstreamTimeout(f"The upstream stream stalled for more than [{idle_timeout:g}s]") from None
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError) as exc:
         raise UpstreamUnreachable(f"The upstream stream failed: {_describe(exc)}") from None
 
 

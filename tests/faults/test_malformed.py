@@ -205,12 +205,6 @@ async def test_upstream_error_event_mid_stream(http, raw):
     await still_serving(http, raw)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy/upstream.py:iter_body relies on aiohttp's sock_read alone: with aiohttp's C parser (the default), "
-    "an invalid chunk-size line mid-body makes ResponseHandler.data_received close the transport and drop "
-    "the sock_read timer without failing the payload, so resp.content.iter_any() never returns; the stream "
-    "hangs (no in-band error, no idle timeout) until the client leaves. Needs an asyncio-level idle timeout "
-    "around each read in iter_body"))
 @pytest.mark.parametrize("then", ["close", "hang"])
 async def test_broken_chunked_framing_mid_stream(http, raw, short_idle, then):
     async def behaviour(conn):
