@@ -70,6 +70,7 @@ class _ChatResponse(msgspec.Struct):
     choices: list[_Choice]
     id: str = ""
     model: str = ""
+    model_id: str = ""  # watsonx names the model here
     created: int = 0
     usage: Usage | None = None
 
@@ -107,6 +108,21 @@ _chat_decoder = msgspec.json.Decoder(_ChatResponse)
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
 _vectors_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
+
+
+def parse_chat_completion(body: bytes) -> ChatResult:
+    """An OpenAI `chat.completion` object (also watsonx's `/text/chat` answer) to a canonical result."""
+    resp = _chat_decoder.decode(body)
+    if not resp.choices:
+        raise malformed("response (no choices)")
+    choice = resp.choices[0]
+    calls = None
+    if choice.message.tool_calls:
+        calls = [ToolCall(id=c.id, type=c.type, function=FunctionCall(name=c.function.name,
+                                                                      arguments=c.function.arguments))
+                 for c in choice.message.tool_calls]
+    return ChatResult(id=resp.id, model=resp.model or resp.model_id, content=choice.message.content,
+                      tool_calls=calls, finish_reason=choice.finish_reason, usage=resp.usage, created=resp.created)
 
 
 def parse_embedding_list(body: bytes, element_type: str = "float") -> EmbedResult:
@@ -288,17 +304,7 @@ class OpenAICompatible(Adapter):
         return parse_embedding_list(body)
 
     def parse_chat(self, body: bytes) -> ChatResult:
-        resp = _chat_decoder.decode(body)
-        if not resp.choices:
-            raise malformed("response (no choices)")
-        choice = resp.choices[0]
-        calls = None
-        if choice.message.tool_calls:
-            calls = [ToolCall(id=c.id, type=c.type, function=FunctionCall(name=c.function.name,
-                                                                          arguments=c.function.arguments))
-                     for c in choice.message.tool_calls]
-        return ChatResult(id=resp.id, model=resp.model, content=choice.message.content, tool_calls=calls,
-                          finish_reason=choice.finish_reason, usage=resp.usage, created=resp.created)
+        return parse_chat_completion(body)
 
     def parse_rerank(self, body: bytes) -> RerankResult:
         return parse_rerank(body)

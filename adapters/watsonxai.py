@@ -21,12 +21,11 @@ import msgspec
 
 from proxy.errors import StatusError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, ChatResult, EmbedRequest,
-                         EmbedResult, FunctionCall, RankedDoc, RerankRequest, RerankResult, TaskType, ToolCall,
-                         Usage)
+                         EmbedResult, RankedDoc, RerankRequest, RerankResult, TaskType, Usage)
 
 from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
                    malformed, reject_input_type, unsupported)
-from .openai_compat import OpenAIStreamParser
+from .openai_compat import OpenAIStreamParser, parse_chat_completion
 
 T = TaskType
 _encoder = msgspec.json.Encoder()
@@ -198,37 +197,6 @@ class _RerankResponse(msgspec.Struct):
     input_token_count: int | None = None
 
 
-class _Function(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _ToolCall(msgspec.Struct):
-    function: _Function
-    id: str | None = None
-    type: str = "function"
-
-
-class _Message(msgspec.Struct):
-    content: str | None = None
-    tool_calls: list[_ToolCall] | None = None
-
-
-class _Choice(msgspec.Struct):
-    message: _Message
-    finish_reason: str | None = None
-    index: int = 0
-
-
-class _ChatResponse(msgspec.Struct):
-    choices: list[_Choice]
-    id: str = ""
-    model_id: str = ""
-    model: str | None = None
-    created: int = 0
-    usage: Usage | None = None
-
-
 class _Error(msgspec.Struct):
     message: str | None = None
     code: str | None = None
@@ -241,7 +209,6 @@ class _ErrorBody(msgspec.Struct):
 
 _embeddings = msgspec.json.Decoder(_EmbeddingResponse)
 _rerank = msgspec.json.Decoder(_RerankResponse)
-_chat = msgspec.json.Decoder(_ChatResponse)
 _error_body = msgspec.json.Decoder(_ErrorBody)
 
 
@@ -407,18 +374,7 @@ class WatsonxAIAdapter(Adapter):
             raise malformed("response") from None
 
     def parse_chat(self, body: bytes) -> ChatResult:
-        resp = _chat.decode(body)
-        if not resp.choices:
-            raise malformed("response (no choices)")
-        choice = resp.choices[0]
-        calls = None
-        if choice.message.tool_calls:
-            calls = [ToolCall(id=c.id, type=c.type, function=FunctionCall(name=c.function.name,
-                                                                          arguments=c.function.arguments))
-                     for c in choice.message.tool_calls]
-        return ChatResult(id=resp.id, model=resp.model or resp.model_id, content=choice.message.content,
-                          tool_calls=calls, finish_reason=choice.finish_reason, usage=resp.usage,
-                          created=resp.created)
+        return parse_chat_completion(body)
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return WatsonxStreamParser()
