@@ -14,8 +14,9 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Protocol
 
+from proxy.errors import StatusError
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
                          SparseEmbedResult, TaskType)
 
@@ -124,3 +125,23 @@ class Engine(Protocol):
     def generate(self, req: ChatRequest, request_id: str) -> AsyncIterator[ChatDelta]: ...
     def set_options(self, options: EngineOptions) -> None: ...  # e.g. a new num_allocations
     def health(self) -> Health: ...
+
+
+def message_dicts(req: ChatRequest, model_id: str) -> list[dict[str, Any]]:
+    """Chat messages as the local runtimes take them: text only, system/user/assistant roles."""
+    out = []
+    for m in req.messages:
+        role = "system" if m.role == "developer" else m.role
+        if role not in ("system", "user", "assistant"):
+            raise StatusError(f"The local model [{model_id}] cannot take messages with role [{m.role}]")
+        content = m.content
+        if isinstance(content, list):
+            texts = []
+            for part in content:
+                if part.get("type") != "text":
+                    raise StatusError(f"The local model [{model_id}] takes text only, not [{part.get('type')}] "
+                                      f"content")
+                texts.append(str(part.get("text") or ""))
+            content = "".join(texts)
+        out.append({"role": role, "content": content or ""})
+    return out

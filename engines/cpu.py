@@ -34,7 +34,7 @@ from proxy.errors import GatewayError, ServiceUnavailableError, StatusError, Too
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, InputType, RankedDoc,
                          RerankRequest, RerankResult, SparseEmbedResult, TaskType, Usage)
 
-from .base import Engine, EngineOptions, EngineState, Health, LocalModel, ModelKind
+from .base import Engine, EngineOptions, EngineState, Health, LocalModel, ModelKind, message_dicts
 from .batching import Batcher
 
 log = logging.getLogger("engines.cpu")
@@ -417,23 +417,6 @@ class CrossEncoderEngine(_BatchedEngine):
 _END = object()
 
 
-def _message_dicts(req: ChatRequest, model_id: str) -> list[dict[str, Any]]:
-    out = []
-    for m in req.messages:
-        role = "system" if m.role == "developer" else m.role
-        if role not in ("system", "user", "assistant"):
-            raise StatusError(f"The local model [{model_id}] cannot take messages with role [{m.role}]")
-        content = m.content
-        if isinstance(content, list):
-            texts = []
-            for part in content:
-                if part.get("type") != "text":
-                    raise StatusError(f"The local model [{model_id}] takes text only, not [{part.get('type')}] "
-                                      f"content")
-                texts.append(str(part.get("text") or ""))
-            content = "".join(texts)
-        out.append({"role": role, "content": content or ""})
-    return out
 
 
 class LlamaCppEngine(_CpuEngine):
@@ -500,7 +483,7 @@ class LlamaCppEngine(_CpuEngine):
             raise StatusError(f"Tool calling is not supported by the local model [{self.model.model_id}]")
         max_tokens = req.max_tokens or req.task_settings.get("max_tokens") or DEFAULT_MAX_TOKENS
         body: dict[str, Any] = {
-            "messages": _message_dicts(req, self.model.model_id),
+            "messages": message_dicts(req, self.model.model_id),
             "max_tokens": int(min(max_tokens, self.options.context_len)),
             # greedy unless asked otherwise: a 135 M model wanders at temperature 1
             "temperature": req.temperature if req.temperature is not None else

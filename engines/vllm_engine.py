@@ -51,7 +51,7 @@ from proxy.errors import GatewayError, ServiceUnavailableError, StatusError
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RankedDoc, RerankRequest,
                          RerankResult, SparseEmbedResult, TaskType, Usage)
 
-from .base import EngineOptions, EngineState, Health, LocalModel, ModelKind
+from .base import EngineOptions, EngineState, Health, LocalModel, ModelKind, message_dicts
 
 log = logging.getLogger("engines.vllm")
 
@@ -200,23 +200,6 @@ def prepare_gguf(path: str, cache_dir: Path) -> Path:
     return _atomic_folder(cache_dir / f"gguf-{_digest(path)}", build)
 
 
-def _message_dicts(req: ChatRequest, model_id: str) -> list[dict[str, Any]]:
-    out = []
-    for m in req.messages:
-        role = "system" if m.role == "developer" else m.role
-        if role not in ("system", "user", "assistant"):
-            raise StatusError(f"The local model [{model_id}] cannot take messages with role [{m.role}]")
-        content = m.content
-        if isinstance(content, list):
-            texts = []
-            for part in content:
-                if part.get("type") != "text":
-                    raise StatusError(f"The local model [{model_id}] takes text only, not [{part.get('type')}] "
-                                      f"content")
-                texts.append(str(part.get("text") or ""))
-            content = "".join(texts)
-        out.append({"role": role, "content": content or ""})
-    return out
 
 
 def _raw(vector: Sequence[float]) -> msgspec.Raw:
@@ -444,7 +427,7 @@ class VllmEngine:
 
     def prompt_ids(self, req: ChatRequest) -> list[int]:
         """The chat template applied by the tokenizer; plain text for a model without one (completion)."""
-        messages = _message_dicts(req, self.model.model_id)
+        messages = message_dicts(req, self.model.model_id)
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
             text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
