@@ -32,17 +32,27 @@ def _parser() -> argparse.ArgumentParser:
                                                    "default 1)")
     serve.add_argument("--insecure", action="store_true", default=None,
                        help="allow binding a non-loopback address while no API key exists")
-    keys = sub.add_parser("keys", help="manage API keys")
-    keys.add_argument("--data-dir", dest="data_dir", help="the gateway's data directory")
-    keys.add_argument("--config", help="TOML or YAML config file")
+    keys = sub.add_parser("keys", help="manage API keys", parents=[_store_options(argparse.SUPPRESS)])
     key_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_sub.add_parser("create", help="create a key and print it once")
+    # the store options go before or after the subcommand: `keys create --data-dir D` and `keys --data-dir D create`
+    where = _store_options(argparse.SUPPRESS)
+    create = key_sub.add_parser("create", help="create a key and print it once", parents=[where])
     create.add_argument("--role", required=True, choices=["inference_admin", "inference_user"])
     create.add_argument("--name", required=True)
-    key_sub.add_parser("list", help="list keys (never their secrets)")
-    revoke = key_sub.add_parser("revoke", help="revoke a key by id")
+    key_sub.add_parser("list", help="list keys (never their secrets)", parents=[where])
+    revoke = key_sub.add_parser("revoke", help="revoke a key by id", parents=[where])
     revoke.add_argument("key_id")
     return parser
+
+
+def _store_options(default) -> argparse.ArgumentParser:
+    """Where the keys are: the options of `serve` that locate the data directory. With a SUPPRESS
+    default, an option given at one level is not overwritten by the other level's default."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--data-dir", dest="data_dir", default=default, help="the gateway's data directory "
+                                                                              "(env INFERENCE_PROXY_DATA_DIR)")
+    options.add_argument("--config", default=default, help="TOML or YAML config file (env INFERENCE_PROXY_CONFIG)")
+    return options
 
 
 def _keys(settings, args: dict) -> int:

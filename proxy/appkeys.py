@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .observability import Metrics
     from .registry import Registry
     from .settings import Settings
+    from .tracing import Tracing
     from .upstream import Transport
 
 SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
@@ -20,6 +21,7 @@ TRANSPORT: web.AppKey["Transport"] = web.AppKey("transport")
 BACKENDS: web.AppKey["Backends"] = web.AppKey("backends")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 KEYS: web.AppKey["KeyStore"] = web.AppKey("keys")
+TRACING: web.AppKey["Tracing | None"] = web.AppKey("tracing")
 LOCAL: web.AppKey[object] = web.AppKey("local", object)  # engines.manager.EngineManager or None
 
 # Per-request: how errors are rendered ("es" or "chat"), and whether the answer is an SSE stream.

@@ -296,3 +296,18 @@ DEFAULT_CHUNKING: Mapping[str, Any] = {"strategy": "sentence", "max_chunk_size":
 
 def lookup(name: str) -> Service | None:
     return SERVICES.get(ALIASES.get(name, name))
+
+
+# `gen_ai.provider.name` of the OpenTelemetry GenAI conventions, where they list the service
+# (https://opentelemetry.io/docs/specs/semconv/registry/attributes/gen-ai/); other services go by their own name.
+_OTEL_PROVIDER_NAMES: Mapping[str, str] = {
+    "openai": "openai", "azureopenai": "azure.ai.openai", "azureaistudio": "azure.ai.inference",
+    "anthropic": "anthropic", "amazonbedrock": "aws.bedrock", "cohere": "cohere", "deepseek": "deepseek",
+    "googleaistudio": "gcp.gemini", "googlevertexai": "gcp.vertex_ai", "groq": "groq", "mistral": "mistral_ai",
+    "watsonxai": "ibm.watsonx.ai",
+}
+
+
+def otel_provider_name(service: str) -> str:
+    name = ALIASES.get(service, service)
+    return _OTEL_PROVIDER_NAMES.get(name, name)

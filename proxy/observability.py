@@ -16,8 +16,10 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import GaugeMetricFamily
 
 from . import appkeys
+from .tracing import record_outcome
 
 access_log = logging.getLogger("proxy.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -25,7 +27,12 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """With `multiprocess_dir` (`--workers N`), every worker writes its values there
+    (prometheus_client's multiprocess mode, which the supervisor switches on before the workers
+    import it) and a scrape of any worker answers the sum over all of them."""
+
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         r = self.registry = CollectorRegistry()
         self.requests = Counter("inference_proxy_requests", "HTTP requests answered",
                                 ["route", "endpoint", "service", "task", "status"], registry=r)
@@ -33,7 +40,8 @@ class Metrics:
                                  ["route", "service", "task"], buckets=_LATENCY_BUCKETS, registry=r)
         self.ttft = Histogram("inference_proxy_time_to_first_token_seconds", "Time to the first streamed delta",
                               ["service", "task"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.in_flight = Gauge("inference_proxy_in_flight_requests", "Requests being handled", registry=r)
+        self.in_flight = Gauge("inference_proxy_in_flight_requests", "Requests being handled", registry=r,
+                               multiprocess_mode="livesum")
         self.upstream_errors = Counter("inference_proxy_upstream_errors", "Failed upstream attempts",
                                        ["service", "status"], registry=r)
         self.retries = Counter("inference_proxy_upstream_retries", "Upstream attempts retried", ["service"],
@@ -42,13 +50,10 @@ class Metrics:
                                     ["endpoint"], registry=r)
         self.tokens = Counter("inference_proxy_tokens", "Tokens reported by upstreams and engines",
                               ["endpoint", "direction"], registry=r)
-        # shared state (--redis, --workers): one series per worker process, so a scrape says which answered
-        self.process = Gauge("inference_proxy_process", "The process that answered this scrape", ["pid"],
-                             registry=r)
-        self.process.labels(str(os.getpid())).set(1)
         self.redis_available = Gauge("inference_proxy_redis_available",
                                      "1 while the configured Redis answers; 0 while it does not (rate limits "
-                                     "are then enforced per process), or when none is configured", registry=r)
+                                     "are then enforced per process), or when none is configured", registry=r,
+                                     multiprocess_mode="livemin")
         self.redis_errors = Counter("inference_proxy_redis_errors", "Redis calls that failed", ["operation"],
                                     registry=r)
         self.cache_hits = Counter("inference_proxy_embedding_cache_hits", "Embedding inputs answered from the cache",
@@ -57,7 +62,27 @@ class Metrics:
                                     "Embedding inputs not in the cache, sent upstream", ["endpoint"], registry=r)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry) + _answering_process()
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=self.multiprocess_dir)
+        return generate_latest(merged) + _answering_process()
+
+
+def _answering_process() -> bytes:
+    """Which process answered this scrape (--workers N): not a merged value, so not kept in the registry."""
+    family = GaugeMetricFamily("inference_proxy_process", "The process that answered this scrape", labels=["pid"])
+    family.add_metric([str(os.getpid())], 1)
+
+    class _One:
+        def collect(self):
+            yield family
+
+    one = CollectorRegistry(auto_describe=False)
+    one.register(_One())
+    return generate_latest(one)
 
 
 def _route(request: web.Request) -> str:
@@ -68,7 +93,16 @@ def _route(request: web.Request) -> str:
 
 @web.middleware
 async def observe(request: web.Request, handler) -> web.StreamResponse:
-    """Outermost middleware: request id, in-flight gauge, access log line and request metrics."""
+    """Outermost middleware: request id, in-flight gauge, access log line, request metrics and,
+    when tracing is on, the request's span."""
+    tracing = request.app[appkeys.TRACING]
+    if tracing is None:
+        return await _observe(request, handler, None)
+    with tracing.request_span(request) as span:
+        return await _observe(request, handler, span)
+
+
+async def _observe(request: web.Request, handler, span) -> web.StreamResponse:
     metrics = request.app[appkeys.METRICS]
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()  # uuid4().hex costs 5x more
@@ -93,6 +127,9 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         route = _route(request)
         metrics.requests.labels(route, endpoint, service, task, str(status)).inc()
         metrics.latency.labels(route, service, task).observe(elapsed)
+        if span is not None:
+            span.set_attribute("http.route", route)
+            record_outcome(span, status)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(orjson.dumps({
                 "request_id": request_id, "method": request.method, "path": request.path, "route": route,

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import appkeys
+from . import appkeys, tracing
 from .backends import Backend, CallContext
 from .errors import GatewayError, StatusError
 from .registry import Endpoint
@@ -23,6 +23,7 @@ def context(ep: Endpoint, timeout_s: float, timeout_text: str) -> CallContext:
 
 def backend_for(request: web.Request, ep: Endpoint) -> Backend:
     request[appkeys.ENDPOINT] = ep
+    tracing.bind(request, ep)
     return request.app[appkeys.BACKENDS].get(ep)
 
 
@@ -53,6 +54,7 @@ def count_usage(request: web.Request, usage: Usage | None) -> None:
     ep = request.get(appkeys.ENDPOINT)
     if usage is None or ep is None:
         return
+    tracing.record_usage(request, usage)
     tokens = request.app[appkeys.METRICS].tokens
     if usage.prompt_tokens:
         tokens.labels(ep.inference_id, "in").inc(usage.prompt_tokens)

@@ -23,6 +23,7 @@ from .secrets import SecretBox
 from .settings import Settings
 from .shared_limits import REDIS, redis_ctx
 from .store import is_shared, make_store
+from .tracing import Tracing
 from .upstream import Transport
 from .wire import es as es_wire
 from .wire import openai as openai_wire
@@ -103,12 +104,15 @@ async def _product_header(request: web.Request, response: web.StreamResponse) ->
         response.headers["Content-Type"] = f"{VND_JSON};compatible-with={version}"
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, tracer_provider=None) -> web.Application:
+    """`tracer_provider`: an OpenTelemetry TracerProvider to trace into (tests); by default the
+    OTEL_* environment decides (proxy/tracing.py)."""
     gate = Admission(settings.max_in_flight)
     app = web.Application(middlewares=[observe, error_middleware, gate.middleware, auth_middleware],
                           client_max_size=settings.max_body_bytes)
     app[appkeys.SETTINGS] = settings
-    app[appkeys.METRICS] = Metrics()
+    app[appkeys.METRICS] = Metrics(settings.metrics_dir)
+    app[appkeys.TRACING] = Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_settings(settings)
     app[appkeys.KEYS] = KeyStore(settings.data_path / "endpoints.db")
     app.on_response_prepare.append(_product_header)
     app.on_response_prepare.append(stamp_request_id)
@@ -171,8 +175,11 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _transport_ctx(app: web.Application) -> AsyncIterator[None]:
-    transport = Transport(app[appkeys.SETTINGS])
+    transport = Transport(app[appkeys.SETTINGS], app[appkeys.TRACING])
     await transport.start()
     app[appkeys.TRANSPORT] = transport
     yield
     await transport.close()
+    tracing = app[appkeys.TRACING]
+    if tracing is not None:
+        tracing.shutdown()  # flushes the spans still batched

@@ -72,6 +72,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     local_idle_unload_s: float = 900.0  # idle time before a model whose endpoints allow 0 allocations unloads
     local_queue_size: int = 1024  # inputs (or generations) waiting per model before 429
     local_batch_tokens: int = 8192  # token budget of one forward pass of an encoder model
+    # OpenTelemetry traces: "otlp" or "console", from the standard OTEL_* variables; None: off (proxy/tracing.py)
+    otel_traces_exporter: str | None = None
+    # --workers N: the folder where the workers' Prometheus metrics meet (set by the supervisor)
+    metrics_dir: str | None = None
 
     def __repr__(self) -> str:
         return f"Settings(host={self.host!r}, port={self.port}, data_dir={self.data_dir!r})"
@@ -135,6 +139,9 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     local = env.get(ENV_PREFIX + "LOCAL_MODELS")
     if local:
         merged["local_models"] = local.lower() not in ("0", "false", "no")
+    exporter = _otel_traces_exporter(env)
+    if exporter:
+        merged["otel_traces_exporter"] = exporter
     merged.update(cli)
     settings = msgspec.convert(merged, Settings)
     if settings.workers < 1:
@@ -144,3 +151,21 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     if settings.embedding_cache_ttl and not settings.redis:
         raise ValueError("embedding_cache_ttl needs a Redis (--redis redis://...)")
     return settings
+
+
+def _otel_traces_exporter(env: Mapping[str, str]) -> str | None:
+    """Traces are on when the OpenTelemetry environment names an exporter or an OTLP endpoint
+    (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/); only the
+    `otlp` (HTTP/protobuf) and `console` exporters are offered."""
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return None
+    named = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if named in ("none",):
+        return None
+    if named:
+        if named not in ("otlp", "console"):
+            raise ValueError(f"OTEL_TRACES_EXPORTER={named}: only otlp and console are supported")
+        return named
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return "otlp"
+    return None

@@ -21,6 +21,7 @@ from adapters.base import UpstreamRequest
 
 from .errors import UpstreamError
 from .settings import Settings
+from .tracing import Tracing, record_outcome
 
 log = logging.getLogger("proxy.upstream")
 
@@ -41,7 +42,8 @@ def _normalise(service: str) -> str:
 
 
 class Transport:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
+        self._tracing = tracing
         self._origins = {_normalise(k): v.rstrip("/") for k, v in settings.upstreams.items()}
         self._proxy = settings.upstream_proxy
         self._ssl: dict[str, ssl.SSLContext | bool] = {}
@@ -94,8 +96,23 @@ class Transport:
 
     async def send(self, service: str, up: UpstreamRequest, timeout: float) -> tuple[int, Mapping[str, str], bytes]:
         """One non-streaming call: (status, headers, body)."""
+        url = self.route(service, up)
+        if self._tracing is None:
+            return await self._send(service, up, url, up.headers, timeout)
+        headers = dict(up.headers)
+        with self._tracing.attempt_span(service, url, headers) as span:
+            try:
+                answer = await self._send(service, up, url, headers, timeout)
+            except UpstreamError as exc:
+                record_outcome(span, exc.upstream_status, exc)
+                raise
+            record_outcome(span, answer[0])
+            return answer
+
+    async def _send(self, service: str, up: UpstreamRequest, url: str, headers: Mapping[str, str],
+                    timeout: float) -> tuple[int, Mapping[str, str], bytes]:
         try:
-            async with self.session.request(up.method, self.route(service, up), data=up.body, headers=up.headers,
+            async with self.session.request(up.method, url, data=up.body, headers=headers,
                                             timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
                                             **self._options(service)) as resp:
                 return resp.status, resp.headers, await resp.read()
@@ -108,13 +125,30 @@ class Transport:
     async def stream(self, service: str, up: UpstreamRequest, connect_timeout: float,
                      idle_timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
         """A streaming call; leaving the block releases the connection (or aborts it mid-body)."""
+        url = self.route(service, up)
+        if self._tracing is None:
+            async with self._stream(service, up, url, up.headers, connect_timeout, idle_timeout) as resp:
+                yield resp
+            return
+        headers = dict(up.headers)
+        with self._tracing.attempt_span(service, url, headers) as span:  # open until the body is consumed
+            try:
+                async with self._stream(service, up, url, headers, connect_timeout, idle_timeout) as resp:
+                    record_outcome(span, resp.status)
+                    yield resp
+            except UpstreamError as exc:
+                record_outcome(span, exc.upstream_status, exc)
+                raise
+
+    @asynccontextmanager
+    async def _stream(self, service: str, up: UpstreamRequest, url: str, headers: Mapping[str, str],
+                      connect_timeout: float, idle_timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=idle_timeout)
         try:
             # the request's deadline bounds the wait for the response headers; only the body may take longer
             async with asyncio.timeout(connect_timeout):
-                resp = await self.session.request(up.method, self.route(service, up), data=up.body,
-                                                  headers=up.headers, timeout=timeout, allow_redirects=False,
-                                                  **self._options(service))
+                resp = await self.session.request(up.method, url, data=up.body, headers=headers, timeout=timeout,
+                                                  allow_redirects=False, **self._options(service))
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream service did not answer within [{connect_timeout:g}s]") from None
         except aiohttp.ClientError as exc:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -75,6 +77,9 @@ def supervise(settings) -> int:
     import socket
     from multiprocessing.connection import wait
 
+    import msgspec
+    from prometheus_client.multiprocess import mark_process_dead
+
     from .secrets import SecretBox
 
     log = logging.getLogger("proxy")
@@ -87,6 +92,11 @@ def supervise(settings) -> int:
     # the key file, if any, is created here once, not raced by N workers
     settings.data_path.mkdir(parents=True, exist_ok=True)
     SecretBox.load(settings.secret_key, settings.data_path)
+    # one /metrics for all workers: prometheus_client's multiprocess mode, chosen when the (spawned)
+    # workers import it, so the variable is set before they start
+    metrics_dir = tempfile.mkdtemp(prefix="inference-proxy-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    settings = msgspec.structs.replace(settings, metrics_dir=metrics_dir)
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -119,6 +129,7 @@ def supervise(settings) -> int:
                 code = proc.exitcode if proc.exitcode and proc.exitcode > 0 else 1
                 stopping = True
                 break
+            mark_process_dead(proc.pid, metrics_dir)  # its gauges go; its counters still count
             log.warning("worker %d (pid %s) exited with %s; restarting it", index, proc.pid, proc.exitcode)
             if time.monotonic() - started < _RESTART_PAUSE_S:
                 time.sleep(_RESTART_PAUSE_S)
@@ -132,4 +143,5 @@ def supervise(settings) -> int:
         if proc.is_alive():
             proc.kill()
             proc.join()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     return code

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 import openai
@@ -153,3 +155,22 @@ def test_keys_cli_shows_the_secret_once(tmp_path):
     key_id = listed.split()[0]
     assert subprocess.run(run + ["revoke", key_id], capture_output=True).returncode == 0
     assert "revoked" in subprocess.run(run + ["list"], capture_output=True, text=True).stdout
+
+
+def test_keys_cli_takes_the_data_dir_before_or_after_its_subcommand(tmp_path):
+    keys = [sys.executable, "-m", "proxy", "keys"]
+    # run from tmp_path, so a data dir left to its default (./data) would appear there
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {k: v for k, v in env.items() if k != "INFERENCE_PROXY_DATA_DIR"}
+    where = str(tmp_path / "d")
+
+    def run(*args: str) -> str:
+        out = subprocess.run(keys + list(args), capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    run("create", "--role", "inference_user", "--name", "after", "--data-dir", where)
+    listed = run("--data-dir", where, "list")
+    assert "after" in listed
+    assert run("list", "--data-dir", where) == listed
+    assert not (tmp_path / "data").exists()
