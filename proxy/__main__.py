@@ -37,8 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     # the store options go before or after the subcommand: `keys create --data-dir D` and `keys --data-dir D create`
     where = _store_options(argparse.SUPPRESS)
     create = key_sub.add_parser("create", help="create a key and print it once", parents=[where])
-    create.add_argument("--role", required=True, choices=["inference_admin", "inference_user"])
+    create.add_argument("--role", required=True, choices=["superuser", "inference_admin", "inference_user"],
+                        help="superuser may also manage API keys through /_security/api_key")
     create.add_argument("--name", required=True)
+    create.add_argument("--owner", help="the user the key belongs to (default: its name)")
     key_sub.add_parser("list", help="list keys (never their secrets)", parents=[where])
     revoke = key_sub.add_parser("revoke", help="revoke a key by id", parents=[where])
     revoke.add_argument("key_id")
@@ -52,25 +54,59 @@ def _store_options(default) -> argparse.ArgumentParser:
     options.add_argument("--data-dir", dest="data_dir", default=default, help="the gateway's data directory "
                                                                               "(env INFERENCE_PROXY_DATA_DIR)")
     options.add_argument("--config", default=default, help="TOML or YAML config file (env INFERENCE_PROXY_CONFIG)")
+    options.add_argument("--store", default=default, help="the endpoint store holding the keys, as for `serve` "
+                                                          "(env INFERENCE_PROXY_STORE)")
     return options
 
 
 def _keys(settings, args: dict) -> int:
-    from .auth import KeyStore
+    import asyncio
 
-    store = KeyStore(settings.data_path / "endpoints.db")
-    command = args["keys_command"]
-    if command == "create":
-        record, encoded = store.create(args["name"], args["role"])
-        print(f"id:      {record.id}\nname:    {record.name}\nrole:    {record.role}\n"
-              f"api_key: {encoded}\n(shown once: pass it as `ApiKey <api_key>` or `Bearer <api_key>`)")
-    elif command == "list":
-        for k in store.list():
-            print(f"{k.id}\t{k.name}\t{k.role}\t{'revoked' if k.revoked else 'active'}")
-    elif not store.revoke(args["key_id"]):
-        print(f"inference-proxy: no active key [{args['key_id']}]", file=sys.stderr)
-        return 1
-    return 0
+    return asyncio.run(_keys_in_store(settings, args))
+
+
+async def _keys_in_store(settings, args: dict) -> int:
+    from .keys import KeyRing, encoded
+    from .store import make_store
+
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    store = make_store(settings)
+    await store.open()
+    try:
+        ring = KeyRing(store)
+        await ring.load()
+        command = args["keys_command"]
+        if command == "create":
+            record, secret = await ring.create(args["name"], args.get("owner") or args["name"], roles=[args["role"]])
+            print(f"id:      {record.id}\nname:    {record.name}\nrole:    {args['role']}\n"
+                  f"api_key: {encoded(record, secret)}\n(shown once: pass it as `ApiKey <api_key>` or "
+                  f"`Bearer <api_key>`)")
+        elif command == "list":
+            import time
+
+            now = time.time()
+            for k in ring.find():
+                state = "active" if k.active(now) else ("revoked" if k.invalidated_at else "expired")
+                print(f"{k.id}\t{k.name}\t{','.join(k.role_names)}\t{state}")
+        else:
+            done, _ = await ring.invalidate([args["key_id"]])
+            if not done:
+                print(f"inference-proxy: no active key [{args['key_id']}]", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        await store.close()
+
+
+async def _any_key(settings) -> bool:
+    from .store import make_store
+
+    store = make_store(settings)
+    await store.open()
+    try:
+        return bool(await store.load_keys())
+    finally:
+        await store.close()
 
 
 def _loopback(host: str) -> bool:
@@ -80,7 +116,7 @@ def _loopback(host: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = vars(_parser().parse_args(argv))
     command = args.pop("command")
-    keys_args = {k: args.pop(k) for k in ("keys_command", "name", "role", "key_id") if k in args}
+    keys_args = {k: args.pop(k) for k in ("keys_command", "name", "role", "owner", "key_id") if k in args}
     insecure = bool(args.pop("insecure", False))
     from . import settings as settings_mod
     try:
@@ -92,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "keys":
         return _keys(settings, keys_args)
     if command == "serve":
-        from .auth import KeyStore
+        import asyncio
 
-        if not _loopback(settings.host) and not KeyStore(settings.data_path / "endpoints.db").enabled:
+        if not _loopback(settings.host) and not asyncio.run(_any_key(settings)):
             if not insecure:
                 print(f"inference-proxy: refusing to bind {settings.host}: no API key exists, so anyone who can "
                       f"reach it could use it. Create one (`inference-proxy keys create --role inference_admin "

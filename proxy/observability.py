@@ -127,6 +127,11 @@ async def _observe(request: web.Request, handler, span) -> web.StreamResponse:
         route = _route(request)
         metrics.requests.labels(route, endpoint, service, task, str(status)).inc()
         metrics.latency.labels(route, service, task).observe(elapsed)
+        if ep is not None:
+            key = request.get(appkeys.PRINCIPAL)
+            used = request.get(appkeys.TOKENS) or (0, 0)
+            request.app[appkeys.USAGE].add(key.id if key is not None else "", endpoint, error=status >= 400,
+                                           input_tokens=used[0], output_tokens=used[1])
         if span is not None:
             span.set_attribute("http.route", route)
             record_outcome(span, status)

@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from . import appkeys, tracing
+from .auth import check_endpoint
+from .keys import MONITOR
 from .backends import Backend, CallContext
 from .errors import GatewayError, StatusError
 from .registry import Endpoint
@@ -22,6 +24,7 @@ def context(ep: Endpoint, timeout_s: float, timeout_text: str) -> CallContext:
 
 
 def backend_for(request: web.Request, ep: Endpoint) -> Backend:
+    check_endpoint(request, MONITOR, ep.inference_id, ep.task_type.value)
     request[appkeys.ENDPOINT] = ep
     tracing.bind(request, ep)
     return request.app[appkeys.BACKENDS].get(ep)
@@ -55,6 +58,11 @@ def count_usage(request: web.Request, usage: Usage | None) -> None:
     if usage is None or ep is None:
         return
     tracing.record_usage(request, usage)
+    used = request.get(appkeys.TOKENS)
+    if used is None:
+        used = request[appkeys.TOKENS] = [0, 0]
+    used[0] += usage.prompt_tokens or 0
+    used[1] += usage.completion_tokens or 0
     tokens = request.app[appkeys.METRICS].tokens
     if usage.prompt_tokens:
         tokens.labels(ep.inference_id, "in").inc(usage.prompt_tokens)

@@ -10,8 +10,9 @@ from aiohttp import web
 
 from . import appkeys
 from .errors import AlreadyExistsError, GatewayError, StatusError
-from .auth import KeyStore, authenticate
+from .auth import authenticate
 from .backends import Backends
+from .keys import KeyRing
 from .limits import Admission
 from .perform import scrub
 from .observability import Metrics, observe, stamp_request_id
@@ -19,11 +20,13 @@ from .registry import Registry
 from .routes import es as es_routes
 from .routes import openai as openai_routes
 from .routes import ops as ops_routes
+from .routes import security as security_routes
 from .secrets import SecretBox
 from .settings import Settings
 from .shared_limits import REDIS, redis_ctx
 from .store import is_shared, make_store
 from .tracing import Tracing
+from .usage import UsageRecorder
 from .upstream import Transport
 from .wire import es as es_wire
 from .wire import openai as openai_wire
@@ -113,13 +116,13 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics(settings.metrics_dir)
     app[appkeys.TRACING] = Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_settings(settings)
-    app[appkeys.KEYS] = KeyStore(settings.data_path / "endpoints.db")
     app.on_response_prepare.append(_product_header)
     app.on_response_prepare.append(stamp_request_id)
     app.cleanup_ctx.append(_transport_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(_registry_ctx)
     ops_routes.add_routes(app)
+    security_routes.add_routes(app)
     es_routes.add_routes(app)
     openai_routes.add_routes(app)
     return app
@@ -135,7 +138,9 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
                     "set INFERENCE_PROXY_SECRET_KEY on all of them", data_dir)
     store = make_store(settings)
     await store.open()
-    app[appkeys.KEYS].reload()
+    keys = KeyRing(store)
+    await keys.load()
+    app[appkeys.KEYS] = keys
     app[appkeys.LOCAL] = None
     local = None
     if settings.local_models:
@@ -166,8 +171,13 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     if local is not None:
         registry.add_listener(local.forget)
     app[appkeys.BACKENDS] = backends
+    usage = app[appkeys.USAGE] = UsageRecorder(store, settings.usage_flush_s)
+    usage.start()
+    keys.follow()
     await registry.follow()  # changes made by other workers or replicas sharing the store
     yield
+    await usage.close()
+    await keys.close()
     await registry.close()
     await store.close()
     if local is not None:

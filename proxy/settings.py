@@ -39,6 +39,13 @@ class StartupEndpoint(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return out
 
 
+class Price(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What an endpoint costs, per million tokens (GET /_inference/_usage reports cost with it)."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 9200
@@ -72,6 +79,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     local_idle_unload_s: float = 900.0  # idle time before a model whose endpoints allow 0 allocations unloads
     local_queue_size: int = 1024  # inputs (or generations) waiting per model before 429
     local_batch_tokens: int = 8192  # token budget of one forward pass of an encoder model
+    prices: dict[str, Price] = {}  # endpoint id -> price per million input/output tokens
+    usage_flush_s: float = 5.0  # how often each process adds its usage counts to the store
     # OpenTelemetry traces: "otlp" or "console", from the standard OTEL_* variables; None: off (proxy/tracing.py)
     otel_traces_exporter: str | None = None
     # --workers N: the folder where the workers' Prometheus metrics meet (set by the supervisor)

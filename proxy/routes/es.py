@@ -12,11 +12,13 @@ import msgspec
 from aiohttp import web
 
 from .. import appkeys
+from ..auth import check_endpoint, may_see
 from ..catalogue import SERVICES
 from ..errors import StatusError
 from ..httputil import bool_param, check_params, check_timeout_param, read_object
+from ..keys import MANAGE
 from ..types import TaskType
-from . import es_perform
+from . import es_perform, usage
 
 _encoder = msgspec.json.Encoder()
 
@@ -35,19 +37,25 @@ def parse_task(segment: str) -> TaskType:
 # ------------------------------------------------------------------------------ GET
 
 
+def _listing(request: web.Request, endpoints) -> web.Response:
+    """A key limited to some endpoints sees only those."""
+    shown = [e.public() for e in endpoints if may_see(request, e.inference_id, e.task_type.value)]
+    return json_response({"endpoints": shown})
+
+
 async def get_all(request: web.Request) -> web.Response:
     check_params(request, ())
-    registry = request.app[appkeys.REGISTRY]
-    return json_response({"endpoints": [e.public() for e in registry.find("_all", None)]})
+    return _listing(request, request.app[appkeys.REGISTRY].find("_all", None))
 
 
 async def get_one(request: web.Request) -> web.Response:
-    check_params(request, ())
     first = request.match_info["first"]
+    if first == "_usage":
+        return await usage.get_usage(request)
+    check_params(request, ())
     if first == "_services":
         return json_response(_services(None))
-    registry = request.app[appkeys.REGISTRY]
-    return json_response({"endpoints": [e.public() for e in registry.find(first, None)]})
+    return _listing(request, request.app[appkeys.REGISTRY].find(first, None))
 
 
 async def get_two(request: web.Request) -> web.Response:
@@ -56,8 +64,7 @@ async def get_two(request: web.Request) -> web.Response:
     if first == "_services":
         return json_response(_services(parse_task(second)))
     task = parse_task(first)
-    registry = request.app[appkeys.REGISTRY]
-    return json_response({"endpoints": [e.public() for e in registry.find(second, task)]})
+    return _listing(request, request.app[appkeys.REGISTRY].find(second, task))
 
 
 def _services(task: TaskType | None) -> list[dict[str, Any]]:
@@ -79,8 +86,9 @@ async def put_one(request: web.Request) -> web.Response:
     check_params(request, ("timeout",))
     check_timeout_param(request)
     body = await read_object(request)
-    ep = await request.app[appkeys.REGISTRY].create(request.match_info["first"], None, body)
-    return _created(ep)
+    inference_id = request.match_info["first"]
+    _check_manage(request, inference_id, body.get("task_type"))
+    return _created(await request.app[appkeys.REGISTRY].create(inference_id, None, body))
 
 
 async def put_two(request: web.Request) -> web.Response:
@@ -90,9 +98,11 @@ async def put_two(request: web.Request) -> web.Response:
     registry = request.app[appkeys.REGISTRY]
     if second == "_update":
         body = await read_object(request)
+        _check_manage(request, first, None)
         return json_response((await registry.update(first, None, body)).public())
     task = parse_task(first)
     body = await read_object(request)
+    _check_manage(request, second, task.value)
     return _created(await registry.create(second, task, body))
 
 
@@ -101,8 +111,17 @@ async def put_update(request: web.Request) -> web.Response:
     check_timeout_param(request)
     task = parse_task(request.match_info["first"])
     body = await read_object(request)
+    _check_manage(request, request.match_info["second"], task.value)
     ep = await request.app[appkeys.REGISTRY].update(request.match_info["second"], task, body)
     return json_response(ep.public())
+
+
+def _check_manage(request: web.Request, inference_id: str, task: Any) -> None:
+    """Scoped keys manage only their endpoints; an existing endpoint's own task type counts."""
+    existing = request.app[appkeys.REGISTRY].get(inference_id)
+    if existing is not None:
+        check_endpoint(request, MANAGE, inference_id, existing.task_type.value)
+    check_endpoint(request, MANAGE, inference_id, task if isinstance(task, str) else None)
 
 
 def _created(ep) -> web.Response:
@@ -128,6 +147,7 @@ async def _delete(request: web.Request, inference_id: str, task: TaskType | None
     check_timeout_param(request)
     dry_run = bool_param(request, "dry_run")
     bool_param(request, "force")  # nothing can reference an endpoint here, so force changes nothing
+    _check_manage(request, inference_id, task.value if task is not None else None)
     result = await request.app[appkeys.REGISTRY].delete(inference_id, task, dry_run=dry_run)
     return json_response(result)
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from .. import appkeys
 from .. import perform as pipeline
 from ..errors import GatewayError, NotFoundError, StatusError
+from ..auth import may_see
 from ..httputil import parse_time, read_raw
 from ..registry import Endpoint
 from ..streaming import pump
@@ -66,7 +67,7 @@ async def _decode(request: web.Request, struct: type, unsupported: dict[str, Any
 
 def _endpoint(request: web.Request, model: str, tasks: frozenset[TaskType], what: str) -> Endpoint:
     ep = request.app[appkeys.REGISTRY].get(model)
-    if ep is None:
+    if ep is None or not may_see(request, ep.inference_id, ep.task_type.value):
         raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.", param="model")
     if ep.task_type not in tasks:
         raise InvalidRequest(f"The model `{model}` is a [{ep.task_type.value}] endpoint and does not support "
@@ -87,14 +88,14 @@ def _model(ep: Endpoint) -> dict[str, Any]:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    endpoints = request.app[appkeys.REGISTRY].all()
+    endpoints = [e for e in request.app[appkeys.REGISTRY].all() if may_see(request, e.inference_id, e.task_type.value)]
     return _json(wire.encode({"object": "list", "data": [_model(e) for e in endpoints]}))
 
 
 async def get_model(request: web.Request) -> web.Response:
     model = request.match_info["model"]
     ep = request.app[appkeys.REGISTRY].get(model)
-    if ep is None:
+    if ep is None or not may_see(request, ep.inference_id, ep.task_type.value):
         raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.", param="model")
     return _json(wire.encode(_model(ep)))
 

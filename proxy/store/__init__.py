@@ -22,6 +22,32 @@ class StoredEndpoint(msgspec.Struct, frozen=True, kw_only=True):
     secrets: bytes
 
 
+class StoredKey(msgspec.Struct, frozen=True, kw_only=True):
+    """One API key: its SHA-256 digest (never the key), times in epoch seconds, and `doc`, the JSON of
+    its role descriptors, the privileges it is limited by, and its metadata (proxy/keys.py)."""
+
+    id: str
+    name: str
+    owner: str
+    digest: bytes
+    created_at: float
+    expiration: float | None = None
+    invalidated_at: float | None = None
+    doc: bytes = b"{}"
+
+
+class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
+    """Counts of one minute (`bucket`, epoch seconds) for one key on one endpoint; stores add them up."""
+
+    bucket: int
+    key_id: str
+    endpoint: str
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
 class StartupError(RuntimeError):
     """The gateway cannot start with this store (unreachable, newer schema, a secret key that does not fit)."""
 
@@ -42,6 +68,19 @@ class Store(Protocol):
         """Overwrite an existing endpoint; False when it is gone."""
     async def delete(self, inference_id: str) -> bool:
         """Remove an endpoint; False when it did not exist."""
+
+    # API keys: kept for good (an invalidated key stays, as in Elasticsearch), shared by every replica
+    async def load_keys(self) -> list[StoredKey]: ...
+    async def insert_key(self, key: StoredKey) -> bool: ...
+    async def invalidate_keys(self, ids: list[str], at: float) -> list[str]:
+        """Mark these keys invalidated; returns those that were active until now."""
+    def watch_keys(self, callback: Callable[[], None]) -> None:
+        """`callback()` when another process changed a key (delivered once `watch` runs)."""
+
+    # usage counters, added to (never overwritten) by every replica
+    async def add_usage(self, rows: list[UsageRow]) -> None: ...
+    async def query_usage(self, key_id: str | None, endpoint: str | None, start: int, end: int) -> list[UsageRow]:
+        """Rows with start <= bucket < end, optionally of one key and one endpoint."""
 
     # Optional change feed: stores that other processes can write to call `callback` for changes made
     # elsewhere (never, or harmlessly, for this process's own writes) until `close`.

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - the `shared` extra is not installed
     asyncpg = None  # type: ignore[assignment]
 
 from ..errors import StatusError
-from . import ChangeCallback, StartupError, StoredEndpoint, redact
+from . import ChangeCallback, StartupError, StoredEndpoint, StoredKey, UsageRow, redact
 
 log = logging.getLogger("proxy.store")
 
@@ -50,6 +50,18 @@ END
 $$
 """
 
+# API keys ride the endpoints' channel; a payload `/keys|origin` cannot be an endpoint id (ids have no `/`)
+_NOTIFY_KEYS_FUNCTION = """
+CREATE OR REPLACE FUNCTION inference_proxy_notify_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('inference_proxy_' || md5(current_database() || '.' || TG_TABLE_SCHEMA),
+                      '/keys|' || current_setting('application_name'));
+    RETURN NULL;
+END
+$$
+"""
+KEYS_PAYLOAD = "/keys"
+
 # version -> statements; append new versions, never edit applied ones
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -66,8 +78,35 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         """CREATE TRIGGER endpoints_changed AFTER INSERT OR UPDATE OR DELETE ON endpoints
            FOR EACH ROW EXECUTE FUNCTION inference_proxy_notify()""",
     ]),
+    (2, [
+        """CREATE TABLE api_keys (
+            id             text PRIMARY KEY,
+            name           text NOT NULL,
+            owner          text NOT NULL,
+            digest         bytea NOT NULL,
+            created_at     double precision NOT NULL,
+            expiration     double precision,
+            invalidated_at double precision,
+            doc            bytea NOT NULL
+        )""",
+        _NOTIFY_KEYS_FUNCTION,
+        """CREATE TRIGGER api_keys_changed AFTER INSERT OR UPDATE OR DELETE ON api_keys
+           FOR EACH STATEMENT EXECUTE FUNCTION inference_proxy_notify_keys()""",
+        """CREATE TABLE usage (
+            bucket        bigint NOT NULL,
+            key_id        text NOT NULL,
+            endpoint      text NOT NULL,
+            requests      bigint NOT NULL DEFAULT 0,
+            errors        bigint NOT NULL DEFAULT 0,
+            input_tokens  bigint NOT NULL DEFAULT 0,
+            output_tokens bigint NOT NULL DEFAULT 0,
+            PRIMARY KEY (bucket, key_id, endpoint)
+        )""",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+_KEY_COLUMNS = "id, name, owner, digest, created_at, expiration, invalidated_at, doc"
+_USAGE_COLUMNS = "bucket, key_id, endpoint, requests, errors, input_tokens, output_tokens"
 
 _COLUMNS = "inference_id, task_type, service, config, secrets"
 
@@ -94,6 +133,7 @@ class PostgresStore:
         self.channel = ""
         self._watcher: asyncio.Task | None = None
         self._listen_conn: Any = None
+        self._key_listeners: list[Any] = []
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.dsn)!r})"
@@ -167,7 +207,12 @@ class PostgresStore:
 
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
             inference_id, _, origin = payload.partition("|")
-            if origin != self.origin:
+            if origin == self.origin:
+                return
+            if inference_id == KEYS_PAYLOAD:
+                for listener in self._key_listeners:
+                    listener()
+            else:
                 callback(inference_id)
 
         lost = asyncio.Event()
@@ -198,6 +243,8 @@ class PostgresStore:
                         delay = min(delay * 2, 5.0)
                 log.info("endpoint store change feed restored")
                 callback(None)  # notifications sent meanwhile are lost: compare everything
+                for listener in self._key_listeners:
+                    listener()
 
         self._watcher = asyncio.create_task(keep_listening(), name="postgres-store-watch")
 
@@ -256,3 +303,43 @@ class PostgresStore:
     async def delete(self, inference_id: str) -> bool:
         status = await self._call("execute", "DELETE FROM endpoints WHERE inference_id = $1", inference_id)
         return status == "DELETE 1"
+
+    # ------------------------------------------------------------------ keys and usage
+
+    def watch_keys(self, callback: Any) -> None:
+        self._key_listeners.append(callback)
+
+    async def load_keys(self) -> list[StoredKey]:
+        rows = await self._call("fetch", f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at")
+        return [StoredKey(id=r[0], name=r[1], owner=r[2], digest=bytes(r[3]), created_at=r[4], expiration=r[5],
+                          invalidated_at=r[6], doc=bytes(r[7])) for r in rows]
+
+    async def insert_key(self, key: StoredKey) -> bool:
+        status = await self._call(
+            "execute", f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                       "ON CONFLICT (id) DO NOTHING",
+            key.id, key.name, key.owner, key.digest, key.created_at, key.expiration, key.invalidated_at, key.doc)
+        return status == "INSERT 0 1"
+
+    async def invalidate_keys(self, ids: list[str], at: float) -> list[str]:
+        rows = await self._call("fetch", "UPDATE api_keys SET invalidated_at = $2 WHERE id = ANY($1::text[]) AND "
+                                         "invalidated_at IS NULL RETURNING id", ids, at)
+        done = {r[0] for r in rows}
+        return [i for i in ids if i in done]
+
+    async def add_usage(self, rows: list[UsageRow]) -> None:
+        await self._call(
+            "executemany",
+            f"INSERT INTO usage ({_USAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            "ON CONFLICT (bucket, key_id, endpoint) DO UPDATE SET requests = usage.requests + excluded.requests, "
+            "errors = usage.errors + excluded.errors, input_tokens = usage.input_tokens + excluded.input_tokens, "
+            "output_tokens = usage.output_tokens + excluded.output_tokens",
+            [(r.bucket, r.key_id, r.endpoint, r.requests, r.errors, r.input_tokens, r.output_tokens) for r in rows])
+
+    async def query_usage(self, key_id: str | None, endpoint: str | None, start: int, end: int) -> list[UsageRow]:
+        rows = await self._call(
+            "fetch", f"SELECT {_USAGE_COLUMNS} FROM usage WHERE bucket >= $1 AND bucket < $2 "
+                     "AND ($3::text IS NULL OR key_id = $3) AND ($4::text IS NULL OR endpoint = $4) ORDER BY bucket",
+            start, end, key_id, endpoint)
+        return [UsageRow(bucket=r[0], key_id=r[1], endpoint=r[2], requests=r[3], errors=r[4], input_tokens=r[5],
+                         output_tokens=r[6]) for r in rows]

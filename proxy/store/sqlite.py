@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from . import ChangeCallback, StoredEndpoint
+from . import ChangeCallback, StoredEndpoint, StoredKey, UsageRow
 
 R = TypeVar("R")
 POLL_INTERVAL = 0.25
@@ -35,6 +35,42 @@ CREATE TABLE IF NOT EXISTS endpoints (
 )
 """
 
+_KEYS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id             TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    owner          TEXT NOT NULL DEFAULT '',
+    digest         BLOB NOT NULL,
+    created_at     REAL NOT NULL,
+    expiration     REAL,
+    invalidated_at REAL,
+    doc            BLOB NOT NULL DEFAULT '{}'
+)
+"""
+# keys written by the first `inference-proxy keys` (role and revoked columns) gain the new columns
+_KEYS_FROM_ROLES = (
+    "ALTER TABLE api_keys ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE api_keys ADD COLUMN expiration REAL",
+    "ALTER TABLE api_keys ADD COLUMN invalidated_at REAL",
+    "ALTER TABLE api_keys ADD COLUMN doc BLOB NOT NULL DEFAULT '{}'",
+    "UPDATE api_keys SET owner = name, doc = '{\"roles\":[\"' || role || '\"]}', "
+    "invalidated_at = CASE WHEN revoked = 1 THEN created_at END",
+)
+_USAGE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    bucket        INTEGER NOT NULL,
+    key_id        TEXT NOT NULL,
+    endpoint      TEXT NOT NULL,
+    requests      INTEGER NOT NULL DEFAULT 0,
+    errors        INTEGER NOT NULL DEFAULT 0,
+    input_tokens  INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, key_id, endpoint)
+)
+"""
+_KEY_COLUMNS = "id, name, owner, digest, created_at, expiration, invalidated_at, doc"
+_USAGE_COLUMNS = "bucket, key_id, endpoint, requests, errors, input_tokens, output_tokens"
+
 
 class SqliteStore:
     def __init__(self, path: Path) -> None:
@@ -42,6 +78,7 @@ class SqliteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._conn: sqlite3.Connection | None = None
         self._watcher: asyncio.Task | None = None
+        self._key_listeners: list[Callable[[], None]] = []
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -53,6 +90,14 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}
+        if columns and "doc" not in columns:
+            with conn:  # one transaction: a crash leaves the old table as it was
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _KEYS_FROM_ROLES:
+                    conn.execute(statement)
+        conn.execute(_KEYS_SCHEMA)
+        conn.execute(_USAGE_SCHEMA)
         self._conn = conn
 
     async def open(self) -> None:
@@ -102,6 +147,8 @@ class SqliteStore:
                 if version != seen:
                     seen = version
                     callback(None)
+                    for listener in self._key_listeners:
+                        listener()
 
         self._watcher = asyncio.create_task(poll(), name="sqlite-store-watch")
 
@@ -141,3 +188,71 @@ class SqliteStore:
 
     async def delete(self, inference_id: str) -> bool:
         return await self._run(self._delete, inference_id)
+
+    # ------------------------------------------------------------------ keys and usage
+
+    def watch_keys(self, callback: Callable[[], None]) -> None:
+        self._key_listeners.append(callback)
+
+    def _load_keys(self) -> list[StoredKey]:
+        assert self._conn is not None
+        rows = self._conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at")
+        return [StoredKey(id=r[0], name=r[1], owner=r[2], digest=bytes(r[3]), created_at=r[4], expiration=r[5],
+                          invalidated_at=r[6], doc=bytes(r[7])) for r in rows]
+
+    def _insert_key(self, k: StoredKey) -> bool:
+        assert self._conn is not None
+        try:
+            self._conn.execute(f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               (k.id, k.name, k.owner, k.digest, k.created_at, k.expiration, k.invalidated_at,
+                                k.doc))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def _invalidate_keys(self, ids: list[str], at: float) -> list[str]:
+        assert self._conn is not None
+        done = []
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for key_id in ids:
+                cur = self._conn.execute("UPDATE api_keys SET invalidated_at = ? WHERE id = ? AND "
+                                         "invalidated_at IS NULL", (at, key_id))
+                if cur.rowcount == 1:
+                    done.append(key_id)
+        return done
+
+    def _add_usage(self, rows: list[UsageRow]) -> None:
+        assert self._conn is not None
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                f"INSERT INTO usage ({_USAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (bucket, key_id, endpoint) DO UPDATE SET requests = requests + excluded.requests, "
+                "errors = errors + excluded.errors, input_tokens = input_tokens + excluded.input_tokens, "
+                "output_tokens = output_tokens + excluded.output_tokens",
+                [(r.bucket, r.key_id, r.endpoint, r.requests, r.errors, r.input_tokens, r.output_tokens)
+                 for r in rows])
+
+    def _query_usage(self, key_id: str | None, endpoint: str | None, start: int, end: int) -> list[UsageRow]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            f"SELECT {_USAGE_COLUMNS} FROM usage WHERE bucket >= ? AND bucket < ? AND (? IS NULL OR key_id = ?) "
+            "AND (? IS NULL OR endpoint = ?) ORDER BY bucket", (start, end, key_id, key_id, endpoint, endpoint))
+        return [UsageRow(bucket=r[0], key_id=r[1], endpoint=r[2], requests=r[3], errors=r[4], input_tokens=r[5],
+                         output_tokens=r[6]) for r in rows]
+
+    async def load_keys(self) -> list[StoredKey]:
+        return await self._run(self._load_keys)
+
+    async def insert_key(self, key: StoredKey) -> bool:
+        return await self._run(self._insert_key, key)
+
+    async def invalidate_keys(self, ids: list[str], at: float) -> list[str]:
+        return await self._run(self._invalidate_keys, ids, at)
+
+    async def add_usage(self, rows: list[UsageRow]) -> None:
+        await self._run(self._add_usage, rows)
+
+    async def query_usage(self, key_id: str | None, endpoint: str | None, start: int, end: int) -> list[UsageRow]:
+        return await self._run(self._query_usage, key_id, endpoint, start, end)

@@ -8,6 +8,7 @@ cannot write (403), and the registry is unchanged after every refused write.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -16,10 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proxy.keys import KeyRing, encoded
+from proxy.store.sqlite import SqliteStore
+
 from . import strategies as S
 from .harness import Req, ThreadedGateway, is_openai_path
-
-auth = pytest.importorskip("proxy.auth")
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -30,11 +32,20 @@ fuzz = settings(max_examples=EXAMPLES, deadline=None, database=None,
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz-auth")
-    store = auth.KeyStore(tmp / "data" / "endpoints.db")
-    admin_rec, admin = store.create("fuzz-admin", "inference_admin")
-    user_rec, user = store.create("fuzz-user", "inference_user")
-    gone_rec, gone = store.create("fuzz-revoked", "inference_user")
-    store.revoke(gone_rec.id)
+    async def make_keys():  # what `inference-proxy keys create` does, before the gateway starts
+        store = SqliteStore(tmp / "data" / "endpoints.db")
+        await store.open()
+        try:
+            ring = KeyRing(store)
+            made = [await ring.create(name, name, roles=[role]) for name, role in
+                    (("fuzz-admin", "inference_admin"), ("fuzz-user", "inference_user"),
+                     ("fuzz-revoked", "inference_user"))]
+            await ring.invalidate([made[2][0].id])
+            return [(record, encoded(record, secret)) for record, secret in made]
+        finally:
+            await store.close()
+
+    (admin_rec, admin), (user_rec, user), (_, gone) = asyncio.run(make_keys())
     with ThreadedGateway(tmp, auth=f"ApiKey {admin}") as gateway:
         gateway.keys = {"admin": admin, "user": user, "revoked": gone,  # type: ignore[attr-defined]
                         "admin_id": admin_rec.id, "user_id": user_rec.id}

@@ -15,6 +15,7 @@ import pytest
 from elasticsearch import AsyncElasticsearch, AuthenticationException, AuthorizationException
 
 from proxy import appkeys
+from proxy.keys import encoded
 from proxy.server import create_app
 from tests.conftest import make_settings
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -33,11 +34,11 @@ async def upstream():
 
 
 @pytest.fixture
-def keys(gateway):
-    store = gateway.app[appkeys.KEYS]  # what the CLI does, through the running gateway's own key store
-    _, admin = store.create("admin", "inference_admin")
-    _, user = store.create("app", "inference_user")
-    return {"admin": admin, "user": user, "store": store}
+async def keys(gateway):
+    ring = gateway.app[appkeys.KEYS]  # what the CLI does, through the running gateway's own key ring
+    admin = encoded(*await ring.create("admin", "admin", roles=["inference_admin"]))
+    user = encoded(*await ring.create("app", "app", roles=["inference_user"]))
+    return {"admin": admin, "user": user, "ring": ring}
 
 
 def es_client(gateway, api_key=None):
@@ -74,8 +75,8 @@ async def test_bearer_keys_on_the_openai_surface(gateway, keys):
 
 
 async def test_revoked_keys_stop_working(gateway, keys):
-    record_id = next(k.id for k in keys["store"].list() if k.name == "app")
-    assert keys["store"].revoke(record_id)
+    record_id = next(k.id for k in keys["ring"].find() if k.name == "app")
+    assert (await keys["ring"].invalidate([record_id]))[0] == [record_id]
     async with es_client(gateway, keys["user"]) as user:
         with pytest.raises(AuthenticationException):
             await user.inference.get()

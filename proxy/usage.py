@@ -1,0 +1,71 @@
+"""Usage per API key and per endpoint: requests, errors, input and output tokens, by the minute.
+
+Each process adds to counters in memory (nothing on the hot path but a dict update) and a flusher
+adds them to the store every few seconds, in one batched write. The store adds, never overwrites,
+so every replica's counts sum up there. Counts not yet flushed when a process is killed are lost
+(a few seconds' worth at most); a store that is away keeps them waiting for the next flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .store import Store, UsageRow
+
+log = logging.getLogger("proxy.usage")
+BUCKET_S = 60
+NO_KEY = ""  # requests made while access control is off
+
+
+class UsageRecorder:
+    def __init__(self, store: Store, flush_every: float = 5.0) -> None:
+        self._store = store
+        self._flush_every = flush_every
+        self._pending: dict[tuple[int, str, str], list[int]] = {}
+        self._task: asyncio.Task | None = None
+
+    def add(self, key_id: str, endpoint: str, *, error: bool, input_tokens: int, output_tokens: int) -> None:
+        bucket = int(time.time()) // BUCKET_S * BUCKET_S
+        counts = self._pending.get((bucket, key_id, endpoint))
+        if counts is None:
+            counts = self._pending[(bucket, key_id, endpoint)] = [0, 0, 0, 0]
+        counts[0] += 1
+        counts[1] += error
+        counts[2] += input_tokens
+        counts[3] += output_tokens
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="usage-flush")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_every)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        taken, self._pending = self._pending, {}
+        rows = [UsageRow(bucket=b, key_id=k, endpoint=e, requests=c[0], errors=c[1], input_tokens=c[2],
+                         output_tokens=c[3]) for (b, k, e), c in taken.items()]
+        try:
+            await self._store.add_usage(rows)
+        except Exception as exc:  # keep the counts for the next flush
+            log.warning("could not write usage to the store (%s: %s); keeping it for the next flush",
+                        type(exc).__name__, exc)
+            for key, counts in taken.items():
+                mine = self._pending.setdefault(key, [0, 0, 0, 0])
+                for i, n in enumerate(counts):
+                    mine[i] += n
+
+    async def query(self, key_id: str | None, endpoint: str | None, start: int, end: int) -> list[UsageRow]:
+        await self.flush()  # this process's latest counts are part of the answer
+        return await self._store.query_usage(key_id, endpoint, start, end)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.flush()
