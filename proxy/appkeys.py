@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .backends import Backends
+    from .budgets import Budgets
     from .keys import ApiKey, KeyRing
     from .observability import Metrics
     from .registry import Registry
@@ -22,6 +23,7 @@ TRANSPORT: web.AppKey["Transport"] = web.AppKey("transport")
 BACKENDS: web.AppKey["Backends"] = web.AppKey("backends")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 KEYS: web.AppKey["KeyRing"] = web.AppKey("keys")
+BUDGETS: web.AppKey["Budgets"] = web.AppKey("budgets")
 USAGE: web.AppKey["UsageRecorder"] = web.AppKey("usage")
 TRACING: web.AppKey["Tracing | None"] = web.AppKey("tracing")
 LOCAL: web.AppKey[object] = web.AppKey("local", object)  # engines.manager.EngineManager or None

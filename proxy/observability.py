@@ -7,6 +7,7 @@ are registry ids.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
@@ -64,11 +65,29 @@ class Metrics:
     def render(self) -> bytes:
         if self.multiprocess_dir is None:
             return generate_latest(self.registry) + _answering_process()
-        from prometheus_client import multiprocess
-
-        merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged, path=self.multiprocess_dir)
+        merged = CollectorRegistry(auto_describe=False)
+        merged.register(_WorkerFiles(self.multiprocess_dir))
         return generate_latest(merged) + _answering_process()
+
+
+class _WorkerFiles:
+    """prometheus_client's MultiProcessCollector, less its race: a worker that is starting has
+    created its value file but not yet sized it, and reading that empty file fails the scrape."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = []
+        for name in glob.glob(os.path.join(self.path, "*.db")):
+            try:
+                if os.path.getsize(name) >= 8:
+                    files.append(name)
+            except FileNotFoundError:  # a dead worker's gauge file, just removed
+                continue
+        return MultiProcessCollector.merge(files, accumulate=True)
 
 
 def _answering_process() -> bytes:

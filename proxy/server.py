@@ -12,6 +12,7 @@ from . import appkeys
 from .errors import AlreadyExistsError, GatewayError, StatusError
 from .auth import authenticate
 from .backends import Backends
+from .budgets import Budgets, parse_limits
 from .keys import KeyRing
 from .limits import Admission
 from .perform import scrub
@@ -94,7 +95,18 @@ VND_JSON = "application/vnd.elasticsearch+json"
 @web.middleware
 async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     authenticate(request, request.app[appkeys.KEYS])
-    return await handler(request)
+    key = request.get(appkeys.PRINCIPAL)
+    limits = parse_limits(key.doc.metadata) if key is not None else None
+    if limits is None:
+        return await handler(request)
+    budgets, link = request.app[appkeys.BUDGETS], request.app[REDIS]
+    await budgets.admit(link, key, limits)
+    try:
+        return await handler(request)
+    finally:
+        used = request.get(appkeys.TOKENS)
+        if used and (used[0] or used[1]):
+            await budgets.spend(link, key, limits, used[0] + used[1])
 
 
 async def _product_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -115,6 +127,7 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
                           client_max_size=settings.max_body_bytes)
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics(settings.metrics_dir)
+    app[appkeys.BUDGETS] = Budgets()
     app[appkeys.TRACING] = Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_settings(settings)
     app.on_response_prepare.append(_product_header)
     app.on_response_prepare.append(stamp_request_id)

@@ -120,7 +120,8 @@ _ENV_FIELDS = {"host": str, "port": int, "data_dir": str, "log_level": str, "sec
                "upstream_proxy": str, "engine": str, "max_body_bytes": int, "max_inputs": int,
                "max_input_chars": int, "max_in_flight": int, "client_read_timeout": float,
                "store": str, "redis": str, "embedding_cache_ttl": int, "workers": int,
-               "local_idle_unload_s": float, "local_queue_size": int, "local_batch_tokens": int}
+               "local_idle_unload_s": float, "local_queue_size": int, "local_batch_tokens": int,
+               "usage_flush_s": float}
 
 
 def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:

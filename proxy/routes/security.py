@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .. import appkeys
 from ..auth import principal
+from ..budgets import parse_limits
 from ..errors import IllegalArgumentError, ParseError, RequestValidationError
 from ..httputil import bool_param, check_params, parse_time, read_object, read_raw
 from ..keys import CLUSTER_PRIVILEGES, MANAGE_KEYS, ApiKey, encoded
@@ -90,6 +91,7 @@ async def create_api_key(request: web.Request) -> web.Response:
         raise ParseError("[metadata] must be an object")
     if any(k.startswith("_") for k in metadata):
         raise RequestValidationError("API key metadata keys may not start with [_]")
+    parse_limits(metadata)  # limits the gateway enforces must be valid before the key exists
     descriptors = _check_descriptors(body.get("role_descriptors") or {})
     creator = principal(request)
     record, secret = await request.app[appkeys.KEYS].create(

@@ -135,7 +135,7 @@ class Gateway:
 
     def __init__(self, tmp_path: Path, name: str, *, store: str | None = None, redis: str | None = None,
                  secret_key: str | None = None, workers: int = 1, cache_ttl: int = 0,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -145,6 +145,7 @@ class Gateway:
         env.update({"INFERENCE_PROXY_LOCAL_MODELS": "0", "PYTHONUNBUFFERED": "1"})
         if secret_key:
             env["INFERENCE_PROXY_SECRET_KEY"] = secret_key
+        env.update(extra_env or {})
         args = [sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                 "--data-dir", str(self.data_dir)]
         if store:

@@ -27,14 +27,15 @@ pytestmark = pytest.mark.slow
 async def test_schema_is_created_once_and_versioned(pg_dsn):
     import asyncpg
 
-    from proxy.store.postgres import SCHEMA_VERSION, PostgresStore
+    from proxy.store.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStore
 
     stores = [PostgresStore(pg_dsn) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))  # replicas starting together do not race
     try:
         conn = await asyncpg.connect(pg_dsn)
         try:
-            assert await conn.fetch("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+            applied = await conn.fetch("SELECT version FROM schema_version ORDER BY version")
+            assert applied == [(version,) for version, _ in MIGRATIONS]  # each once
             await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION + 1)
         finally:
             await conn.close()
