@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     key_sub.add_parser("list", help="list keys (never their secrets)", parents=[where])
     revoke = key_sub.add_parser("revoke", help="revoke a key by id", parents=[where])
     revoke.add_argument("key_id")
+    usage = sub.add_parser("usage", help="usage per API key and endpoint, summed over every replica",
+                           parents=[_store_options(None)])
+    usage.add_argument("--key", dest="usage_key", help="one API key id")
+    usage.add_argument("--endpoint", dest="usage_endpoint", help="one endpoint id")
+    usage.add_argument("--hours", dest="usage_hours", type=float, default=24.0, help="the last N hours (default 24)")
     return parser
 
 
@@ -57,12 +62,6 @@ def _store_options(default) -> argparse.ArgumentParser:
     options.add_argument("--store", default=default, help="the endpoint store holding the keys, as for `serve` "
                                                           "(env INFERENCE_PROXY_STORE)")
     return options
-
-
-def _keys(settings, args: dict) -> int:
-    import asyncio
-
-    return asyncio.run(_keys_in_store(settings, args))
 
 
 async def _keys_in_store(settings, args: dict) -> int:
@@ -98,6 +97,33 @@ async def _keys_in_store(settings, args: dict) -> int:
         await store.close()
 
 
+async def _usage(settings, args: dict) -> int:
+    import time
+
+    from .keys import KeyRing
+    from .store import make_store
+    from .usage import BUCKET_S, FIELDS, summarize
+
+    store = make_store(settings)
+    await store.open()
+    try:
+        end = time.time()
+        start = end - args["usage_hours"] * 3600
+        rows = await store.query_usage(args["usage_key"], args["usage_endpoint"], int(start) // BUCKET_S * BUCKET_S,
+                                       int(end) + 1)
+        ring = KeyRing(store)
+        await ring.load()
+        entries, totals = summarize(rows, start, None, settings.prices, {k.id: k.name for k in ring.find()})
+    finally:
+        await store.close()
+    columns = ("key", "key_name", "endpoint", *FIELDS, *(("cost",) if settings.prices else ()))
+    print("\t".join(columns))
+    for entry in entries:
+        print("\t".join(str(entry.get(c) if entry.get(c) is not None else "-") for c in columns))
+    print("\t".join(["total", "", "", *(str(totals[c]) for c in columns[3:])]))
+    return 0
+
+
 async def _any_key(settings) -> bool:
     from .store import make_store
 
@@ -116,7 +142,8 @@ def _loopback(host: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = vars(_parser().parse_args(argv))
     command = args.pop("command")
-    keys_args = {k: args.pop(k) for k in ("keys_command", "name", "role", "owner", "key_id") if k in args}
+    keys_args = {k: args.pop(k) for k in ("keys_command", "name", "role", "owner", "key_id", "usage_key",
+                                          "usage_endpoint", "usage_hours") if k in args}
     insecure = bool(args.pop("insecure", False))
     from . import settings as settings_mod
     try:
@@ -125,8 +152,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inference-proxy: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if command == "keys":
-        return _keys(settings, keys_args)
+    if command in ("keys", "usage"):
+        import asyncio
+
+        from .store import StartupError
+
+        try:
+            if command == "keys":
+                return asyncio.run(_keys_in_store(settings, keys_args))
+            return asyncio.run(_usage(settings, keys_args))
+        except StartupError as exc:
+            print(f"inference-proxy: {exc}", file=sys.stderr)
+            return 2
     if command == "serve":
         import asyncio
 

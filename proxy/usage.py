@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any, Mapping
 
 from .store import Store, UsageRow
 
@@ -69,3 +70,44 @@ class UsageRecorder:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.flush()
+
+
+FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
+
+
+def summarize(rows: list[UsageRow], start: float, interval: float | None, prices: Mapping[str, Any],
+              key_names: Mapping[str, str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows summed per (key, endpoint), with per-interval buckets (`start` in epoch seconds) when an
+    interval is given and cost where the endpoint has a price: (entries, totals)."""
+    groups: dict[tuple[str, str], tuple[dict[str, int], dict[int, dict[str, int]]]] = {}
+    for row in rows:
+        sums, buckets = groups.setdefault((row.key_id, row.endpoint), (dict.fromkeys(FIELDS, 0), {}))
+        values = (row.requests, row.errors, row.input_tokens, row.output_tokens)
+        targets = [sums]
+        if interval is not None:
+            slot = int(start + (row.bucket - start) // interval * interval)
+            targets.append(buckets.setdefault(slot, dict.fromkeys(FIELDS, 0)))
+        for target in targets:
+            for name, value in zip(FIELDS, values):
+                target[name] += value
+    entries = []
+    totals: dict[str, Any] = dict.fromkeys(FIELDS, 0)
+    if prices:
+        totals["cost"] = 0.0
+    for (key_id, endpoint), (sums, buckets) in sorted(groups.items()):
+        entry: dict[str, Any] = {"key": key_id or None}
+        if key_id in key_names:
+            entry["key_name"] = key_names[key_id]
+        entry["endpoint"] = endpoint
+        entry.update(sums)
+        price = prices.get(endpoint)
+        if price is not None:
+            entry["cost"] = round(sums["input_tokens"] / 1e6 * price.input + sums["output_tokens"] / 1e6 * price.output,
+                                  6)
+            totals["cost"] = round(totals["cost"] + entry["cost"], 6)
+        if interval is not None:
+            entry["buckets"] = [{"start": slot, **counts} for slot, counts in sorted(buckets.items())]
+        entries.append(entry)
+        for name in FIELDS:
+            totals[name] += sums[name]
+    return entries, totals

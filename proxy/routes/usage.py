@@ -16,10 +16,7 @@ from aiohttp import web
 from .. import appkeys
 from ..errors import IllegalArgumentError
 from ..httputil import check_params, parse_time
-from ..usage import BUCKET_S
-
-_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
-
+from ..usage import BUCKET_S, summarize
 
 def _instant(raw: str, name: str) -> float:
     if raw.isdigit():
@@ -38,13 +35,6 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _cost(prices: dict[str, Any], endpoint: str, counts: dict[str, int]) -> float | None:
-    price = prices.get(endpoint)
-    if price is None:
-        return None
-    return round(counts["input_tokens"] / 1e6 * price.input + counts["output_tokens"] / 1e6 * price.output, 6)
-
-
 async def get_usage(request: web.Request) -> web.Response:
     from .es import json_response
 
@@ -61,40 +51,13 @@ async def get_usage(request: web.Request) -> web.Response:
     rows = await request.app[appkeys.USAGE].query(q.get("key"), q.get("endpoint"),
                                                   int(start) // BUCKET_S * BUCKET_S, int(end))
     prices = request.app[appkeys.SETTINGS].prices
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        group = groups.setdefault((row.key_id, row.endpoint), {"totals": dict.fromkeys(_FIELDS, 0), "buckets": {}})
-        values = [row.requests, row.errors, row.input_tokens, row.output_tokens]
-        for name, value in zip(_FIELDS, values):
-            group["totals"][name] += value
-        if interval is not None:
-            slot = int(start + (row.bucket - start) // interval * interval)
-            bucket = group["buckets"].setdefault(slot, dict.fromkeys(_FIELDS, 0))
-            for name, value in zip(_FIELDS, values):
-                bucket[name] += value
     keys = request.app[appkeys.KEYS]
-    usage = []
-    totals = dict.fromkeys(_FIELDS, 0)
-    total_cost = 0.0
-    for (key_id, endpoint), group in sorted(groups.items()):
-        entry: dict[str, Any] = {"key": key_id or None}
-        named = keys.find(key_id=key_id) if key_id else []
-        if named:
-            entry["key_name"] = named[0].name
-        entry["endpoint"] = endpoint
-        entry.update(group["totals"])
-        cost = _cost(prices, endpoint, group["totals"])
-        if cost is not None:
-            entry["cost"] = cost
-            total_cost += cost
-        if interval is not None:
-            entry["buckets"] = [{"start": _iso(slot), **counts} for slot, counts in sorted(group["buckets"].items())]
-        usage.append(entry)
-        for name in _FIELDS:
-            totals[name] += group["totals"][name]
+    names = {k.id: k.name for k in keys.find()}
+    usage, totals = summarize(rows, start, interval, prices, names)
     out: dict[str, Any] = {"from": _iso(start), "to": _iso(end)}
     if interval is not None:
         out["interval"] = q["interval"]
-    out["totals"] = {**totals, "cost": round(total_cost, 6)} if prices else totals
-    out["usage"] = usage
+    out["totals"] = totals
+    out["usage"] = [{**u, "buckets": [{"start": _iso(b.pop("start")), **b} for b in u["buckets"]]}
+                    if "buckets" in u else u for u in usage]
     return json_response(out)

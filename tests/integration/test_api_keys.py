@@ -245,3 +245,36 @@ async def test_a_key_over_its_token_budget_is_refused_after_the_request_that_cro
             await oa.chat.completions.create(model="chat", messages=[{"role": "user", "content": "a"}])
     assert "over its budget of [10 tokens per day]" in over.value.message
     assert int(over.value.response.headers["Retry-After"]) <= 86400
+
+
+async def test_usage_is_readable_in_the_cli_too(aiohttp_server, tmp_path, upstream):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from proxy.server import create_app
+    from proxy.settings import Price
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, prices={"chat": Price(input=1000.0, output=2000.0)})
+    gateway = await aiohttp_server(create_app(settings))
+    base = str(gateway.make_url("")).rstrip("/")
+    async with AsyncElasticsearch(base, max_retries=0) as es:
+        await es.inference.put(task_type="chat_completion", inference_id="chat",
+                               inference_config=_openai_endpoint(upstream, "/v1/chat/completions"))
+    async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0) as oa:
+        for _ in range(2):
+            await oa.chat.completions.create(model="chat", messages=[{"role": "user", "content": "a"}])
+    async with AsyncElasticsearch(base, max_retries=0) as es:
+        usage = (await es.perform_request("GET", "/_inference/_usage", headers={"accept": "application/json"})).body
+    # no keys: counted without one; 2 x (3 in, 1 out) at 1000/2000 per million tokens
+    assert usage["usage"] == [{"key": None, "endpoint": "chat", "requests": 2, "errors": 0, "input_tokens": 6,
+                               "output_tokens": 2, "cost": 0.01}]
+    assert usage["totals"]["cost"] == 0.01
+    out = subprocess.run([sys.executable, "-m", "proxy", "usage", "--data-dir", settings.data_dir],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split("\t") == ["key", "key_name", "endpoint", "requests", "errors", "input_tokens",
+                                    "output_tokens"]
+    assert lines[1].split("\t") == ["-", "-", "chat", "2", "0", "6", "2"]
