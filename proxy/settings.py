@@ -72,6 +72,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     local_idle_unload_s: float = 900.0  # idle time before a model whose endpoints allow 0 allocations unloads
     local_queue_size: int = 1024  # inputs (or generations) waiting per model before 429
     local_batch_tokens: int = 8192  # token budget of one forward pass of an encoder model
+    # vLLM engine arguments for every model it serves; an endpoint's service_settings of the same name win
+    vllm_max_num_seqs: int | None = None
+    vllm_max_num_batched_tokens: int | None = None
+    vllm_gpu_memory_utilization: float | None = None
+    vllm_max_model_len: int | None = None
+    vllm_dtype: str | None = None
 
     def __repr__(self) -> str:
         return f"Settings(host={self.host!r}, port={self.port}, data_dir={self.data_dir!r})"

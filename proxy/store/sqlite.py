@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from . import ChangeCallback, StoredEndpoint
+from .base import ChangeCallback, StoredEndpoint
 
 R = TypeVar("R")
 POLL_INTERVAL = 0.25
