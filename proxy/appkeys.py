@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .settings import Settings
     from .shared_limits import RedisLink
     from .upstream import Transport
+    from .wire import ErrorSurface
 
 SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
 REGISTRY: web.AppKey["Registry"] = web.AppKey("registry")
@@ -24,8 +25,10 @@ KEYS: web.AppKey["KeyStore"] = web.AppKey("keys")
 REDIS: web.AppKey["RedisLink | None"] = web.AppKey("redis", object)  # None without --redis
 LOCAL: web.AppKey[object] = web.AppKey("local", object)  # engines.manager.EngineManager or None
 
-# Per-request: how errors are rendered ("es" or "chat"), and whether the answer is an SSE stream.
-ERROR_FORMAT: web.RequestKey[str] = web.RequestKey("error_format", str)
-SSE: web.RequestKey[bool] = web.RequestKey("sse", bool)
+# route resource (or a tuple of URL prefixes) -> the error surface of its client API (proxy.surfaces)
+SURFACES: web.AppKey["dict[object, ErrorSurface]"] = web.AppKey("surfaces", dict)
+
+# Per-request: the error surface once refined for the endpoint's task (proxy.pipeline.bind).
+SURFACE: web.RequestKey["ErrorSurface"] = web.RequestKey("surface", object)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 ENDPOINT: web.RequestKey[object] = web.RequestKey("endpoint", object)  # the registry Endpoint being served

@@ -2,7 +2,7 @@
 
 `RemoteBackend` wraps an adapter with the policy every provider shares: rate limiting, splitting
 embedding inputs into upstream batches sent concurrently, retries with backoff bounded by the
-request's deadline, and the ES wording of upstream errors (es-inference-api.md §5.4).
+request's deadline, and the ES wording of upstream errors (ES `BaseResponseHandler`).
 """
 
 from __future__ import annotations
@@ -210,10 +210,14 @@ class RemoteBackend:
         results: list[SparseEmbedResult] = await asyncio.gather(*(self._call(p, ctx) for p in parts))
         embeddings: list[dict[str, float]] = []
         truncated: list[bool] = []
+        usage: Usage | None = None
         for r in results:
             embeddings.extend(r.embeddings)
             truncated.extend(r.truncated or [False] * len(r.embeddings))
-        return SparseEmbedResult(embeddings=embeddings, truncated=truncated)
+            if r.usage is not None:
+                usage = Usage(prompt_tokens=(usage.prompt_tokens if usage else 0) + r.usage.prompt_tokens,
+                              total_tokens=(usage.total_tokens if usage else 0) + r.usage.total_tokens)
+        return SparseEmbedResult(embeddings=embeddings, truncated=truncated, usage=usage)
 
     async def rerank(self, req: RerankRequest, ctx: CallContext) -> RerankResult:
         return await self._call(req, ctx)

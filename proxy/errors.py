@@ -119,6 +119,15 @@ class StreamCut(UpstreamError):
         super().__init__(reason, upstream_status=502, status=502)
 
 
+class StreamReportedError(UpstreamError):
+    """The provider reported an error inside a stream it had started: 502 unless its kind says otherwise."""
+
+    def __init__(self, detail: str, *, upstream_status: int = 502, provider_type: str | None = None,
+                 provider_code: str | None = None) -> None:
+        super().__init__(f"The upstream service reported an error in the stream: [{detail}]",
+                         upstream_status=upstream_status, provider_type=provider_type, provider_code=provider_code)
+
+
 def malformed(what: str = "response") -> UpstreamError:
     """An upstream answer that does not parse: the gateway's fault to report is 502, not the client's."""
     return UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502, status=502)
