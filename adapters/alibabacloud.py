@@ -1,8 +1,10 @@
 """Alibaba Cloud AI Search (`alibabacloud-ai-search`): dense and sparse embeddings, rerank and completion
 through the workspace API `{http_schema}://{host}/v3/openapi/workspaces/{workspace}/{kind}/{service_id}`,
 with `Authorization: Bearer <api_key>`. Responses wrap their payload in `result` next to `request_id`,
-`latency` and `usage`. Sources: providers.md §12; ES `services/alibabacloudsearch/*` (request and
+`latency` and `usage`. Sources: the page below; ES `services/alibabacloudsearch/*` (request and
 response entities, all verified).
+
+Source: https://help.aliyun.com/zh/open-search/search-platform/developer-reference/
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Amazon Bedrock (`amazonbedrock`, providers.md §10): Converse / ConverseStream for completion and
+"""Amazon Bedrock (`amazonbedrock`): Converse / ConverseStream for completion and
 chat_completion, InvokeModel for Titan and Cohere embeddings, signed with SigV4 (service `bedrock`).
 
 Canonical (OpenAI-shaped) chat becomes a Converse request: system messages go to `system`, tools to
@@ -11,6 +11,8 @@ carries the usage, is the terminator.
 Provider families (`provider` setting) follow ES `AmazonBedrockProviderCapabilities` (verified):
 embeddings only for `amazontitan` (one text per InvokeModel, batch size 1) and `cohere` (96);
 chat for all six; `top_k` only for `anthropic`, `cohere` and `mistral`.
+
+Source: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Anthropic's Messages API (`anthropic`, providers.md §5): completion and chat_completion.
+"""Anthropic's Messages API (`anthropic`): completion and chat_completion.
 
 Canonical (OpenAI-shaped) chat requests become Messages requests: system messages move to the
 top-level `system`, tools to `{name, description, input_schema}`, assistant tool calls to `tool_use`
 blocks and tool results to user `tool_result` blocks. Streams are Anthropic's typed SSE events,
 ended by `message_stop`; usage is reported once, from `message_start` (input) and the last
 cumulative `message_delta` (output).
+
+Source: https://docs.anthropic.com/en/api/messages, https://docs.anthropic.com/en/api/messages-streaming
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, ClassVar, Mapping
 
 import msgspec
 
-from proxy.errors import RequestValidationError, StatusError, UpstreamError
+from proxy.errors import RequestValidationError, StatusError, StreamReportedError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
                          FunctionCall, TaskType, ToolCall, ToolCallDelta, Usage)
 
@@ -423,9 +425,7 @@ class AnthropicStreamParser:
     def _error(self, info: ProviderError | None) -> UpstreamError:
         kind = info.type if info else None
         message = info.message if info and info.message else "unknown error"
-        err = UpstreamError(f"The upstream service reported an error in the stream: [{message}]",
-                            upstream_status=_ERROR_STATUS.get(kind or "", 502), provider_type=kind)
-        return err
+        return StreamReportedError(message, upstream_status=_ERROR_STATUS.get(kind or "", 502), provider_type=kind)
 
     def finish(self) -> list[ChatDelta]:
         if self.done:

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import msgspec
 
-from proxy.errors import StatusError, UpstreamError
+from proxy.errors import StatusError, StreamReportedError, UpstreamError
 
 from .base import Adapter, Framing, ProviderError, StreamCut, UpstreamRequest
 
@@ -366,8 +366,7 @@ def stream_exception(message: EventMessage, statuses: Mapping[str, int]) -> Upst
         else:
             text = data
     status = statuses.get(kind) or statuses.get(kind[:1].lower() + kind[1:]) or 502
-    return UpstreamError(f"The upstream service reported an error in the stream: [{kind}: {text}]",
-                         upstream_status=status, provider_type=kind)
+    return StreamReportedError(f"{kind}: {text}", upstream_status=status, provider_type=kind)
 
 
 # ------------------------------------------------------------------------------------ adapter

@@ -1,4 +1,4 @@
-"""Contextual AI: instruction-following rerank only (providers.md §22).
+"""Contextual AI: instruction-following rerank only (https://docs.contextual.ai/api-reference/rerank/rerank).
 
 Sources: ES `services/contextualai/request/ContextualAiRerankRequestEntity.java`,
 `ContextualAiRerankRequest.java`, `rerank/ContextualAiRerankTaskSettings.java`,

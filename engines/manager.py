@@ -46,7 +46,7 @@ from .models import (RESERVED_IDS, ModelPathError, builtin_models, configured_mo
 
 log = logging.getLogger("engines")
 
-# the allocation settings of Elasticsearch's preconfigured endpoints (es-inference-api.md §8)
+# the allocation settings of Elasticsearch's preconfigured endpoints (ES `ElasticsearchInternalService` default configurations)
 DEFAULT_ALLOCATIONS = {"enabled": True, "min_number_of_allocations": 0, "max_number_of_allocations": 32}
 DEFAULT_THREADS = 1
 DEFAULT_SLOTS = 4  # llama.cpp sequences at once, unless `max_num_seqs` says otherwise
