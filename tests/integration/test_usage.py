@@ -14,17 +14,11 @@ import pytest
 from tests.conftest import make_settings
 from tests.fakes.alibabacloud_upstream import FakeAlibaba
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import LiveServer
 
 
 @pytest.fixture
-async def upstreams():
-    openai_fake, ali = FakeOpenAI(), FakeAlibaba()
-    servers = [await LiveServer(openai_fake.app()).start(), await LiveServer(ali.app()).start()]
-    openai_fake.url, ali.url = servers[0].url, servers[1].url  # type: ignore[attr-defined]
-    yield openai_fake, ali
-    for server in servers:
-        await server.stop()
+async def upstreams(serve_fake):
+    return await serve_fake(FakeOpenAI()), await serve_fake(FakeAlibaba())
 
 
 @pytest.fixture
