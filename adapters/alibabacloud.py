@@ -192,7 +192,7 @@ class AlibabaCloudSearchAdapter(Adapter):
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
         # verified: ES AlibabaCloudSearchRerankRequestEntity sends only query and docs; top_n and return_documents
-        # are applied by the gateway after ranking (perform.finish_rerank), as ES does
+        # are applied by the gateway after ranking (pipeline.finish_rerank), as ES does
         return {"query": req.query, "docs": req.documents}
 
     def completion_body(self, req: ChatRequest) -> dict[str, Any]:

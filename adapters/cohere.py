@@ -331,7 +331,7 @@ class CohereAdapter(Adapter):
     # -- rerank ---------------------------------------------------------------------------------
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
         # verified: cohere-python v2 rerank {model, query, documents, top_n, max_tokens_per_doc}: v2 has no
-        # return_documents (ES still sends it); the gateway attaches document text itself (perform.finish_rerank)
+        # return_documents (ES still sends it); the gateway attaches document text itself (pipeline.finish_rerank)
         return rerank_body(req, model=self.setting("model_id"), return_documents=False)
 
     # -- chat -----------------------------------------------------------------------------------

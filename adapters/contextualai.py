@@ -53,7 +53,7 @@ class ContextualAIAdapter(Adapter):
         if instruction is not None:
             body["instruction"] = instruction
         # return_documents is not sent: Contextual AI never returns document text; when asked, the gateway
-        # attaches the text from the request (proxy.perform.finish_rerank)
+        # attaches the text from the request (proxy.pipeline.finish_rerank)
         return body
 
     def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:

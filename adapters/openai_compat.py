@@ -407,7 +407,7 @@ class NvidiaAdapter(OpenAICompatible):
         return body
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
-        # NIM has no top_n: the gateway cuts the ranking after sorting (perform.finish_rerank)
+        # NIM has no top_n: the gateway cuts the ranking after sorting (pipeline.finish_rerank)
         return {"model": self.setting("model_id"), "query": {"text": req.query},
                 "passages": [{"text": d} for d in req.documents]}
 
