@@ -1,8 +1,10 @@
 """Alibaba Cloud AI Search (`alibabacloud-ai-search`): dense and sparse embeddings, rerank and completion
 through the workspace API `{http_schema}://{host}/v3/openapi/workspaces/{workspace}/{kind}/{service_id}`,
 with `Authorization: Bearer <api_key>`. Responses wrap their payload in `result` next to `request_id`,
-`latency` and `usage`. Sources: providers.md §12; ES `services/alibabacloudsearch/*` (request and
+`latency` and `usage`. Sources: the page below; ES `services/alibabacloudsearch/*` (request and
 response entities, all verified).
+
+Source: https://help.aliyun.com/zh/open-search/search-platform/developer-reference/
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ class AlibabaCloudSearchAdapter(Adapter):
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
         # verified: ES AlibabaCloudSearchRerankRequestEntity sends only query and docs; top_n and return_documents
-        # are applied by the gateway after ranking (perform.finish_rerank), as ES does
+        # are applied by the gateway after ranking (pipeline.finish_rerank), as ES does
         return {"query": req.query, "docs": req.documents}
 
     def completion_body(self, req: ChatRequest) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Amazon SageMaker (`amazon_sagemaker`, providers.md §11): InvokeEndpoint and
+"""Amazon SageMaker (`amazon_sagemaker`): InvokeEndpoint and
 InvokeEndpointWithResponseStream, signed with SigV4 (service `sagemaker`), with two payload shapes
 chosen by the `api` service setting, as ES `services/sagemaker/schema` defines them (verified):
 
@@ -17,6 +17,8 @@ The InvokeEndpoint options travel as `X-Amzn-SageMaker-*` headers (verified: the
 `se_InvokeEndpointCommand` / `se_InvokeEndpointWithResponseStreamCommand` serialisers). The
 streaming operation has no TargetModel or EnableExplanations and takes Accept as
 `X-Amzn-SageMaker-Accept`.
+
+Source: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Amazon Bedrock (`amazonbedrock`, providers.md §10): Converse / ConverseStream for completion and
+"""Amazon Bedrock (`amazonbedrock`): Converse / ConverseStream for completion and
 chat_completion, InvokeModel for Titan and Cohere embeddings, signed with SigV4 (service `bedrock`).
 
 Canonical (OpenAI-shaped) chat becomes a Converse request: system messages go to `system`, tools to
@@ -11,6 +11,8 @@ carries the usage, is the terminator.
 Provider families (`provider` setting) follow ES `AmazonBedrockProviderCapabilities` (verified):
 embeddings only for `amazontitan` (one text per InvokeModel, batch size 1) and `cohere` (96);
 chat for all six; `top_k` only for `anthropic`, `cohere` and `mistral`.
+
+Source: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessa
 
 from .aws import AwsAdapter, EventMessage, stream_exception
 from .base import StreamCut, StreamParser, UpstreamRequest, malformed, map_input_type, reject_input_type, unsupported
+from .chat_parts import (NamedFunction, content_blocks, data_url, function_tools, image_url, tool_arguments,
+                         tool_choice)
 
 SERVICE = "amazonbedrock"
 T = TaskType
@@ -68,7 +72,6 @@ _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg",
                   "image/webp": "webp"}
 
 _encoder = msgspec.json.Encoder()
-_any_decoder = msgspec.json.Decoder(Any)
 
 
 def finish_reason(stop_reason: str | None) -> str | None:
@@ -171,17 +174,16 @@ _event_decoder = msgspec.json.Decoder(_StreamEvent)
 
 
 def _image_block(part: dict[str, Any]) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
+    url = image_url(part)
     if not isinstance(url, str) or not url.startswith("data:"):
         # Converse takes image bytes (or S3 locations), it never fetches a URL
         raise RequestValidationError(f"The [{SERVICE}] service accepts images only as base64 data URLs")
-    header, _, data = url.partition(",")
-    media_type = header[5:].split(";")[0].lower()
+    media_type, data, is_base64 = data_url(url)
+    media_type = media_type.lower()
     fmt = _IMAGE_FORMATS.get(media_type)
-    if fmt is None or not header.endswith(";base64"):
+    if fmt is None or not is_base64:
         raise RequestValidationError(f"The [{SERVICE}] service accepts base64 png, jpeg, gif or webp images, "
-                                     f"not [{media_type or header}]")
+                                     f"not [{media_type or url.partition(',')[0]}]")
     try:
         base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
@@ -191,34 +193,7 @@ def _image_block(part: dict[str, Any]) -> dict[str, Any]:
 
 
 def _blocks(content: str | list[dict[str, Any]] | None, where: str) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}]
-    out: list[dict[str, Any]] = []
-    for part in content:
-        kind = part.get("type")
-        if kind == "text":
-            out.append({"text": part.get("text", "")})
-        elif kind == "image_url" and where == "user":
-            out.append(_image_block(part))
-        else:
-            raise RequestValidationError(f"The [{SERVICE}] service does not support content parts of type "
-                                         f"[{kind}] in [{where}] messages")
-    return out
-
-
-def _tool_input(call: ToolCall) -> Any:
-    args = call.function.arguments
-    if not args:
-        return {}
-    try:
-        value = _any_decoder.decode(args)
-    except msgspec.DecodeError:
-        raise RequestValidationError(f"The arguments of tool call [{call.id}] are not valid JSON") from None
-    if not isinstance(value, dict):
-        raise RequestValidationError(f"The arguments of tool call [{call.id}] must be a JSON object")
-    return value
+    return content_blocks(content, where, SERVICE, lambda text: {"text": text}, _image_block, keep_empty_text=True)
 
 
 def translate_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -246,7 +221,7 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]
                 if not call.id or not call.function.name:
                     raise RequestValidationError("An assistant [tool_calls] entry needs an [id] and a function [name]")
                 blocks.append({"toolUse": {"toolUseId": call.id, "name": call.function.name,
-                                           "input": _tool_input(call)}})
+                                           "input": tool_arguments(call)}})
             add("assistant", blocks)
         elif role == "tool":
             if not m.tool_call_id:
@@ -260,35 +235,27 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]
 
 def translate_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for tool in tools:
-        if tool.get("type", "function") != "function" or not isinstance(tool.get("function"), dict):
-            raise RequestValidationError(f"The [{SERVICE}] service supports only tools of type [function]")
-        fn = tool["function"]
-        if not fn.get("name"):
+    for fn in function_tools(tools, SERVICE):
+        if not fn.name:
             raise RequestValidationError("A tool function needs a [name]")
-        if fn.get("strict") is not None:
+        if fn.strict is not None:
             raise unsupported("tools.function.strict", SERVICE)
-        spec: dict[str, Any] = {"name": fn["name"]}
-        if fn.get("description") is not None:
-            spec["description"] = fn["description"]
-        # Converse requires an input schema; a function without parameters takes an empty object
-        spec["inputSchema"] = {"json": fn.get("parameters") or {"type": "object", "properties": {}}}
+        spec: dict[str, Any] = {"name": fn.name}
+        if fn.description is not None:
+            spec["description"] = fn.description
+        spec["inputSchema"] = {"json": fn.schema()}  # required by Converse
         out.append({"toolSpec": spec})
     return out
 
 
 def translate_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
     """Converse `toolChoice` (`none` has no Converse form: the caller leaves the tools out)."""
-    if isinstance(choice, dict):
-        fn = choice.get("function")
-        name = fn.get("name") if isinstance(fn, dict) else None
-        if choice.get("type", "function") != "function" or not name:
-            raise RequestValidationError("[tool_choice] must name a function: "
-                                         "{\"type\": \"function\", \"function\": {\"name\": ...}}")
-        return {"tool": {"name": name}}
-    if choice == "auto":
+    chosen = tool_choice(choice)
+    if isinstance(chosen, NamedFunction):
+        return {"tool": {"name": chosen.name}}
+    if chosen == "auto":
         return {"auto": {}}
-    if choice == "required":
+    if chosen == "required":
         return {"any": {}}
     raise RequestValidationError(f"Unsupported [tool_choice] value [{choice}] for the [{SERVICE}] service")
 

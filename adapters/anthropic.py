@@ -1,10 +1,12 @@
-"""Anthropic's Messages API (`anthropic`, providers.md §5): completion and chat_completion.
+"""Anthropic's Messages API (`anthropic`): completion and chat_completion.
 
 Canonical (OpenAI-shaped) chat requests become Messages requests: system messages move to the
 top-level `system`, tools to `{name, description, input_schema}`, assistant tool calls to `tool_use`
 blocks and tool results to user `tool_result` blocks. Streams are Anthropic's typed SSE events,
 ended by `message_stop`; usage is reported once, from `message_start` (input) and the last
 cumulative `message_delta` (output).
+
+Source: https://docs.anthropic.com/en/api/messages, https://docs.anthropic.com/en/api/messages-streaming
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from typing import Any, ClassVar, Mapping
 
 import msgspec
 
-from proxy.errors import RequestValidationError, StatusError, UpstreamError
+from proxy.errors import RequestValidationError, StatusError, StreamReportedError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
                          FunctionCall, TaskType, ToolCall, ToolCallDelta, Usage)
 
 from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
                    malformed, unsupported)
+from .chat_parts import (NamedFunction, content_blocks, data_url, function_tools, image_url, tool_arguments,
+                         tool_choice)
 
 SERVICE = "anthropic"
 DEFAULT_URL = "https://api.anthropic.com/v1/messages"
@@ -26,7 +30,6 @@ DEFAULT_URL = "https://api.anthropic.com/v1/messages"
 API_VERSION = "2023-06-01"
 
 _encoder = msgspec.json.Encoder()
-_any_decoder = msgspec.json.Decoder(Any)
 
 # verified: ES AnthropicChatCompletionStreamingProcessor javadoc (end_turn, max_tokens, tool_use);
 # unverified: pause_turn, refusal, model_context_window_exceeded (public API descriptions, not checked here)
@@ -116,34 +119,22 @@ def _usage(prompt: int, completion: int) -> Usage:
 # ------------------------------------------------------------------------------ request translation
 
 
+def _text_block(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
 def _text_parts(content: str | list[dict[str, Any]] | None, where: str) -> list[dict[str, Any]]:
     """OpenAI content (a string or parts) as Anthropic content blocks."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    blocks: list[dict[str, Any]] = []
-    for part in content:
-        kind = part.get("type")
-        if kind == "text":
-            blocks.append({"type": "text", "text": part.get("text", "")})
-        elif kind == "image_url" and where == "user":
-            blocks.append(_image_block(part))
-        else:
-            raise RequestValidationError(f"The [{SERVICE}] service does not support content parts of type "
-                                         f"[{kind}] in [{where}] messages")
-    return blocks
+    return content_blocks(content, where, SERVICE, _text_block, _image_block, keep_empty_text=False)
 
 
 def _image_block(part: dict[str, Any]) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
+    url = image_url(part)
     if not isinstance(url, str) or not url:
         raise RequestValidationError("An [image_url] content part needs a [url]")
     if url.startswith("data:"):
-        header, _, data = url.partition(",")
-        media_type = header[5:].split(";")[0]
-        if not header.endswith(";base64") or not media_type:
+        media_type, data, is_base64 = data_url(url)
+        if not is_base64 or not media_type:
             raise RequestValidationError(f"The [{SERVICE}] service accepts only base64 data URLs for images")
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     return {"type": "image", "source": {"type": "url", "url": url}}
@@ -154,19 +145,6 @@ def _plain(content: str | list[dict[str, Any]] | None, where: str) -> str | list
     if isinstance(content, str):
         return content
     return _text_parts(content, where)
-
-
-def _tool_input(call: ToolCall) -> Any:
-    args = call.function.arguments
-    if not args:
-        return {}
-    try:
-        value = _any_decoder.decode(args)
-    except msgspec.DecodeError:
-        raise RequestValidationError(f"The arguments of tool call [{call.id}] are not valid JSON") from None
-    if not isinstance(value, dict):
-        raise RequestValidationError(f"The arguments of tool call [{call.id}] must be a JSON object")
-    return value
 
 
 def translate_messages(messages: list[ChatMessage]) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
@@ -186,7 +164,7 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[str | list[dict[str
                 blocks = _text_parts(m.content, "assistant")
                 for call in m.tool_calls:
                     blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name,
-                                   "input": _tool_input(call)})
+                                   "input": tool_arguments(call)})
                 out.append({"role": "assistant", "content": blocks})
             else:
                 out.append({"role": "assistant", "content": _plain(m.content, "assistant")})
@@ -214,33 +192,25 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[str | list[dict[str
 
 def translate_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for tool in tools:
-        if tool.get("type", "function") != "function" or not isinstance(tool.get("function"), dict):
-            raise RequestValidationError(f"The [{SERVICE}] service supports only tools of type [function]")
-        fn = tool["function"]
-        if fn.get("strict") is not None:
+    for fn in function_tools(tools, SERVICE):
+        if fn.strict is not None:
             # verified: ES AnthropicUnifiedChatCompletionRequestEntity rejects it with this message
             raise StatusError("The [strict] field in tool function definitions is not supported by the Anthropic "
                               "chat completion API.")
-        item: dict[str, Any] = {"name": fn.get("name")}
-        if fn.get("description") is not None:
-            item["description"] = fn["description"]
-        # Anthropic requires input_schema; a function without parameters takes an empty object
-        item["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
+        item: dict[str, Any] = {"name": fn.name}
+        if fn.description is not None:
+            item["description"] = fn.description
+        item["input_schema"] = fn.schema()  # required by Anthropic
         out.append(item)
     return out
 
 
 def translate_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
     # verified: ES AnthropicUnifiedChatCompletionRequestEntity (auto/none/required -> auto/none/any; function -> tool)
-    if isinstance(choice, dict):
-        fn = choice.get("function")
-        name = fn.get("name") if isinstance(fn, dict) else None
-        if choice.get("type", "function") != "function" or not name:
-            raise RequestValidationError("[tool_choice] must name a function: "
-                                         "{\"type\": \"function\", \"function\": {\"name\": ...}}")
-        return {"type": "tool", "name": name}
-    mapped = {"auto": "auto", "none": "none", "required": "any"}.get(choice)
+    chosen = tool_choice(choice)
+    if isinstance(chosen, NamedFunction):
+        return {"type": "tool", "name": chosen.name}
+    mapped = {"auto": "auto", "none": "none", "required": "any"}.get(chosen)
     if mapped is None:
         raise StatusError(f"Unsupported tool_choice value [{choice}] for the Anthropic chat completion API.")
     return {"type": mapped}
@@ -423,9 +393,7 @@ class AnthropicStreamParser:
     def _error(self, info: ProviderError | None) -> UpstreamError:
         kind = info.type if info else None
         message = info.message if info and info.message else "unknown error"
-        err = UpstreamError(f"The upstream service reported an error in the stream: [{message}]",
-                            upstream_status=_ERROR_STATUS.get(kind or "", 502), provider_type=kind)
-        return err
+        return StreamReportedError(message, upstream_status=_ERROR_STATUS.get(kind or "", 502), provider_type=kind)
 
     def finish(self) -> list[ChatDelta]:
         if self.done:

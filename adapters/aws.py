@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import msgspec
 
-from proxy.errors import StatusError, UpstreamError
+from proxy.errors import StatusError, StreamReportedError, UpstreamError
 
 from .base import Adapter, Framing, ProviderError, StreamCut, UpstreamRequest
 
@@ -186,8 +186,8 @@ class EventStreamError(UpstreamError):
     """Corrupt event-stream framing (bad CRC, impossible lengths, unknown header type)."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"The upstream service sent a corrupt event stream: {reason}", upstream_status=502)
-        self.status = 502
+        super().__init__(f"The upstream service sent a corrupt event stream: {reason}", upstream_status=502,
+                         status=502)
 
 
 class EventMessage(msgspec.Struct, frozen=True):
@@ -366,8 +366,7 @@ def stream_exception(message: EventMessage, statuses: Mapping[str, int]) -> Upst
         else:
             text = data
     status = statuses.get(kind) or statuses.get(kind[:1].lower() + kind[1:]) or 502
-    return UpstreamError(f"The upstream service reported an error in the stream: [{kind}: {text}]",
-                         upstream_status=status, provider_type=kind)
+    return StreamReportedError(f"{kind}: {text}", upstream_status=status, provider_type=kind)
 
 
 # ------------------------------------------------------------------------------------ adapter

@@ -1,4 +1,4 @@
-"""Azure AI Studio / AI Foundry deployments (providers.md §3).
+"""Azure AI Studio / AI Foundry deployments.
 
 Three shapes behind one service, picked by `provider` and `endpoint_type`:
 - token (serverless, pay-as-you-go) endpoints speak an OpenAI-like format at `target` + `/v1/...`,
@@ -12,6 +12,8 @@ Sources: ES `services/azureaistudio/AzureAiStudioConstants.java`, `AzureAiStudio
 `AzureAiStudioChatCompletionRequestEntity.java`, `AzureAiStudioRerankRequestEntity.java`,
 `response/AzureAiStudioChatCompletionResponseEntity.java`, `AzureAiStudioRerankResponseEntity.java`,
 `action/AzureAiStudioActionCreator.java`, `completion/AzureAiStudioChatCompletionTaskSettings.java`.
+
+Source: https://learn.microsoft.com/azure/ai-foundry/model-inference/reference/reference-model-inference-api
 """
 
 from __future__ import annotations

@@ -7,39 +7,16 @@ I/O, retries, batching and rate limiting around it.
 
 from __future__ import annotations
 
-import enum
 from typing import Any, ClassVar, Mapping, Protocol
 
 import msgspec
 
-from proxy.errors import RequestValidationError, UpstreamError, ValidationError
+# The core types an adapter works with, importable from here for every adapter module.
+from proxy.contract import Framing, UpstreamRequest
+from proxy.errors import RequestValidationError, StreamCut, ValidationError, malformed
+from proxy.sse import FrameDecoder, NDJSONDecoder, SSEDecoder, SSEEvent
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, EmbedRequest, InputType,
                          TaskType)
-
-
-class Framing(enum.Enum):
-    NONE = "none"
-    SSE = "sse"
-    NDJSON = "ndjson"
-    AWS_EVENTSTREAM = "aws_eventstream"
-
-
-class UpstreamRequest(msgspec.Struct, kw_only=True):
-    url: str
-    body: bytes
-    headers: dict[str, str] = {}
-    method: str = "POST"
-    # The URL came from the endpoint's own `url` setting: gateway-wide origin overrides do not apply.
-    explicit_url: bool = False
-
-    def __repr__(self) -> str:  # headers, and some query strings (`?key=`), carry credentials
-        return f"UpstreamRequest({self.method} {self.url.split('?')[0]})"
-
-
-class SSEEvent(msgspec.Struct, frozen=True):
-    data: str
-    event: str = "message"
-    id: str | None = None
 
 
 class ProviderError(msgspec.Struct, kw_only=True):
@@ -60,21 +37,6 @@ class StreamParser(Protocol):
 
     def finish(self) -> list[ChatDelta]:
         """The upstream closed; raise `StreamCut` if it ended without its terminator."""
-
-
-class StreamCut(UpstreamError):
-    """An upstream stream that ended before its terminator: an error, never a clean end."""
-
-    def __init__(self, reason: str = "The upstream stream ended before it was complete") -> None:
-        super().__init__(reason, upstream_status=502)
-        self.status = 502
-
-
-def malformed(what: str = "response") -> UpstreamError:
-    """An upstream answer that does not parse: the gateway's fault to report is 502, not the client's."""
-    err = UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502)
-    err.status = 502
-    return err
 
 
 class EndpointView(Protocol):
@@ -182,6 +144,14 @@ class Adapter:
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         raise NotImplementedError
 
+    def stream_decoder(self) -> FrameDecoder:
+        """Cuts the upstream stream's bytes into the frames `stream_parser` takes."""
+        if self.framing == Framing.NDJSON:
+            return NDJSONDecoder()
+        if self.framing == Framing.SSE:
+            return SSEDecoder()
+        raise NotImplementedError(f"{type(self).__name__} streams nothing")
+
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
         return generic_error(body)
 
@@ -190,3 +160,7 @@ class Adapter:
         if size is None or len(req.inputs) <= size:
             return [req]
         return [msgspec.structs.replace(req, inputs=req.inputs[i:i + size]) for i in range(0, len(req.inputs), size)]
+
+
+__all__ = ["Adapter", "EndpointView", "Framing", "ProviderError", "SSEEvent", "StreamCut", "StreamParser",
+           "UpstreamRequest", "generic_error", "malformed", "map_input_type", "reject_input_type", "unsupported"]

@@ -1,10 +1,13 @@
-"""Cohere's v2 API (`cohere`, providers.md §4): embed, rerank and chat (completion, chat_completion).
+"""Cohere's v2 API (`cohere`): embed, rerank and chat (completion, chat_completion).
 
 - embed: `POST /v2/embed` `{model, texts, input_type, embedding_types, truncate}`; the answer is keyed
   by embedding type and its vectors are spliced into our answer unparsed.
 - rerank: `POST /v2/rerank` `{model, query, documents, top_n}` (rerank_compat).
 - chat: `POST /v2/chat` `{model, messages, stream, ...}`; streams are SSE events typed by `type`,
   ended by `message-end`, which also carries the finish reason and the usage (reported once).
+
+Source: https://docs.cohere.com/reference/embed, https://docs.cohere.com/reference/rerank,
+https://docs.cohere.com/reference/chat
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any, ClassVar, Mapping
 
 import msgspec
 
-from proxy.errors import RequestValidationError, StatusError, UpstreamError
+from proxy.errors import RequestValidationError, StatusError, StreamReportedError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
                          EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
                          ToolCall, ToolCallDelta, Usage)
@@ -328,7 +331,7 @@ class CohereAdapter(Adapter):
     # -- rerank ---------------------------------------------------------------------------------
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
         # verified: cohere-python v2 rerank {model, query, documents, top_n, max_tokens_per_doc}: v2 has no
-        # return_documents (ES still sends it); the gateway attaches document text itself (perform.finish_rerank)
+        # return_documents (ES still sends it); the gateway attaches document text itself (pipeline.finish_rerank)
         return rerank_body(req, model=self.setting("model_id"), return_documents=False)
 
     # -- chat -----------------------------------------------------------------------------------
@@ -472,8 +475,7 @@ class CohereStreamParser:
             reason = (delta.finish_reason or "").lower()
             if reason in _ERROR_FINISH:
                 detail = delta.error or reason
-                raise UpstreamError(f"The upstream service reported an error in the stream: [{detail}]",
-                                    upstream_status=429 if reason == "error_limit" else 502)
+                raise StreamReportedError(detail, upstream_status=429 if reason == "error_limit" else 502)
             out = []
             if delta.finish_reason:
                 out.append(self._delta(finish_reason=finish_reason(delta.finish_reason)))
@@ -485,8 +487,7 @@ class CohereStreamParser:
     @staticmethod
     def _error(info: ProviderError | None) -> UpstreamError:
         message = info.message if info and info.message else "unknown error"
-        return UpstreamError(f"The upstream service reported an error in the stream: [{message}]",
-                             upstream_status=502)
+        return StreamReportedError(message)
 
     def finish(self) -> list[ChatDelta]:
         if self.done:

@@ -1,4 +1,4 @@
-"""Contextual AI: instruction-following rerank only (providers.md §22).
+"""Contextual AI: instruction-following rerank only (https://docs.contextual.ai/api-reference/rerank/rerank).
 
 Sources: ES `services/contextualai/request/ContextualAiRerankRequestEntity.java`,
 `ContextualAiRerankRequest.java`, `rerank/ContextualAiRerankTaskSettings.java`,
@@ -53,7 +53,7 @@ class ContextualAIAdapter(Adapter):
         if instruction is not None:
             body["instruction"] = instruction
         # return_documents is not sent: Contextual AI never returns document text; when asked, the gateway
-        # attaches the text from the request (proxy.perform.finish_rerank)
+        # attaches the text from the request (proxy.pipeline.finish_rerank)
         return body
 
     def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:

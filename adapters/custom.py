@@ -368,9 +368,7 @@ class CustomRequestError(StatusError):
 
 
 def _response_error(message: str) -> UpstreamError:
-    err = UpstreamError(message, upstream_status=502)
-    err.status = 502
-    return err
+    return UpstreamError(message, upstream_status=502, status=502)
 
 
 # ------------------------------------------------------------------------------ the adapter

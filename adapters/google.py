@@ -3,7 +3,7 @@
 The Gemini translation here (contents/parts, systemInstruction, generationConfig, function calling,
 the `?alt=sse` stream of whole GenerateContentResponse objects that ends when the connection closes)
 is shared with Vertex AI (`adapters/vertex.py`), which speaks the same body on other URLs.
-Sources: providers.md §6, §7, §25; ES `GoogleAiStudio*RequestEntity`,
+Sources: https://ai.google.dev/api/generate-content, https://ai.google.dev/api/embeddings; ES `GoogleAiStudio*RequestEntity`,
 `GoogleVertexAiUnifiedChatCompletionRequestEntity` and `GoogleVertexAiUnifiedStreamingProcessor`.
 """
 
@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from proxy.errors import StatusError, UpstreamError
+from proxy.errors import StatusError, StreamReportedError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
                          EmbedRequest, EmbedResult, FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta, Usage)
 
@@ -26,7 +26,7 @@ T = TaskType
 _encoder = msgspec.json.Encoder()
 _any = msgspec.json.Decoder(Any)
 
-# ES GoogleAiStudioEmbeddingsRequestEntity / GoogleVertexAiEmbeddingsRequestEntity (providers.md §0.2)
+# ES GoogleAiStudioEmbeddingsRequestEntity / GoogleVertexAiEmbeddingsRequestEntity
 GOOGLE_INPUT_TYPES: Mapping[InputType, str] = {
     InputType.INGEST: "RETRIEVAL_DOCUMENT",
     InputType.SEARCH: "RETRIEVAL_QUERY",
@@ -160,7 +160,7 @@ def google_error(body: bytes) -> ProviderError | None:
 def _stream_error(error: Any) -> UpstreamError:
     info = google_error(_encoder.encode({"error": error})) if isinstance(error, dict) else None
     text = info.message if info and info.message else str(error)[:300]
-    return UpstreamError(f"The upstream service reported an error in the stream: [{text}]", upstream_status=502)
+    return StreamReportedError(text)
 
 
 # ------------------------------------------------------------------------------ requests

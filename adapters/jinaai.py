@@ -1,5 +1,5 @@
 """Jina AI: its own embeddings body (`task`, `embedding_type`, `late_chunking`) and Cohere-style rerank
-(providers.md §14).
+(https://api.jina.ai/redoc).
 
 Sources: ES `services/jinaai/request/JinaAIEmbeddingsRequestEntity.java`, `JinaAIRerankRequestEntity.java`,
 `JinaAIUtils.java`, `JinaAIServiceFields.java`, `embeddings/JinaAIEmbeddingType.java`,
@@ -17,16 +17,11 @@ from typing import Any, ClassVar, Mapping
 
 import msgspec
 
-from proxy.errors import StatusError
-from proxy.types import (CanonicalRequest, CanonicalResult, EmbedRequest, InputType, RerankRequest,
-                         TaskType)
+from proxy.types import EmbedRequest, InputType, RerankRequest, TaskType
 
-from .base import (Adapter, Framing, ProviderError, UpstreamRequest, generic_error, malformed, map_input_type,
-                   unsupported)
-from .openai_compat import parse_embedding_list
-from .rerank_compat import parse_rerank, rerank_body
-
-_encoder = msgspec.json.Encoder()
+from .base import map_input_type, unsupported
+from .embed_rerank import EmbedRerankAdapter
+from .rerank_compat import rerank_body
 
 EMBEDDINGS_URL = "https://api.jina.ai/v1/embeddings"
 RERANK_URL = "https://api.jina.ai/v1/rerank"
@@ -54,40 +49,15 @@ CLIP_V2 = "jina-clip-v2"
 MAX_WORDS_FOR_LATE_CHUNKING = 5500
 
 
-
-
-
-class JinaAIAdapter(Adapter):
+class JinaAIAdapter(EmbedRerankAdapter):
     service = "jinaai"
     display_name: ClassVar[str] = "Jina AI"  # ES JinaAIService.SERVICE_NAME, used in its messages
-    framing = Framing.NONE
+    embeddings_url = EMBEDDINGS_URL
+    rerank_url = RERANK_URL
+    embedding_types = EMBEDDING_TYPES
+    embedding_type_choices = "binary, bit, float"
     # verified: ES JinaAIServiceFields.EMBEDDING_MAX_BATCH_SIZE = 2048
     embed_batch_size: ClassVar[int | None] = 2048
-
-    # -- requests -----------------------------------------------------------------------------
-    def _headers(self) -> dict[str, str]:
-        key = self.setting("api_key")
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        if isinstance(req, EmbedRequest):
-            return UpstreamRequest(url=EMBEDDINGS_URL, body=_encoder.encode(self.embed_body(req)),
-                                   headers=self._headers())
-        if isinstance(req, RerankRequest):
-            return UpstreamRequest(url=RERANK_URL, body=_encoder.encode(self.rerank_body(req)),
-                                   headers=self._headers())
-        raise StatusError(f"The [{self.service}] service does not support task type [{self.task.value}]")
-
-    def embedding_type(self) -> tuple[str, str]:
-        raw = str(self.setting("embedding_type") or "float").lower()
-        try:
-            return EMBEDDING_TYPES[raw]
-        except KeyError:
-            raise StatusError(f"Invalid embedding_type [{raw}] for the [{self.service}] service; "
-                              f"must be one of [binary, bit, float]") from None
 
     def multimodal(self) -> bool:
         # verified: ES JinaAIEmbeddingServiceSettings (the `embedding` task) defaults multimodal_model to true;
@@ -104,7 +74,7 @@ class JinaAIAdapter(Adapter):
         inputs: list[Any] = [{"text": t} for t in req.inputs] if self.multimodal() else req.inputs
         body: dict[str, Any] = {"input": inputs, "model": model, "embedding_type": self.embedding_type()[0]}
         # the request's input_type wins over the stored one
-        input_type = req.input_type or _stored_input_type(self.endpoint.task_settings)
+        input_type = req.input_type or self.stored_input_type()
         mapped = map_input_type(input_type, INPUT_TYPES, self.display_name)
         if mapped is not None and (str(model).lower() != CLIP_V2 or input_type == InputType.SEARCH):
             body["task"] = mapped
@@ -124,22 +94,3 @@ class JinaAIAdapter(Adapter):
         # return_documents (root, else task setting)
         top_n = req.top_n if req.top_n is not None else self.task_setting(req, "top_n")
         return rerank_body(msgspec.structs.replace(req, top_n=top_n), model=self.setting("model_id"))
-
-    # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        try:
-            if isinstance(req, EmbedRequest):
-                return parse_embedding_list(body, self.embedding_type()[1])
-            # `results[].{index, relevance_score, document?: {"text"} | "..."}`
-            return parse_rerank(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed() from None
-
-    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
-        # verified: JinaAIErrorResponseEntity reads `{"detail": "..."}`; generic_error covers it
-        return generic_error(body)
-
-
-def _stored_input_type(task_settings: Mapping[str, Any]) -> InputType | None:
-    raw = task_settings.get("input_type")
-    return InputType(str(raw).lower()) if raw else None

@@ -1,9 +1,9 @@
 """The OpenAI wire family: OpenAI itself and the services that speak its format.
 
 `OpenAICompatible` holds the whole family's translation; each provider is a short subclass that
-says where its URLs are, how it authenticates and which quirks it has (providers.md §1, §2, §8,
-§9, §16-§21). Provider-specific shapes that are not OpenAI's (NVIDIA rerank, TEI embeddings and
-rerank, Llama Stack embeddings) live in the subclass that needs them.
+says where its URLs are, how it authenticates and which quirks it has. The shape is OpenAI's
+(https://platform.openai.com/docs/api-reference); provider-specific shapes that are not OpenAI's
+(NVIDIA rerank, TEI embeddings and rerank, Llama Stack embeddings) live in the subclass that needs them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Mapping
 
 import msgspec
 
-from proxy.errors import StatusError, UpstreamError
+from proxy.errors import StatusError, StreamReportedError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, ChatResult, EmbedRequest,
                          EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType, ToolCall,
                          ToolCallDelta, Usage)
@@ -153,8 +153,7 @@ class OpenAIStreamParser:
         data = event.data.strip()
         if event.event == "error":
             info = generic_error(data.encode())
-            raise UpstreamError(f"The upstream service reported an error in the stream: "
-                                f"[{info.message if info else data[:300]}]", upstream_status=502)
+            raise StreamReportedError(info.message if info and info.message else data[:300])
         if data.upper() == "[DONE]":
             self.done = True
             return []
@@ -164,8 +163,7 @@ class OpenAIStreamParser:
             raise malformed("stream event") from None
         if chunk.error is not None:
             info = generic_error(_encoder.encode({"error": chunk.error}))
-            raise UpstreamError(f"The upstream service reported an error in the stream: "
-                                f"[{info.message if info else chunk.error}]", upstream_status=502)
+            raise StreamReportedError(info.message if info and info.message else str(chunk.error))
         out: list[ChatDelta] = []
         for choice in chunk.choices:
             if choice.index != 0:
@@ -409,7 +407,7 @@ class NvidiaAdapter(OpenAICompatible):
         return body
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
-        # NIM has no top_n: the gateway cuts the ranking after sorting (perform.finish_rerank)
+        # NIM has no top_n: the gateway cuts the ranking after sorting (pipeline.finish_rerank)
         return {"model": self.setting("model_id"), "query": {"text": req.query},
                 "passages": [{"text": d} for d in req.documents]}
 

@@ -3,7 +3,9 @@ generateContent, and Model Garden partners (Anthropic `rawPredict`, OpenAI-shape
 
 Authentication is a service account: `authorize` signs an RS256 JWT with the account's key,
 exchanges it at the account's `token_uri` for an OAuth2 access token, and caches that token per
-account until five minutes before it expires. Sources: providers.md §7; ES `GoogleVertexAi*`.
+account until five minutes before it expires. Sources:
+https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference,
+https://developers.google.com/identity/protocols/oauth2/service-account; ES `GoogleVertexAi*`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, EmbedRe
 from .base import Adapter, ProviderError, StreamParser, UpstreamRequest, generic_error, map_input_type
 from .google import (GOOGLE_INPUT_TYPES, GeminiStreamParser, check_embed_user, gemini_chat_body, google_error,
                      malformed, parse_gemini_chat)
+from .tokens import ExpiringTokens
 
 T = TaskType
 _encoder = msgspec.json.Encoder()
@@ -106,41 +109,21 @@ class _Token(msgspec.Struct):
 _token_decoder = msgspec.json.Decoder(_Token)
 
 
-class TokenCache:
-    """Access tokens per (client_email, token_uri); one exchange at a time per account."""
+class TokenCache(ExpiringTokens):
+    """Access tokens per (client_email, token_uri)."""
 
     def __init__(self) -> None:
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
-        self._locks: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
-        self.exchanges = 0
+        super().__init__(lambda _lifetime: REFRESH_MARGIN)
 
     def forget(self, account: ServiceAccount) -> None:
-        self._tokens.pop((account.client_email, account.token_uri), None)
-
-    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        held = self._locks.get(key)
-        if held is None or held[0] is not loop:
-            held = (loop, asyncio.Lock())
-            self._locks[key] = held
-        return held[1]
+        self.drop((account.client_email, account.token_uri))
 
     async def token(self, account: ServiceAccount, session: aiohttp.ClientSession, inference_id: str = "") -> str:
-        key = (account.client_email, account.token_uri)
-        cached = self._tokens.get(key)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
-        async with self._lock(key):
-            cached = self._tokens.get(key)
-            if cached is not None and cached[1] > time.monotonic():
-                return cached[0]
-            token, lifetime = await self._exchange(account, session, inference_id)
-            self._tokens[key] = (token, time.monotonic() + max(0.0, lifetime - REFRESH_MARGIN))
-            return token
+        return await self.get((account.client_email, account.token_uri),
+                              lambda: self._exchange(account, session, inference_id))
 
     async def _exchange(self, account: ServiceAccount, session: aiohttp.ClientSession,
                         inference_id: str) -> tuple[str, float]:
-        self.exchanges += 1
         assertion = signed_jwt(account, int(time.time()))
         who = f"for service account [{account.client_email}]"
         if inference_id:
@@ -154,10 +137,8 @@ class TokenCache:
             raise UpstreamError(f"The Google OAuth2 token endpoint did not answer in time {who}",
                                 upstream_status=408, retryable=True) from None
         except aiohttp.ClientError as exc:
-            err = UpstreamError(f"Failed to reach the Google OAuth2 token endpoint {who}: "
-                                f"{type(exc).__name__}", upstream_status=502, retryable=True)
-            err.status = 502
-            raise err from None
+            raise UpstreamError(f"Failed to reach the Google OAuth2 token endpoint {who}: "
+                                f"{type(exc).__name__}", upstream_status=502, status=502, retryable=True) from None
         if status >= 300:
             info = google_error(body)
             reason = f"Failed to obtain a Google OAuth2 access token {who} status [{status}]"

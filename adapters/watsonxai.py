@@ -3,7 +3,7 @@ streamed or not), behind an IBM Cloud IAM token exchange.
 
 `authorize` trades the endpoint's API key for a bearer token at IBM Cloud IAM and caches it per API
 key (keyed by a SHA-256 of the key, never the key itself) until shortly before it expires. Every
-URL carries the API version as `?version=<api_version>`. Sources: providers.md §13; ES
+URL carries the API version as `?version=<api_version>`. Sources: https://cloud.ibm.com/apidocs/watsonx-ai; ES
 `services/ibmwatsonx/*`; IBM's own Java SDK (`IBM/watsonx-ai-java-sdk`) for the wire details ES
 does not show.
 """
@@ -19,13 +19,14 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import msgspec
 
-from proxy.errors import StatusError, UpstreamError
+from proxy.errors import StatusError, StreamReportedError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, ChatResult, EmbedRequest,
                          EmbedResult, RankedDoc, RerankRequest, RerankResult, TaskType, Usage)
 
 from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
                    malformed, reject_input_type, unsupported)
 from .openai_compat import OpenAIStreamParser, parse_chat_completion
+from .tokens import ExpiringTokens
 
 T = TaskType
 _encoder = msgspec.json.Encoder()
@@ -72,50 +73,21 @@ _IAM_PREFIXES = {401: "Received an authentication error status code", 403: "Rece
                  "status code", 400: "Received a bad request status code", 429: "Received a rate limit status code"}
 
 
-class IamTokenCache:
-    """Bearer tokens per (API key digest, IAM URL); one exchange at a time per key."""
+class IamTokenCache(ExpiringTokens):
+    """Bearer tokens per (API key digest, IAM URL)."""
 
     def __init__(self) -> None:
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
-        self._locks: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
-        self.exchanges = 0
-
-    def __repr__(self) -> str:  # never the tokens
-        return f"IamTokenCache({len(self._tokens)} tokens)"
+        # refresh a little early: 5 minutes before a 1 h token expires, a fifth of shorter lifetimes
+        super().__init__(lambda lifetime: min(300.0, lifetime * 0.2))
 
     def forget(self, api_key: str, url: str) -> None:
-        self._tokens.pop((key_id(api_key), url), None)
-
-    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        held = self._locks.get(key)
-        if held is None or held[0] is not loop:
-            held = (loop, asyncio.Lock())
-            self._locks[key] = held
-        return held[1]
-
-    def _cached(self, key: tuple[str, str]) -> str | None:
-        cached = self._tokens.get(key)
-        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+        self.drop((key_id(api_key), url))
 
     async def token(self, api_key: str, url: str, session: aiohttp.ClientSession, inference_id: str) -> str:
-        key = (key_id(api_key), url)
-        token = self._cached(key)
-        if token is not None:
-            return token
-        async with self._lock(key):
-            token = self._cached(key)
-            if token is not None:
-                return token
-            token, lifetime = await self._exchange(api_key, url, session, inference_id)
-            # refresh a little early: 5 minutes before a 1 h token expires, a fifth of shorter lifetimes
-            margin = min(300.0, lifetime * 0.2)
-            self._tokens[key] = (token, time.monotonic() + max(0.0, lifetime - margin))
-            return token
+        return await self.get((key_id(api_key), url), lambda: self._exchange(api_key, url, session, inference_id))
 
     async def _exchange(self, api_key: str, url: str, session: aiohttp.ClientSession,
                         inference_id: str) -> tuple[str, float]:
-        self.exchanges += 1
         who = f"for request to generate Bearer Token from inference entity id [{inference_id}]"
         form = urlencode({"grant_type": IAM_GRANT, "apikey": api_key})
         try:
@@ -127,10 +99,8 @@ class IamTokenCache:
             raise UpstreamError(f"The IBM Cloud IAM token endpoint did not answer in time {who}",
                                 upstream_status=408, retryable=True) from None
         except aiohttp.ClientError as exc:
-            err = UpstreamError(f"Failed to reach the IBM Cloud IAM token endpoint {who}: {type(exc).__name__}",
-                                upstream_status=502, retryable=True)
-            err.status = 502
-            raise err from None
+            raise UpstreamError(f"Failed to reach the IBM Cloud IAM token endpoint {who}: {type(exc).__name__}",
+                                upstream_status=502, status=502, retryable=True) from None
         if status >= 300:
             raise _iam_failure(status, reason, body, who, api_key)
         try:
@@ -246,9 +216,8 @@ class WatsonxStreamParser(OpenAIStreamParser):
             return []
         if event.event == "error":
             info = watsonx_error(event.data.encode())
-            raise UpstreamError(f"The upstream service reported an error in the stream: "
-                                f"[{info.message if info and info.message else event.data[:300]}]",
-                                upstream_status=502, provider_code=info.code if info else None)
+            raise StreamReportedError(info.message if info and info.message else event.data[:300],
+                                      provider_code=info.code if info else None)
         deltas = super().feed(event)
         for d in deltas:
             if d.usage is not None:

@@ -1,4 +1,4 @@
-"""The engine interface every local-model runtime implements (design §5), and what models are.
+"""The engine interface every local-model runtime implements, and what models are.
 
 An `Engine` is one loaded model: the CPU engine (`engines/cpu.py`) runs each kind of model with its
 own runtime and batches concurrent requests itself; a vLLM engine (`engines/vllm_engine.py`, later)
@@ -39,7 +39,7 @@ KIND_TASKS: dict[ModelKind, frozenset[TaskType]] = {
     ModelKind.GGUF: frozenset({TaskType.COMPLETION, TaskType.CHAT_COMPLETION}),
 }
 
-# How rerank is computed, as GET shows it in `service_settings.rerank_method` (local-models.md §11).
+# How rerank is computed, as GET shows it in `service_settings.rerank_method`.
 RERANK_BI_ENCODER = "bi_encoder_cosine"
 RERANK_CROSS_ENCODER = "cross_encoder"
 

@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from proxy.catalogue import DEFAULT_CHUNKING, Service
+from proxy.contract import CallContext
+from proxy.endpoint import Endpoint
 from proxy.errors import GatewayError, NotFoundError, ServiceUnavailableError, StatusError
-from proxy.registry import Endpoint
+from proxy.settings import Settings
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
                          SparseEmbedResult, TaskType)
 
@@ -44,15 +46,11 @@ from .models import (RESERVED_IDS, ModelPathError, builtin_models, configured_mo
 
 log = logging.getLogger("engines")
 
-# the allocation settings of Elasticsearch's preconfigured endpoints (es-inference-api.md §8)
+# the allocation settings of Elasticsearch's preconfigured endpoints (ES `ElasticsearchInternalService` default configurations)
 DEFAULT_ALLOCATIONS = {"enabled": True, "min_number_of_allocations": 0, "max_number_of_allocations": 32}
 DEFAULT_THREADS = 1
 DEFAULT_SLOTS = 4  # llama.cpp sequences at once, unless `max_num_seqs` says otherwise
 DEFAULT_CONTEXT = 2048
-
-
-def _setting(settings: Any, name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
 
 
 def _gpu_present() -> bool:
@@ -61,8 +59,6 @@ def _gpu_present() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _vllm_usable() -> tuple[bool, str]:
-    if importlib.util.find_spec("engines.vllm_engine") is None:
-        return False, "this gateway has no vLLM engine yet"
     if importlib.util.find_spec("vllm") is None:
         return False, "the vllm package is not installed"
     if not _gpu_present():
@@ -91,15 +87,15 @@ class _Slot:
 
 
 class EngineManager:
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cpus = os.cpu_count() or 1
-        self.idle_unload_s = float(_setting(settings, "local_idle_unload_s", 900.0))
-        self.preload = bool(_setting(settings, "local_preload", True))
+        self.idle_unload_s = settings.local_idle_unload_s
+        self.preload = settings.local_preload
         self._models: dict[str, LocalModel] = {}
         self._names: dict[str, str] = {}  # lower-cased id or alias -> canonical id
-        include = _setting(settings, "local_models_include", None)
-        for model in builtin_models() + configured_models(_setting(settings, "local_model_dirs", {}) or {}):
+        include = settings.local_models_include
+        for model in builtin_models() + configured_models(settings.local_model_dirs or {}):
             if include is not None and model.model_id not in include and not set(model.aliases) & set(include):
                 continue
             self._add_model(model)
@@ -159,7 +155,7 @@ class EngineManager:
         return model
 
     def _family(self, service_settings: dict[str, Any]) -> str:
-        wanted = service_settings.get("engine") or _setting(self.settings, "engine", "auto") or "auto"
+        wanted = service_settings.get("engine") or self.settings.engine or "auto"
         if wanted == "cpu":
             return "cpu"
         usable, why = _vllm_usable()
@@ -306,15 +302,15 @@ class EngineManager:
         allocations = max(self._allocations(ss) for ss in settings)
         threads = max(self._threads(ss) for ss in settings)
         batch_tokens = max([int(ss["max_num_batched_tokens"]) for ss in settings if ss.get("max_num_batched_tokens")]
-                           or [int(_setting(self.settings, "local_batch_tokens", 8192))])
+                           or [self.settings.local_batch_tokens])
         slots = max([int(ss["max_num_seqs"]) for ss in settings if ss.get("max_num_seqs")] or [DEFAULT_SLOTS])
         context = max([int(ss["max_model_len"]) for ss in settings if ss.get("max_model_len")] or [DEFAULT_CONTEXT])
         if slot.model.kind == ModelKind.GGUF:
             threads = min(self.cpus, threads * allocations)
         return EngineOptions(concurrency=allocations, threads=threads, max_batch_tokens=batch_tokens,
-                             max_queue=int(_setting(self.settings, "local_queue_size", 1024)), slots=slots,
+                             max_queue=self.settings.local_queue_size, slots=slots,
                              context_len=min(context, slot.model.max_seq_len),
-                             max_waiting_generations=int(_setting(self.settings, "local_queue_size", 1024)))
+                             max_waiting_generations=self.settings.local_queue_size)
 
     def _scales_to_zero(self, slot: _Slot) -> bool:
         settings = [ep.service_settings for ep in slot.users.values()] or [{"adaptive_allocations": DEFAULT_ALLOCATIONS}]
@@ -334,8 +330,8 @@ class EngineManager:
         return slot
 
     def _create_engine(self, slot: _Slot, options: EngineOptions) -> Engine:
-        if slot.family == "vllm":  # pragma: no cover - needs engines/vllm_engine.py and a GPU
-            from .vllm_engine import create_engine as create_vllm  # type: ignore[import-not-found]
+        if slot.family == "vllm":  # pragma: no cover - needs the vllm package
+            from .vllm_engine import create_engine as create_vllm
 
             return create_vllm(slot.model, options, service_settings=[ep.service_settings for ep in slot.users.values()], config=self.settings)
         from .cpu import create_engine
@@ -380,7 +376,7 @@ class EngineManager:
         slot.startup = False
         slot.load_task = asyncio.create_task(self._load(slot), name=f"load-{slot.model.model_id}")
 
-    async def acquire(self, slot: _Slot, ep: Endpoint, ctx: Any) -> Engine:
+    async def acquire(self, slot: _Slot, ep: Endpoint, ctx: CallContext) -> Engine:
         """The ready engine for `ep`, loading it when it was unloaded. 503 while a startup load runs."""
         slot.users[ep.inference_id] = ep
         slot.last_used = time.monotonic()
@@ -498,13 +494,13 @@ class LocalBackend:
             slot.inflight -= 1
             slot.last_used = time.monotonic()
 
-    async def embed(self, req: EmbedRequest, ctx: Any) -> EmbedResult:
+    async def embed(self, req: EmbedRequest, ctx: CallContext) -> EmbedResult:
         return await self._call(ctx, lambda e: e.embed(req))
 
-    async def sparse_embed(self, req: EmbedRequest, ctx: Any) -> SparseEmbedResult:
+    async def sparse_embed(self, req: EmbedRequest, ctx: CallContext) -> SparseEmbedResult:
         return await self._call(ctx, lambda e: e.sparse_embed(req))
 
-    async def rerank(self, req: RerankRequest, ctx: Any) -> RerankResult:
+    async def rerank(self, req: RerankRequest, ctx: CallContext) -> RerankResult:
         ss = self.endpoint.service_settings
         if ss.get("long_document_strategy") or ss.get("max_chunks_per_doc"):
             extra = {k: ss[k] for k in ("long_document_strategy", "max_chunks_per_doc") if k in ss}
@@ -512,10 +508,10 @@ class LocalBackend:
                                 return_documents=req.return_documents, task_settings={**req.task_settings, **extra})
         return await self._call(ctx, lambda e: e.rerank(req))
 
-    async def chat(self, req: ChatRequest, ctx: Any) -> ChatResult:
+    async def chat(self, req: ChatRequest, ctx: CallContext) -> ChatResult:
         return await self._call(ctx, lambda e: e.chat(req, new_request_id()))
 
-    async def stream(self, req: ChatRequest, ctx: Any) -> AsyncIterator[ChatDelta]:
+    async def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta]:
         slot = self.manager.slot_for(self.endpoint)
         slot.inflight += 1
         try:

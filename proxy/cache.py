@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from .backends import Backend, CallContext
-from .observability import Metrics
-from .registry import Endpoint
+from .contract import Backend, CallContext
+from .endpoint import Endpoint
+from .metrics import Metrics
 from .shared_limits import KEY_PREFIX, RedisLink
 from .types import EmbedRequest, EmbedResult
 

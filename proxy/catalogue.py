@@ -3,7 +3,7 @@
 PUT and `_update` validate against these declarations (see `validation.py`); nothing here runs
 I/O. Field order in each list is the order GET prints them in, after the ES settings classes
 (e.g. OpenAI embeddings: model_id, url, organization_id, similarity, dimensions, max_input_tokens,
-rate_limit). Sources: es-inference-api.md §6 (SPEC `_types/CommonTypes.ts`, `TaskType.ts`).
+rate_limit). Sources: the Elasticsearch specification (`specification/inference/_types/CommonTypes.ts`, `TaskType.ts`).
 """
 
 from __future__ import annotations

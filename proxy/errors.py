@@ -99,13 +99,35 @@ class UpstreamError(StatusError):
     `retryable` tells the backend whether trying again may help.
     """
 
-    def __init__(self, reason: str, *, upstream_status: int, retryable: bool = False,
+    def __init__(self, reason: str, *, upstream_status: int, status: int | None = None, retryable: bool = False,
                  retry_after: float | None = None, provider_type: str | None = None,
                  provider_code: str | None = None) -> None:
-        status = upstream_status if 0 < upstream_status < 500 else 400
+        if status is None:
+            status = upstream_status if 0 < upstream_status < 500 else 400
         super().__init__(reason, status=status)
         self.upstream_status = upstream_status
         self.retryable = retryable
         self.retry_after = retry_after
         self.provider_type = provider_type
         self.provider_code = provider_code
+
+
+class StreamCut(UpstreamError):
+    """An upstream stream that ended before its terminator: an error, never a clean end."""
+
+    def __init__(self, reason: str = "The upstream stream ended before it was complete") -> None:
+        super().__init__(reason, upstream_status=502, status=502)
+
+
+class StreamReportedError(UpstreamError):
+    """The provider reported an error inside a stream it had started: 502 unless its kind says otherwise."""
+
+    def __init__(self, detail: str, *, upstream_status: int = 502, provider_type: str | None = None,
+                 provider_code: str | None = None) -> None:
+        super().__init__(f"The upstream service reported an error in the stream: [{detail}]",
+                         upstream_status=upstream_status, provider_type=provider_type, provider_code=provider_code)
+
+
+def malformed(what: str = "response") -> UpstreamError:
+    """An upstream answer that does not parse: the gateway's fault to report is 502, not the client's."""
+    return UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502, status=502)

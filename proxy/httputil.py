@@ -18,6 +18,13 @@ _TIME = re.compile(r"^(\d+)(nanos|micros|ms|s|m|h|d)$")
 _UNIT_SECONDS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(payload), status=status, content_type="application/json")
+
+
 class UnsupportedMediaType(GatewayError):
     """ES answers this one in its simple form, `{"error": "<reason>", "status": 406}` (RestController)."""
 

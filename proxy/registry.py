@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidTag
 
 from . import catalogue
 from .catalogue import Service
+from .endpoint import Endpoint
 from .errors import AlreadyExistsError, NotFoundError, RequestValidationError, StatusError
 from .secrets import SecretBox
 from .store import StartupError, Store, StoredEndpoint
@@ -29,40 +30,6 @@ from .validation import ValidatedConfig, unknown_settings_error, validate_create
 _VALID_ID = re.compile(r"[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?")
 log = logging.getLogger("proxy.registry")
 _BODY_KEYS = ("task_type", "service", "service_settings", "task_settings", "chunking_settings")
-
-
-class Endpoint(msgspec.Struct, frozen=True, kw_only=True):
-    inference_id: str
-    task_type: TaskType
-    service: str
-    service_settings: dict[str, Any]
-    task_settings: dict[str, Any] = {}
-    chunking_settings: dict[str, Any] | None = None
-    secrets: dict[str, Any] = {}
-    preconfigured: bool = False
-
-    def __repr__(self) -> str:  # secrets never reach a log line through repr
-        return f"Endpoint({self.inference_id!r}, {self.task_type.value}, {self.service})"
-
-    def public(self) -> dict[str, Any]:
-        """The ES `toFilteredXContent` view: no secrets, empty task_settings omitted."""
-        out: dict[str, Any] = {"inference_id": self.inference_id, "task_type": self.task_type.value,
-                               "service": self.service, "service_settings": self.service_settings}
-        if self.task_settings:
-            out["task_settings"] = self.task_settings
-        if self.chunking_settings is not None:
-            out["chunking_settings"] = self.chunking_settings
-        return out
-
-    @property
-    def spec(self) -> Service:
-        spec = catalogue.lookup(self.service)
-        assert spec is not None
-        return spec
-
-    def validated(self) -> ValidatedConfig:
-        return ValidatedConfig(dict(self.service_settings), dict(self.secrets), dict(self.task_settings),
-                               self.chunking_settings)
 
 
 class _PublicConfig(msgspec.Struct):

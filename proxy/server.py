@@ -5,18 +5,18 @@ from __future__ import annotations
 import logging
 from typing import AsyncIterator
 
-import msgspec
 from aiohttp import web
 
-from . import appkeys
-from .errors import AlreadyExistsError, GatewayError, StatusError
+from . import appkeys, surfaces
 from .auth import authenticate
 from .backends import Backends
 from .budgets import Budgets, parse_limits
+from .errors import AlreadyExistsError, GatewayError, StatusError
 from .keys import KeyRing
 from .limits import Admission
-from .perform import scrub
-from .observability import Metrics, observe, stamp_request_id
+from .metrics import Metrics
+from .observability import observe, stamp_request_id
+from .pipeline import scrub
 from .registry import Registry
 from .routes import es as es_routes
 from .routes import openai as openai_routes
@@ -24,40 +24,19 @@ from .routes import ops as ops_routes
 from .routes import security as security_routes
 from .secrets import SecretBox
 from .settings import Settings
-from .shared_limits import REDIS, redis_ctx
+from .shared_limits import RedisLink
 from .store import is_shared, make_store
 from .tracing import Tracing
 from .usage import UsageRecorder
 from .upstream import Transport
-from .wire import es as es_wire
-from .wire import openai as openai_wire
 
 log = logging.getLogger("proxy.server")
-_encoder = msgspec.json.Encoder()
-
-
-def _is_openai(request: web.Request) -> bool:
-    return request.path == "/v1" or request.path.startswith(openai_routes.OPENAI_PREFIXES)
 
 
 def render_error(request: web.Request, err: GatewayError) -> web.StreamResponse:
-    scrub(request, err)
-    if _is_openai(request):
-        response = web.Response(body=openai_wire.encode(openai_wire.error_body(err)),
-                                status=openai_wire.status_for(err), content_type="application/json")
-        response.headers.update(err.headers)
-        return response
-    # chat_completion requests use the OpenAI-style errors of ES `UnifiedChatCompletionException` (§5.3)
-    fmt = request.get(appkeys.ERROR_FORMAT, "es")
-    if fmt == "chat":
-        body = es_wire.chat_error_body(err)
-    else:
-        body = es_wire.error_body(err)
-    if request.get(appkeys.SSE):
-        frame = es_wire.error_frame(body)
-        response = web.Response(body=frame, status=err.status, content_type="text/event-stream")
-    else:
-        response = web.Response(body=_encoder.encode(body), status=err.status, content_type="application/json")
+    """`err` in the format of the surface that serves the request (`proxy.surfaces`)."""
+    status, content_type, body = surfaces.of(request).error(scrub(request, err))
+    response = web.Response(body=body, status=status, content_type=content_type)
     response.headers.update(err.headers)
     return response
 
@@ -69,17 +48,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except GatewayError as err:
         return render_error(request, err)
     except (web.HTTPMethodNotAllowed, web.HTTPNotFound) as exc:
-        if _is_openai(request):
-            return render_error(request, StatusError(f"Unknown request URL: {request.method} {request.path}",
-                                                     status=exc.status))
-        if isinstance(exc, web.HTTPNotFound):
-            body = {"error": f"no handler found for uri [{request.path_qs}] and method [{request.method}]"}
-            return web.Response(body=_encoder.encode(body), status=400, content_type="application/json")
-        allowed = ", ".join(sorted(exc.allowed_methods))
-        body = {"error": f"Incorrect HTTP method for uri [{request.path_qs}] and method [{request.method}], "
-                         f"allowed: [{allowed}]", "status": 405}
-        return web.Response(body=_encoder.encode(body), status=405, content_type="application/json",
-                            headers={"Allow": ",".join(sorted(exc.allowed_methods))})
+        allowed = set(exc.allowed_methods) if isinstance(exc, web.HTTPMethodNotAllowed) else None
+        status, content_type, body, headers = surfaces.of(request).no_route(request.method, request.path,
+                                                                             request.path_qs, allowed)
+        return web.Response(body=body, status=status, content_type=content_type, headers=headers)
     except web.HTTPRequestEntityTooLarge as exc:
         return render_error(request, StatusError(exc.text or "request body is too large", status=413))
     except web.HTTPException:
@@ -99,7 +71,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     limits = parse_limits(key.doc.metadata) if key is not None else None
     if limits is None:
         return await handler(request)
-    budgets, link = request.app[appkeys.BUDGETS], request.app[REDIS]
+    budgets, link = request.app[appkeys.BUDGETS], request.app[appkeys.REDIS]
     await budgets.admit(link, key, limits)
     try:
         return await handler(request)
@@ -132,7 +104,7 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     app.on_response_prepare.append(_product_header)
     app.on_response_prepare.append(stamp_request_id)
     app.cleanup_ctx.append(_transport_ctx)
-    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_registry_ctx)
     ops_routes.add_routes(app)
     security_routes.add_routes(app)
@@ -179,7 +151,7 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
                 continue
             log.info("created endpoint [%s] from the config file", declared.inference_id)
     app[appkeys.REGISTRY] = registry
-    backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[REDIS])
+    backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[appkeys.REDIS])
     registry.add_listener(backends.forget)
     if local is not None:
         registry.add_listener(local.forget)
@@ -195,6 +167,19 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.close()
     if local is not None:
         await local.close()
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The process's RedisLink when settings.redis is set."""
+    settings = app[appkeys.SETTINGS]
+    link = None
+    if settings.redis:
+        link = RedisLink(settings.redis, app[appkeys.METRICS], cache_ttl=settings.embedding_cache_ttl)
+        await link.start()
+    app[appkeys.REDIS] = link
+    yield
+    if link is not None:
+        await link.close()
 
 
 async def _transport_ctx(app: web.Application) -> AsyncIterator[None]:

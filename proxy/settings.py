@@ -85,6 +85,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     otel_traces_exporter: str | None = None
     # --workers N: the folder where the workers' Prometheus metrics meet (set by the supervisor)
     metrics_dir: str | None = None
+    # vLLM engine arguments for every model it serves; an endpoint's service_settings of the same name win
+    vllm_max_num_seqs: int | None = None
+    vllm_max_num_batched_tokens: int | None = None
+    vllm_gpu_memory_utilization: float | None = None
+    vllm_max_model_len: int | None = None
+    vllm_dtype: str | None = None
 
     def __repr__(self) -> str:
         return f"Settings(host={self.host!r}, port={self.port}, data_dir={self.data_dir!r})"

@@ -18,12 +18,10 @@ import logging
 import time
 from typing import Any
 
-from aiohttp import web
-
 from .errors import TooManyRequestsError
 from .limits import RateLimiter
-from .observability import Metrics
-from .store import StartupError, redact
+from .metrics import Metrics
+from .store.base import StartupError, redact
 
 log = logging.getLogger("proxy.redis")
 
@@ -163,21 +161,3 @@ class SharedRateLimiter:
                     await asyncio.sleep(wait)
                 return
         await self.local.acquire(deadline, inference_id, timeout_text)
-
-
-REDIS: web.AppKey[Any] = web.AppKey("redis", object)  # RedisLink, or None without --redis
-
-
-async def redis_ctx(app: web.Application) -> Any:
-    """cleanup_ctx: the process's RedisLink when settings.redis is set."""
-    from . import appkeys
-
-    settings = app[appkeys.SETTINGS]
-    link = None
-    if settings.redis:
-        link = RedisLink(settings.redis, app[appkeys.METRICS], cache_ttl=settings.embedding_cache_ttl)
-        await link.start()
-    app[REDIS] = link
-    yield
-    if link is not None:
-        await link.close()

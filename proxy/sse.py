@@ -8,16 +8,31 @@ our own bound (`max_event_bytes`) turns a runaway event into an error instead of
 
 from __future__ import annotations
 
-from adapters.base import SSEEvent
-from proxy.errors import UpstreamError
+from typing import Any, Protocol
+
+import msgspec
+
+from .errors import UpstreamError
 
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
+class SSEEvent(msgspec.Struct, frozen=True):
+    data: str
+    event: str = "message"
+    id: str | None = None
+
+
+class FrameDecoder(Protocol):
+    """Bytes in as they arrive, complete frames out; `close` at the end of input."""
+
+    def feed(self, chunk: bytes) -> list[Any]: ...
+    def close(self) -> list[Any]: ...
+
+
 class FrameTooLarge(UpstreamError):
     def __init__(self, limit: int) -> None:
-        super().__init__(f"An upstream stream event exceeded {limit} bytes", upstream_status=502)
-        self.status = 502
+        super().__init__(f"An upstream stream event exceeded {limit} bytes", upstream_status=502, status=502)
 
 
 class SSEDecoder:

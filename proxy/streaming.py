@@ -10,26 +10,21 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
 from . import appkeys
 from .errors import GatewayError
-from .perform import count_usage, scrub
-from .types import ChatDelta
+from .types import ChatDelta, Usage
+from .wire import StreamRenderer
 
 log = logging.getLogger("proxy.streaming")
 
 
-class Renderer(Protocol):
-    def frame(self, delta: ChatDelta) -> bytes | None: ...
-    def done(self) -> bytes | None: ...
-    def error(self, err: GatewayError) -> bytes: ...
-
-
-async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta | list[ChatDelta]],
-               renderer: Renderer) -> web.StreamResponse:
+async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta | list[ChatDelta]], renderer: StreamRenderer,
+               count_usage: Callable[[Usage], None],
+               scrub: Callable[[GatewayError], GatewayError]) -> web.StreamResponse:
     started = time.perf_counter()
     try:
         first: ChatDelta | list[ChatDelta] | None = await anext(deltas)
@@ -46,14 +41,14 @@ async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta | list[Chat
     try:
         await response.prepare(request)
         if first is not None:
-            await _write(request, response, renderer, first)
+            await _write(response, renderer, first, count_usage)
             async for item in deltas:
-                await _write(request, response, renderer, item)
+                await _write(response, renderer, item, count_usage)
         tail = renderer.done()
         if tail:
             await response.write(tail)
     except GatewayError as err:
-        await response.write(renderer.error(scrub(request, err)))
+        await response.write(renderer.error(scrub(err)))
     except (ConnectionResetError, ConnectionError):
         log.debug("client left %s during the stream", request.path)
         return response
@@ -67,14 +62,14 @@ async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta | list[Chat
     return response
 
 
-async def _write(request: web.Request, response: web.StreamResponse, renderer: Renderer,
-                 item: ChatDelta | list[ChatDelta]) -> None:
+async def _write(response: web.StreamResponse, renderer: StreamRenderer, item: ChatDelta | list[ChatDelta],
+                 count_usage: Callable[[Usage], None]) -> None:
     """Render a delta, or a batch that arrived together, and send it in one write."""
     batch = item if isinstance(item, list) else [item]
     frames = []
     for delta in batch:
         if delta.usage is not None:
-            count_usage(request, delta.usage)
+            count_usage(delta.usage)
         frame = renderer.frame(delta)
         if frame:
             frames.append(frame)

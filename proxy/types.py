@@ -29,7 +29,6 @@ class TaskType(str, enum.Enum):
 
 
 EMBEDDING_TASKS = frozenset({TaskType.TEXT_EMBEDDING, TaskType.SPARSE_EMBEDDING, TaskType.EMBEDDING})
-GENERATION_TASKS = frozenset({TaskType.COMPLETION, TaskType.CHAT_COMPLETION})
 
 
 class InputType(str, enum.Enum):

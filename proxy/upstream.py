@@ -17,8 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import aiohttp.http_exceptions
 
-from adapters.base import UpstreamRequest
-
+from .contract import UpstreamRequest
 from .errors import UpstreamError
 from .settings import Settings
 from .tracing import Tracing, record_outcome
@@ -33,8 +32,7 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamUnreachable(UpstreamError):
     def __init__(self, reason: str, retryable: bool = True) -> None:
-        super().__init__(reason, upstream_status=502, retryable=retryable)
-        self.status = 502
+        super().__init__(reason, upstream_status=502, status=502, retryable=retryable)
 
 
 def _normalise(service: str) -> str:

@@ -1,7 +1,7 @@
 """Validate endpoint configurations against the catalogue, with Elasticsearch's own messages.
 
 Messages follow ES `ServiceUtils` (missingSettingErrorMsg, invalidTypeErrorMsg, invalidValue,
-unknownSettingsError) and the chunking settings classes; see es-inference-api.md §5.2 and §7.
+unknownSettingsError) and the chunking settings classes; ES `ServiceUtils` (error wording) and `ChunkingSettingsBuilder`.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def validate_create(service: Service, task: TaskType, service_settings: Any, tas
 
 def validate_update(service: Service, task: TaskType, current: ValidatedConfig, service_settings: Any,
                     task_settings: Any) -> ValidatedConfig:
-    """`_update` may change task settings, secrets, and settings marked updatable (§2.4)."""
+    """`_update` may change task settings, secrets, and settings marked updatable (ES `TransportUpdateInferenceModelAction`)."""
     errors: list[str] = []
     given_ss = _as_map(service_settings, "service_settings")
     given_ts = _as_map(task_settings, "task_settings")
@@ -247,7 +247,7 @@ SEPARATOR_GROUPS = {
 
 
 def validate_chunking(chunking: Any, task: TaskType, service: str) -> dict[str, Any] | None:
-    """Return the chunking settings to store, ES defaults for embedding tasks (§7)."""
+    """Return the chunking settings to store, ES defaults for embedding tasks (`ChunkingSettingsBuilder.DEFAULT_SETTINGS`)."""
     if task not in EMBEDDING_TASKS:
         if chunking is not None:
             raise unknown_settings_error({"chunking_settings": chunking}, service)
@@ -325,3 +325,14 @@ def validate_chunking(chunking: Any, task: TaskType, service: str) -> dict[str, 
     if errors:
         raise ValidationError(errors)
     return out
+
+
+def check_input_limits(inputs: list[str], max_inputs: int, max_input_chars: int) -> None:
+    """The gateway's own bounds on one request's inputs (settings `max_inputs`, `max_input_chars`)."""
+    if len(inputs) > max_inputs:
+        raise StatusError(f"Too many inputs: [{len(inputs)}] is more than the limit of [{max_inputs}] "
+                          f"per request", status=413)
+    longest = max((len(i) for i in inputs), default=0)
+    if longest > max_input_chars:
+        raise StatusError(f"An input of [{longest}] characters is longer than the limit of "
+                          f"[{max_input_chars}]", status=413)

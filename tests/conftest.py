@@ -7,10 +7,27 @@ from elasticsearch import AsyncElasticsearch
 
 from proxy.server import create_app
 from proxy.settings import Settings
+from tests.fakes.server import LiveServer
 
 
 def make_settings(tmp_path, **overrides) -> Settings:
     return Settings(data_dir=str(tmp_path / "data"), local_models=False, **overrides)
+
+
+@pytest.fixture
+async def serve_fake():
+    """Serves simulated upstreams (objects with `app()`) on loopback, sets their `url`, stops them after the test."""
+    servers: list[LiveServer] = []
+
+    async def serve(fake):
+        server = await LiveServer(fake.app()).start()
+        servers.append(server)
+        fake.url = server.url
+        return fake
+
+    yield serve
+    for server in servers:
+        await server.stop()
 
 
 @pytest.fixture

@@ -8,23 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
-from .. import appkeys
+from .. import appkeys, surfaces
 from ..auth import check_endpoint, may_see
 from ..catalogue import SERVICES
 from ..errors import StatusError
-from ..httputil import bool_param, check_params, check_timeout_param, read_object
+from ..httputil import bool_param, check_params, check_timeout_param, json_response, read_object
 from ..keys import MANAGE
 from ..types import TaskType
+from ..wire import es as es_wire
 from . import es_perform, usage
 
-_encoder = msgspec.json.Encoder()
-
-
-def json_response(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_encoder.encode(payload), status=status, content_type="application/json")
 
 
 def parse_task(segment: str) -> TaskType:
@@ -160,10 +155,11 @@ async def post_one(request: web.Request) -> web.StreamResponse:
 
 
 async def post_two(request: web.Request) -> web.StreamResponse:
-    first, second = request.match_info["first"], request.match_info["second"]
-    if second == "_stream":
-        return await es_perform.stream(request, first, None)
-    return await es_perform.perform(request, second, parse_task(first))
+    return await es_perform.perform(request, request.match_info["second"], parse_task(request.match_info["first"]))
+
+
+async def post_id_stream(request: web.Request) -> web.StreamResponse:
+    return await es_perform.stream(request, request.match_info["first"], None)
 
 
 async def post_stream(request: web.Request) -> web.StreamResponse:
@@ -171,15 +167,18 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/_inference", get_all)
-    r.add_get("/_inference/{first}", get_one)
-    r.add_get("/_inference/{first}/{second}", get_two)
-    r.add_put("/_inference/{first}", put_one)
-    r.add_put("/_inference/{first}/{second}", put_two)
-    r.add_put("/_inference/{first}/{second}/_update", put_update)
-    r.add_delete("/_inference/{first}", delete_one)
-    r.add_delete("/_inference/{first}/{second}", delete_two)
-    r.add_post("/_inference/{first}", post_one)
-    r.add_post("/_inference/{first}/{second}", post_two)
-    r.add_post("/_inference/{first}/{second}/_stream", post_stream)
+    es, stream = es_wire.ERRORS, es_wire.STREAM_ERRORS
+    add = surfaces.add
+    add(app, "GET", "/_inference", get_all, es)
+    add(app, "GET", "/_inference/{first}", get_one, es)
+    add(app, "GET", "/_inference/{first}/{second}", get_two, es)
+    add(app, "PUT", "/_inference/{first}", put_one, es)
+    add(app, "PUT", "/_inference/{first}/{second}", put_two, es)
+    add(app, "PUT", "/_inference/{first}/{second}/_update", put_update, es)
+    add(app, "DELETE", "/_inference/{first}", delete_one, es)
+    add(app, "DELETE", "/_inference/{first}/{second}", delete_two, es)
+    add(app, "POST", "/_inference/{first}", post_one, es)
+    # `_stream` answers errors as SSE events once its handler runs; before that (auth, admission) as JSON
+    add(app, "POST", "/_inference/{first}/_stream", post_id_stream, stream, before=es)
+    add(app, "POST", "/_inference/{first}/{second}", post_two, es)
+    add(app, "POST", "/_inference/{first}/{second}/_stream", post_stream, stream, before=es)

@@ -12,13 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import appkeys
+from .. import appkeys, surfaces
 from ..auth import principal
 from ..budgets import parse_limits
 from ..errors import IllegalArgumentError, ParseError, RequestValidationError
-from ..httputil import bool_param, check_params, parse_time, read_object, read_raw
+from ..httputil import bool_param, check_params, json_response, parse_time, read_object, read_raw
 from ..keys import CLUSTER_PRIVILEGES, MANAGE_KEYS, ApiKey, encoded
-from .es import json_response
+from ..wire import es as es_wire
 
 _CREATE_FIELDS = ("name", "expiration", "role_descriptors", "metadata")
 _INVALIDATE_FIELDS = ("id", "ids", "name", "owner", "realm_name", "username")
@@ -155,10 +155,10 @@ async def authenticate(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/_security/api_key", create_api_key)
-    r.add_put("/_security/api_key", create_api_key)
-    r.add_get("/_security/api_key", get_api_key)
-    r.add_delete("/_security/api_key", invalidate_api_key)
-    r.add_get("/_security/_authenticate", authenticate)
+    es = es_wire.ERRORS
+    surfaces.add(app, "POST", "/_security/api_key", create_api_key, es)
+    surfaces.add(app, "PUT", "/_security/api_key", create_api_key, es)
+    surfaces.add(app, "GET", "/_security/api_key", get_api_key, es)
+    surfaces.add(app, "DELETE", "/_security/api_key", invalidate_api_key, es)
+    surfaces.add(app, "GET", "/_security/_authenticate", authenticate, es)
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from .. import appkeys
 from ..errors import IllegalArgumentError
-from ..httputil import check_params, parse_time
+from ..httputil import check_params, json_response, parse_time
 from ..usage import BUCKET_S, summarize
 
 def _instant(raw: str, name: str) -> float:
@@ -36,8 +36,6 @@ def _iso(ts: float) -> str:
 
 
 async def get_usage(request: web.Request) -> web.Response:
-    from .es import json_response
-
     check_params(request, ("key", "endpoint", "from", "to", "interval"))
     q = request.query
     now = time.time()

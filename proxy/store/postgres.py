@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - the `shared` extra is not installed
     asyncpg = None  # type: ignore[assignment]
 
 from ..errors import StatusError
-from . import ChangeCallback, StartupError, StoredEndpoint, StoredKey, UsageRow, redact
+from .base import ChangeCallback, StartupError, StoredEndpoint, StoredKey, UsageRow, redact
 
 log = logging.getLogger("proxy.store")
 

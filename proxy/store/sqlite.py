@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from . import ChangeCallback, StoredEndpoint, StoredKey, UsageRow
+from .base import ChangeCallback, StoredEndpoint, StoredKey, UsageRow
 
 R = TypeVar("R")
 POLL_INTERVAL = 0.25

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 
+from ..catalogue import Service
 from ..errors import GatewayError, ParseError, RequestValidationError
-from ..types import (ChatDelta, ChatResult, EmbedResult, RerankResult, SparseEmbedResult, TaskType, Usage)
+from ..types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
+                     FunctionCall, InputType, RerankRequest, RerankResult, SparseEmbedResult, TaskType, ToolCall, Usage)
+from ..validation import check_input_limits, validate_task_settings_override
+from . import openai as openai_wire
+from .openai import tool_call_dicts
 
 # ------------------------------------------------------------------------------ requests
 
@@ -17,7 +22,7 @@ CHAT_PARSER = "UnifiedCompletionRequest"  # ConstructingObjectParser named after
 
 
 class InferenceBody(msgspec.Struct, forbid_unknown_fields=True):
-    """ES `InferenceAction.Request` body (§2.2)."""
+    """ES `InferenceAction.Request` body."""
 
     input: str | list[str] | None = None
     query: str | None = None
@@ -47,7 +52,7 @@ class ChatMessageBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ChatBody(msgspec.Struct, forbid_unknown_fields=True):
-    """ES `UnifiedCompletionRequest` (§2.3)."""
+    """ES `UnifiedCompletionRequest`."""
 
     messages: list[ChatMessageBody] | None = None
     model: str | None = None
@@ -163,6 +168,71 @@ def require_valid(errors: list[str]) -> None:
         raise RequestValidationError(errors)
 
 
+# ------------------------------------------------------------------------------ to canonical requests
+
+
+def _input_type(raw: str | None) -> InputType | None:
+    if raw is None:
+        return None
+    try:
+        return InputType(raw.lower())
+    except ValueError:
+        raise RequestValidationError(f"Unrecognized input_type [{raw}]") from None
+
+
+def to_chat_request(body: ChatBody, stream: bool) -> ChatRequest:
+    """ES `UnifiedCompletionRequest` to the canonical chat request."""
+    if body.messages is None:
+        raise RequestValidationError("Field [messages] cannot be null")
+    if not body.messages:
+        raise RequestValidationError("Field [messages] cannot be an empty array")
+    messages = []
+    for m in body.messages:
+        calls = None
+        if m.tool_calls:
+            calls = [ToolCall(id=c.id, type=c.type, function=FunctionCall(name=c.function.name,
+                                                                          arguments=c.function.arguments))
+                     for c in m.tool_calls]
+        messages.append(ChatMessage(role=m.role, content=m.content, tool_call_id=m.tool_call_id, tool_calls=calls))
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    return ChatRequest(messages=messages, model=body.model, max_tokens=body.max_completion_tokens,
+                       temperature=body.temperature, top_p=body.top_p, stop=stop, tools=body.tools,
+                       tool_choice=body.tool_choice, stream=stream)
+
+
+def to_request(raw: bytes, service: Service, task: TaskType, explicit_task: bool, stream: bool,
+               max_inputs: int, max_input_chars: int) -> tuple[CanonicalRequest, str | None]:
+    """A perform body for an endpoint of `task`: the chat schema for chat_completion, the inference
+    schema otherwise (ES `InferenceAction.Request`). Returns the request and the body's `timeout`."""
+    if task == TaskType.CHAT_COMPLETION:
+        chat = decode_chat(raw)
+        return to_chat_request(chat, stream), chat.timeout
+    body = decode_inference(raw)
+    require_valid(validate_inference(body, task, explicit_task))
+    overrides = validate_task_settings_override(service, task, body.task_settings) if body.task_settings else {}
+    inputs = [body.input] if isinstance(body.input, str) else list(body.input or [])
+    if stream:  # only completion streams here
+        return ChatRequest(messages=[ChatMessage(role="user", content=text) for text in inputs],
+                           task_settings=overrides, stream=True), body.timeout
+    input_type = _input_type(body.input_type)
+    if input_type is None and overrides.get("input_type"):
+        input_type = _input_type(overrides["input_type"])
+    check_input_limits(inputs, max_inputs, max_input_chars)
+    req: CanonicalRequest
+    if task == TaskType.COMPLETION:
+        req = ChatRequest(messages=[ChatMessage(role="user", content=text) for text in inputs], task_settings=overrides)
+    elif task == TaskType.RERANK:
+        req = RerankRequest(query=body.query or "", documents=inputs, top_n=body.top_n,
+                            return_documents=body.return_documents, task_settings=overrides)
+    else:
+        req = EmbedRequest(inputs=inputs, input_type=input_type, task_settings=overrides)
+    return req, body.timeout
+
+
+def model_name(service_settings: dict[str, Any], inference_id: str, req: ChatRequest) -> str:
+    return req.model or service_settings.get("model_id") or service_settings.get("model") or inference_id
+
+
 # ------------------------------------------------------------------------------ results
 
 
@@ -209,6 +279,20 @@ def render_completion(result: ChatResult) -> bytes:
     return _encoder.encode({"completion": [_CompletionItem(result.content or "")]})
 
 
+def renderer(task: TaskType, model: str) -> Callable[[Any], bytes]:
+    """The JSON answer of a perform request on an endpoint of `task`; chat_completion answers in the
+    OpenAI shape ES uses for it."""
+    if task == TaskType.CHAT_COMPLETION:
+        return lambda result: openai_wire.render_chat_completion(result, model)
+    if task == TaskType.COMPLETION:
+        return render_completion
+    if task == TaskType.RERANK:
+        return render_rerank
+    if task == TaskType.SPARSE_EMBEDDING:
+        return render_sparse
+    return lambda result: render_embeddings(result, task)
+
+
 # ------------------------------------------------------------------------------ errors
 
 
@@ -223,8 +307,43 @@ def error_body(err: GatewayError) -> dict[str, Any]:
     return {"error": error, "status": err.status}
 
 
+class ErrorSurface:
+    """ES errors: the `{"error": {...}, "status": N}` envelope, the OpenAI-like shape of chat_completion
+    (`UnifiedChatCompletionException`), each as an `event: error` frame on `_stream` routes."""
+
+    __slots__ = ("chat", "sse")
+
+    def __init__(self, chat: bool = False, sse: bool = False) -> None:
+        self.chat = chat
+        self.sse = sse
+
+    def for_task(self, task: TaskType | None) -> "ErrorSurface":
+        return ErrorSurface(True, self.sse) if task == TaskType.CHAT_COMPLETION and not self.chat else self
+
+    def error(self, err: GatewayError) -> tuple[int, str, bytes]:
+        body = chat_error_body(err) if self.chat else error_body(err)
+        if self.sse:
+            return err.status, "text/event-stream", error_frame(body)
+        return err.status, "application/json", _encoder.encode(body)
+
+    def no_route(self, method: str, path: str, path_qs: str,
+                 allowed: set[str] | None) -> tuple[int, str, bytes, dict[str, str]]:
+        """ES `RestController`: a bare `{"error": "..."}` for an unknown URL, 405 for a known one."""
+        if allowed is None:
+            body: dict[str, Any] = {"error": f"no handler found for uri [{path_qs}] and method [{method}]"}
+            return 400, "application/json", _encoder.encode(body), {}
+        listed = ", ".join(sorted(allowed))
+        body = {"error": f"Incorrect HTTP method for uri [{path_qs}] and method [{method}], allowed: [{listed}]",
+                "status": 405}
+        return 405, "application/json", _encoder.encode(body), {"Allow": ",".join(sorted(allowed))}
+
+
+ERRORS = ErrorSurface()
+STREAM_ERRORS = ErrorSurface(sse=True)
+
+
 def chat_error_body(err: GatewayError) -> dict[str, Any]:
-    """The OpenAI-style error ES uses for chat_completion (`UnifiedChatCompletionException`, §5.3)."""
+    """The OpenAI-style error ES uses for chat_completion (`UnifiedChatCompletionException.fromThrowable`)."""
     inner: dict[str, Any] = {"code": getattr(err, "provider_code", None) or err.status_code_name,
                              "message": err.reason}
     if err.param:
@@ -288,26 +407,6 @@ def completion_delta_frame(delta: ChatDelta) -> bytes | None:
     return message_frame(_encoder.encode({"completion": [_CompletionDelta(delta.content)]}))
 
 
-def tool_call_dicts(delta: ChatDelta) -> list[dict[str, Any]] | None:
-    if not delta.tool_calls:
-        return None
-    out = []
-    for tc in delta.tool_calls:
-        item: dict[str, Any] = {"index": tc.index}
-        if tc.id is not None:
-            item["id"] = tc.id
-        fn: dict[str, Any] = {}
-        if tc.function is not None:
-            if tc.function.arguments is not None:
-                fn["arguments"] = tc.function.arguments
-            if tc.function.name is not None:
-                fn["name"] = tc.function.name
-        item["function"] = fn
-        item["type"] = tc.type or "function"
-        out.append(item)
-    return out
-
-
 def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str) -> bytes:
     has_choice = (delta.content is not None or delta.role is not None or delta.tool_calls or delta.refusal
                   is not None or delta.finish_reason is not None)
@@ -317,3 +416,33 @@ def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str) -> bytes:
         choices.append(_ChunkChoice(body, delta.finish_reason))
     chunk = _Chunk(delta.id or stream_id, choices, delta.model or model, "chat.completion.chunk", delta.usage)
     return message_frame(_encoder.encode(chunk))
+
+
+class CompletionStream:
+    """`completion` on `_stream`: `{"completion": [{"delta": ...}]}` events."""
+
+    def frame(self, delta: ChatDelta) -> bytes | None:
+        return completion_delta_frame(delta)
+
+    def done(self) -> bytes:
+        return DONE_FRAME
+
+    def error(self, err: GatewayError) -> bytes:
+        return error_frame(error_body(err))
+
+
+class ChatStream:
+    """`chat_completion` on `_stream`: ES `ChatCompletionChunk` events."""
+
+    def __init__(self, stream_id: str, model: str) -> None:
+        self.stream_id = stream_id
+        self.model = model
+
+    def frame(self, delta: ChatDelta) -> bytes | None:
+        return chat_chunk_frame(delta, self.stream_id, self.model)
+
+    def done(self) -> bytes:
+        return DONE_FRAME
+
+    def error(self, err: GatewayError) -> bytes:
+        return error_frame(chat_error_body(err))

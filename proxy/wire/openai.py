@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import base64
+import logging
 import struct
+import time
+import uuid
 from typing import Any
 
 import msgspec
 
-from ..errors import GatewayError, UpstreamError
-from ..types import ChatDelta, ChatResult, ToolCall, Usage
+from ..errors import GatewayError, NotFoundError, StatusError, UpstreamError
+from ..types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, RerankRequest, RerankResult,
+                     TaskType, ToolCall, Usage)
+from ..validation import check_input_limits
+
+log = logging.getLogger("proxy.openai")
 
 _encoder = msgspec.json.Encoder()
 _float_list = msgspec.json.Decoder(list[float])
@@ -90,6 +97,98 @@ UNSUPPORTED_CHAT_PARAMS: dict[str, Any] = {
     "web_search_options": None, "best_of": 1, "echo": False, "suffix": None,
 }
 
+
+
+class InvalidRequest(StatusError):
+    status = 400
+    es_type = "invalid_request_error"
+
+
+class ModelNotFound(NotFoundError):
+    openai_code = "model_not_found"
+
+
+def decode(raw: bytes, struct_type: type, path: str, unsupported: dict[str, Any] | None = None) -> Any:
+    """A request body as `struct_type`; OpenAI-style errors for bad JSON, wrong types and unsupported
+    parameters. Fields OpenAI's reference does not define are logged and ignored, as OpenAI ignores them."""
+    try:
+        data = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 in a string is a client error too
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object")
+    for name, noop in (unsupported or {}).items():
+        if name in data and data[name] is not None and data[name] != noop:
+            raise InvalidRequest(f"The parameter [{name}] is not supported by this gateway", param=name)
+    known = set(struct_type.__struct_fields__)
+    extra = sorted(k for k in data if k not in known and k not in (unsupported or {}))
+    if extra:
+        log.info("ignoring unknown request fields %s on %s", extra, path)
+    try:
+        return msgspec.convert(data, struct_type)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        param = text.rpartition("`$.")[2].rstrip("`") if "`$." in text else None
+        raise InvalidRequest(f"Invalid request: {text}", param=param) from None
+
+
+# ------------------------------------------------------------------------------ to canonical requests
+
+
+def to_embed_request(body: EmbeddingsBody, task: TaskType, max_inputs: int, max_input_chars: int) -> EmbedRequest:
+    if task == TaskType.SPARSE_EMBEDDING:
+        raise InvalidRequest(f"The model `{body.model}` produces sparse embeddings, which the OpenAI embeddings "
+                             f"format cannot carry; use POST /_inference/sparse_embedding/{body.model}", param="model")
+    if body.encoding_format not in ("float", "base64"):
+        raise InvalidRequest("encoding_format must be [float] or [base64]", param="encoding_format")
+    inputs = [body.input] if isinstance(body.input, str) else body.input
+    if not inputs:
+        raise InvalidRequest("input cannot be an empty array", param="input")
+    if not all(isinstance(i, str) for i in inputs):
+        raise InvalidRequest(f"The model `{body.model}` takes text inputs only, not token ids", param="input")
+    check_input_limits(inputs, max_inputs, max_input_chars)
+    return EmbedRequest(inputs=list(inputs), dimensions=body.dimensions, user=body.user)
+
+
+def _stop(stop: str | list[str] | None) -> list[str] | None:
+    return [stop] if isinstance(stop, str) else stop
+
+
+def _check_n(n: int | None) -> None:
+    if n is not None and n != 1:
+        raise InvalidRequest("Only n=1 is supported", param="n")
+
+
+def to_chat_request(body: ChatBody) -> ChatRequest:
+    _check_n(body.n)
+    if not body.messages:
+        raise InvalidRequest("messages cannot be an empty array", param="messages")
+    messages = [ChatMessage(role=m.role, content=m.content, name=m.name, tool_call_id=m.tool_call_id,
+                            tool_calls=m.tool_calls) for m in body.messages]
+    return ChatRequest(messages=messages, max_tokens=body.max_completion_tokens or body.max_tokens,
+                       temperature=body.temperature, top_p=body.top_p, stop=_stop(body.stop), seed=body.seed,
+                       tools=body.tools, tool_choice=body.tool_choice, response_format=body.response_format,
+                       user=body.user, stream=body.stream)
+
+
+def completions_to_chat_request(body: CompletionsBody) -> ChatRequest:
+    _check_n(body.n)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise InvalidRequest("Only a single prompt is supported", param="prompt")
+    return ChatRequest(messages=[ChatMessage(role="user", content=prompts[0])], max_tokens=body.max_tokens,
+                       temperature=body.temperature, top_p=body.top_p, stop=_stop(body.stop), seed=body.seed,
+                       user=body.user, stream=body.stream)
+
+
+def to_rerank_request(body: RerankBody, max_inputs: int, max_input_chars: int) -> RerankRequest:
+    if not body.documents:
+        raise InvalidRequest("documents cannot be an empty array", param="documents")
+    docs = [d if isinstance(d, str) else d.text for d in body.documents]
+    check_input_limits(docs, max_inputs, max_input_chars)
+    return RerankRequest(query=body.query, documents=docs, top_n=body.top_n, return_documents=body.return_documents)
+
+
 # ------------------------------------------------------------------------------ answers
 
 
@@ -124,6 +223,13 @@ def render_chat_completion(result: ChatResult, model: str) -> bytes:
     return _encoder.encode(chat_completion(result, model))
 
 
+def render_v1_chat_completion(result: ChatResult, model: str) -> bytes:
+    """`/v1/chat/completions`: the model is the one the client named; `created` is set if the upstream gave none."""
+    if not result.created:
+        result = msgspec.structs.replace(result, created=int(time.time()))
+    return render_chat_completion(msgspec.structs.replace(result, model=model), model)
+
+
 class _TextChoice(msgspec.Struct):
     text: str
     index: int
@@ -140,10 +246,26 @@ class TextCompletion(msgspec.Struct, omit_defaults=True):
     usage: Usage | None = None
 
 
-def render_text_completion(result: ChatResult, model: str, created: int) -> bytes:
-    return _encoder.encode(TextCompletion(result.id or "cmpl", "text_completion", result.created or created, model,
+def render_text_completion(result: ChatResult, model: str, created: int | None = None) -> bytes:
+    created = result.created or created or int(time.time())
+    return _encoder.encode(TextCompletion(result.id or "cmpl", "text_completion", created, model,
                                           [_TextChoice(result.content or "", 0, None, result.finish_reason)],
                                           result.usage))
+
+
+def render_rerank(result: RerankResult, model: str) -> bytes:
+    """The Cohere/Jina-style rerank answer that `/v1/rerank` clients expect."""
+    results = []
+    for d in result.ranked:
+        item: dict[str, Any] = {"index": d.index, "relevance_score": d.relevance_score}
+        if d.text is not None:
+            item["document"] = {"text": d.text}
+        results.append(item)
+    payload: dict[str, Any] = {"id": f"rerank-{uuid.uuid4().hex}", "model": model, "results": results}
+    usage = result.usage or None
+    if usage is not None:
+        payload["usage"] = {"total_tokens": usage.total_tokens or usage.prompt_tokens}
+    return _encoder.encode(payload)
 
 
 class _EmbeddingItem(msgspec.Struct):
@@ -181,6 +303,27 @@ def render_embeddings(vectors: list[Any], model: str, usage: Usage | None, encod
 
 
 # ------------------------------------------------------------------------------ chunks
+
+
+def tool_call_dicts(delta: ChatDelta) -> list[dict[str, Any]] | None:
+    if not delta.tool_calls:
+        return None
+    out = []
+    for tc in delta.tool_calls:
+        item: dict[str, Any] = {"index": tc.index}
+        if tc.id is not None:
+            item["id"] = tc.id
+        fn: dict[str, Any] = {}
+        if tc.function is not None:
+            if tc.function.arguments is not None:
+                fn["arguments"] = tc.function.arguments
+            if tc.function.name is not None:
+                fn["name"] = tc.function.name
+        item["function"] = fn
+        item["type"] = tc.type or "function"
+        out.append(item)
+    return out
+
 
 
 class _ChunkDelta(msgspec.Struct, omit_defaults=True):
@@ -228,8 +371,8 @@ def _frame(value: Any) -> bytes:
     return b"data: " + _encoder.encode(value) + b"\n\n"
 
 
-def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str, created: int, include_usage: bool,
-                     tool_calls: list[dict[str, Any]] | None) -> bytes | None:
+def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str, created: int, include_usage: bool) -> bytes | None:
+    tool_calls = tool_call_dicts(delta)
     has_choice = (delta.content is not None or delta.role is not None or tool_calls or delta.refusal is not None
                   or delta.finish_reason is not None)
     if has_choice:
@@ -283,3 +426,54 @@ def error_frame(err: GatewayError) -> bytes:
 
 def encode(value: Any) -> bytes:
     return _encoder.encode(value)
+
+
+class ErrorSurface:
+    """OpenAI's error object; upstream 5xx become 502 (`status_for`). The same on streams (before the first byte)."""
+
+    def for_task(self, task: TaskType | None) -> "ErrorSurface":
+        return self
+
+    def error(self, err: GatewayError) -> tuple[int, str, bytes]:
+        return status_for(err), "application/json", encode(error_body(err))
+
+    def no_route(self, method: str, path: str, path_qs: str,
+                 allowed: set[str] | None) -> tuple[int, str, bytes, dict[str, str]]:
+        status = 404 if allowed is None else 405
+        return *self.error(StatusError(f"Unknown request URL: {method} {path}", status=status)), {}
+
+
+ERRORS = ErrorSurface()
+
+
+# ------------------------------------------------------------------------------ streams
+
+
+class ChatStream:
+    """`chat.completion.chunk` events; usage only when the client asked (`stream_options.include_usage`)."""
+
+    object_id = "chatcmpl"
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.id = f"{self.object_id}-{uuid.uuid4().hex}"
+        self.model = model
+        self.created = int(time.time())
+        self.include_usage = include_usage
+
+    def frame(self, delta: ChatDelta) -> bytes | None:
+        return chat_chunk_frame(delta, self.id, self.model, self.created, self.include_usage)
+
+    def done(self) -> bytes:
+        return DONE_FRAME
+
+    def error(self, err: GatewayError) -> bytes:
+        return error_frame(err)
+
+
+class TextStream(ChatStream):
+    """`/v1/completions` with `stream: true`: `text_completion` events."""
+
+    object_id = "cmpl"
+
+    def frame(self, delta: ChatDelta) -> bytes | None:
+        return text_chunk_frame(delta, self.id, self.model, self.created, self.include_usage)

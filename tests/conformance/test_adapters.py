@@ -19,7 +19,7 @@ from adapters import ADAPTERS, adapter_class
 from adapters.base import StreamCut, UpstreamRequest
 from proxy.catalogue import SERVICES, Service, Setting
 from proxy.errors import GatewayError
-from proxy.registry import Endpoint
+from proxy.endpoint import Endpoint
 from proxy.types import ChatMessage, ChatRequest, EmbedRequest, InputType, RerankRequest, TaskType
 
 T = TaskType

@@ -16,7 +16,7 @@ import pytest
 from engines import cpu
 from engines.manager import EngineManager
 from proxy import appkeys
-from proxy.registry import Endpoint
+from proxy.endpoint import Endpoint
 from proxy.server import create_app
 from proxy.types import TaskType
 from tests.engines.conftest import E5, local_settings

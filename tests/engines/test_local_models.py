@@ -14,25 +14,14 @@ import pytest
 from elasticsearch import BadRequestError
 
 from tests.engines.conftest import E5, HF_HOME, MINILM, SMOLLM, SPLADE, NetworkGuard, model_path
+from tests.sse import parse_sse
 
-BOM = "\ufeff"
 EMB = ".all-minilm-l6-v2-elasticsearch"
 E5_EP = ".multilingual-e5-small-elasticsearch"
 SPARSE = ".splade-tiny-elasticsearch"
 RERANK = ".all-minilm-l6-v2-bi-encoder-rerank-elasticsearch"
 COMPLETION = ".smollm2-135m-instruct-completion-elasticsearch"
 CHAT = ".smollm2-135m-instruct-chat-elasticsearch"
-
-
-def parse_sse(raw: str) -> list[tuple[str, str]]:
-    events = []
-    for block in raw.split("\n\n"):
-        if not block:
-            continue
-        assert block.startswith(BOM), repr(block)
-        lines = block[len(BOM):].split("\n")
-        events.append((lines[0][7:], lines[1][6:]))
-    return events
 
 
 @pytest.fixture(scope="module")

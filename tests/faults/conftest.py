@@ -10,7 +10,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from proxy import perform
+from proxy import pipeline
 
 from .raw_upstream import RawUpstream
 
@@ -50,17 +50,17 @@ async def endpoints(http, raw):
 def short_deadlines(monkeypatch):
     """/v1 has no per-request timeout: shorten the gateway defaults (30s / 120s) so retries end fast.
 
-    The gateway has no setting for this; the test reaches into `proxy.perform`."""
-    monkeypatch.setattr(perform, "DEFAULT_TIMEOUT_TEXT", SHORT_DEADLINE)
-    monkeypatch.setattr(perform, "DEFAULT_GENERATION_TIMEOUT_TEXT", SHORT_DEADLINE)
+    The gateway has no setting for this; the test reaches into `proxy.pipeline`."""
+    monkeypatch.setattr(pipeline, "DEFAULT_TIMEOUT_TEXT", SHORT_DEADLINE)
+    monkeypatch.setattr(pipeline, "DEFAULT_GENERATION_TIMEOUT_TEXT", SHORT_DEADLINE)
 
 
 @pytest.fixture
 def short_idle(monkeypatch):
-    """CallContext.idle_timeout is 60 s and no setting changes it: wrap `perform.context` to make it IDLE."""
-    original = perform.context
+    """CallContext.idle_timeout is 60 s and no setting changes it: wrap `pipeline.context` to make it IDLE."""
+    original = pipeline.context
 
     def context(ep, timeout_s, timeout_text):
         return msgspec.structs.replace(original(ep, timeout_s, timeout_text), idle_timeout=IDLE)
 
-    monkeypatch.setattr(perform, "context", context)
+    monkeypatch.setattr(pipeline, "context", context)

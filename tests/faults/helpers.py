@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-BOM = "\ufeff"
+from tests.sse import openai_events, parse_sse
+
 SECRET = "sk-fault-secret"
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -48,33 +49,9 @@ def assert_chat_error(body: Any) -> dict:
 # ---------------------------------------------------------------------- SSE
 
 
-def es_events(raw: bytes) -> list[tuple[str, str]]:
-    """(event, data) pairs of an ES stream: every event starts with a BOM and has one data line."""
-    events = []
-    for block in raw.decode().split("\n\n"):
-        if not block:
-            continue
-        assert block.startswith(BOM), repr(block[:200])
-        lines = block[len(BOM):].split("\n")
-        assert len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "), block[:200]
-        events.append((lines[0][7:], lines[1][6:]))
-    return events
-
-
-def openai_events(raw: bytes) -> list[str]:
-    """The data payloads of an OpenAI stream."""
-    out = []
-    for block in raw.decode().split("\n\n"):
-        if not block:
-            continue
-        assert block.startswith("data: ") and "\n" not in block, block[:200]
-        out.append(block[6:])
-    return out
-
-
 def es_stream_error(raw: bytes, status: int | None = None) -> dict:
     """An ES completion stream that ended with one `error` event and no `[DONE]`: returns the error."""
-    events = es_events(raw)
+    events = parse_sse(raw)
     assert events and events[-1][0] == "error", events[-3:]
     assert all(e == "message" for e, _ in events[:-1]) and ("message", "[DONE]") not in events
     body = json.loads(events[-1][1])
@@ -82,7 +59,7 @@ def es_stream_error(raw: bytes, status: int | None = None) -> dict:
 
 
 def es_chat_stream_error(raw: bytes) -> dict:
-    events = es_events(raw)
+    events = parse_sse(raw)
     assert events and events[-1][0] == "error", events[-3:]
     assert ("message", "[DONE]") not in events
     return assert_chat_error(json.loads(events[-1][1]))
@@ -95,7 +72,7 @@ def openai_stream_error(raw: bytes) -> dict:
 
 
 def es_completion_text(raw: bytes) -> str:
-    events = es_events(raw)
+    events = parse_sse(raw)
     assert events[-1] == ("message", "[DONE]"), events[-2:]
     return "".join(json.loads(d)["completion"][0]["delta"] for _, d in events[:-1])
 

@@ -18,10 +18,10 @@ import aiohttp
 import pytest
 
 from proxy.sse import DEFAULT_MAX_EVENT_BYTES
+from tests.sse import openai_events, parse_sse
 
 from .helpers import (CHAT, assert_es_envelope, assert_openai_error, es_chat_stream_error, es_completion_text,
-                      es_events, es_stream_error, openai_chat_text, openai_events, openai_stream_error,
-                      still_serving)
+                      es_stream_error, openai_chat_text, openai_stream_error, still_serving)
 from .raw_upstream import DONE, chunk, event, good_stream_events
 
 pytestmark = pytest.mark.usefixtures("endpoints")
@@ -146,7 +146,7 @@ async def test_first_event_not_json_is_a_502_before_the_stream(http, raw):
     raw.plan(stream_of(event("{not json"), DONE))
     async with http.post("/_inference/completion/comp/_stream", json={"input": "x"}) as resp:
         assert resp.status == 502
-        events = es_events(await resp.read())
+        events = parse_sse(await resp.read())
     assert [e for e, _ in events] == ["error"]
     assert assert_es_envelope(json.loads(events[0][1]), 502)["reason"].startswith(MALFORMED)
     raw.plan(stream_of(event("{not json"), DONE))
@@ -291,7 +291,7 @@ async def test_an_oversized_first_event_is_a_502_before_the_stream(http, raw):
     raw.plan(oversized_after([]))
     async with http.post("/_inference/completion/comp/_stream", json={"input": "x"}) as resp:
         assert resp.status == 502
-        events = es_events(await resp.read())
+        events = parse_sse(await resp.read())
     assert [e for e, _ in events] == ["error"]
     assert "exceeded" in assert_es_envelope(json.loads(events[0][1]), 502)["reason"]
     await asyncio.wait_for(raw.conns[-1].closed.wait(), 1.0)
@@ -348,7 +348,7 @@ async def test_a_stall_before_the_first_event_is_a_408_before_the_stream(http, r
     raw.plan(stall_after([]))
     async with http.post("/_inference/completion/comp/_stream", json={"input": "x"}) as resp:
         assert resp.status == 408
-        events = es_events(await resp.read())
+        events = parse_sse(await resp.read())
     assert [e for e, _ in events] == ["error"] and "stalled" in json.loads(events[0][1])["error"]["reason"]
     await asyncio.wait_for(raw.conns[-1].closed.wait(), 1.0)
     await still_serving(http, raw)
@@ -412,7 +412,7 @@ async def test_stream_with_no_event_at_all(http, raw):
     raw.plan(stream_of())
     async with http.post("/_inference/completion/comp/_stream", json={"input": "x"}) as resp:
         assert resp.status == 502
-        events = es_events(await resp.read())
+        events = parse_sse(await resp.read())
     assert [e for e, _ in events] == ["error"]
     raw.plan(stream_of())
     async with http.post("/v1/chat/completions", json={"model": "chat", "stream": True, **CHAT}) as resp:

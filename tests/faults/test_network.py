@@ -15,8 +15,10 @@ import time
 import pytest
 
 from .conftest import put_endpoint
-from .helpers import (CHAT, assert_chat_error, assert_es_envelope, assert_openai_error, es_events,
-                      es_stream_error, openai_stream_error, still_serving)
+from tests.sse import parse_sse
+
+from .helpers import (CHAT, assert_chat_error, assert_es_envelope, assert_openai_error, es_stream_error,
+                      openai_stream_error, still_serving)
 from .raw_upstream import Blackhole, chunk, event, refused_port
 
 pytestmark = pytest.mark.usefixtures("endpoints")
@@ -31,7 +33,7 @@ async def test_connect_refused_before_an_es_stream(http, raw):
     async with http.post("/_inference/completion/gone/_stream?timeout=500ms", json={"input": "x"}) as resp:
         assert resp.status == 502
         assert resp.headers["Content-Type"].startswith("text/event-stream")
-        events = es_events(await resp.read())
+        events = parse_sse(await resp.read())
     assert time.monotonic() - started < 2.5
     assert [e for e, _ in events] == ["error"]
     err = assert_es_envelope(json.loads(events[0][1]), 502)
@@ -87,13 +89,13 @@ async def test_connect_timeout_before_streams(http, raw, blackhole):
     started = time.monotonic()
     async with http.post("/_inference/completion/hole/_stream?timeout=500ms", json={"input": "x"}) as resp:
         assert resp.status == 408
-        events = es_events(await resp.read())
+        events = parse_sse(await resp.read())
     assert time.monotonic() - started < 2.5
     assert [e for e, _ in events] == ["error"]
     assert_es_envelope(json.loads(events[0][1]), 408)
     async with http.post("/_inference/chat_completion/hole-chat/_stream?timeout=500ms", json=CHAT) as resp:
         assert resp.status == 408
-        events = es_events(await resp.read())
+        events = parse_sse(await resp.read())
     assert_chat_error(json.loads(events[0][1]))
     await still_serving(http, raw)
 
@@ -141,7 +143,7 @@ async def test_no_answer_before_stream_headers_respects_the_request_timeout(http
         async with http.post("/_inference/completion/comp/_stream?timeout=500ms", json={"input": "x"},
                              timeout=aiohttp_timeout(2)) as resp:
             assert resp.status == 408
-            events = es_events(await resp.read())
+            events = parse_sse(await resp.read())
     except asyncio.TimeoutError:
         pytest.fail(f"no answer after {time.monotonic() - started:.1f}s for a 500ms timeout")
     assert [e for e, _ in events] == ["error"]
@@ -219,12 +221,12 @@ async def test_reset_mid_stream_is_an_in_band_error_on_both_surfaces(http, raw):
         raw_body = await resp.read()
     err = es_stream_error(raw_body, 502)
     assert err["reason"].startswith("The upstream stream failed")
-    assert [e for e, _ in es_events(raw_body)].count("message") == 2  # <0>, <1>
+    assert [e for e, _ in parse_sse(raw_body)].count("message") == 2  # <0>, <1>
     raw.plan(stream_then_reset(2))
     async with http.post("/_inference/chat_completion/chat/_stream", json=CHAT) as resp:
         assert resp.status == 200
         raw_body = await resp.read()
-    events = es_events(raw_body)
+    events = parse_sse(raw_body)
     assert events[-1][0] == "error" and ("message", "[DONE]") not in events
     assert_chat_error(json.loads(events[-1][1]))
     raw.plan(stream_then_reset(2))

@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-from .helpers import (CHAT, assert_chat_error, assert_es_envelope, assert_openai_error, es_events, still_serving)
+from tests.sse import parse_sse
+
+from .helpers import CHAT, assert_chat_error, assert_es_envelope, assert_openai_error, still_serving
 
 pytestmark = pytest.mark.usefixtures("endpoints")
 
@@ -91,7 +93,7 @@ async def test_429_before_an_es_stream_is_a_429_error_event(http, raw):
         assert resp.status == 429
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         assert resp.headers["Retry-After"] == "60"
-        events = es_events(await resp.read())
+        events = parse_sse(await resp.read())
     assert [e for e, _ in events] == ["error"]
     err = assert_es_envelope(json.loads(events[0][1]), 429)
     assert err["reason"] == es_reason(429, "comp", RATE, "slow down")
@@ -150,7 +152,7 @@ async def test_persistent_5xx_before_streams(http, raw, status):
     raw.plan(fail(status), times=100)
     async with http.post("/_inference/chat_completion/chat/_stream?timeout=1s", json=CHAT) as resp:
         assert resp.status == 400
-        events = es_events(await resp.read())
+        events = parse_sse(await resp.read())
     assert [e for e, _ in events] == ["error"]
     err = assert_chat_error(json.loads(events[0][1]))
     assert err["message"] == es_reason(status, "chat", SERVER)

@@ -19,18 +19,13 @@ from proxy.keys import encoded
 from proxy.server import create_app
 from tests.conftest import make_settings
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import LiveServer
 
 CHAT = {"service": "openai", "service_settings": {"api_key": "sk-test-key", "model_id": "m"}}
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture

@@ -12,18 +12,13 @@ from elasticsearch import ApiError, BadRequestError
 
 from tests.conftest import make_settings
 from tests.fakes.alibabacloud_upstream import FakeAlibaba, fake_vector
-from tests.fakes.server import LiveServer
 
 SERVICE = "alibabacloud-ai-search"
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeAlibaba()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeAlibaba())
 
 
 @pytest.fixture

@@ -13,17 +13,12 @@ from elasticsearch import ApiError
 
 from tests.conftest import make_settings
 from tests.fakes.aws_upstream import TOOL_INPUT, FakeSageMaker, fake_vector
-from tests.fakes.server import LiveServer
-from tests.integration.test_es_perform import parse_sse
+from tests.sse import parse_sse
 
 
 @pytest.fixture
-async def sagemaker():
-    fake = FakeSageMaker(region="us-west-2", session_token=None)
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def sagemaker(serve_fake):
+    return await serve_fake(FakeSageMaker(region="us-west-2", session_token=None))
 
 
 @pytest.fixture

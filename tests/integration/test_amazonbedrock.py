@@ -17,19 +17,14 @@ from adapters.amazonbedrock import AmazonBedrockAdapter
 from proxy.types import ChatMessage, ChatRequest, TaskType
 from tests.conftest import make_settings
 from tests.fakes.aws_upstream import TOOL_INPUT, FakeBedrock, fake_vector
-from tests.fakes.server import LiveServer
-from tests.integration.test_es_perform import parse_sse
+from tests.sse import parse_sse
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 
 
 @pytest.fixture
-async def bedrock():
-    fake = FakeBedrock(region="eu-west-1")
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def bedrock(serve_fake):
+    return await serve_fake(FakeBedrock(region="eu-west-1"))
 
 
 @pytest.fixture

@@ -11,18 +11,13 @@ from elasticsearch import ApiError
 
 from tests.conftest import make_settings
 from tests.fakes.anthropic_upstream import FakeAnthropic, rate_limit_headers
-from tests.fakes.server import LiveServer
+from tests.sse import parse_sse
 
-BOM = "\ufeff"
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeAnthropic()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeAnthropic())
 
 
 @pytest.fixture
@@ -44,18 +39,6 @@ async def put(http, task: str, inference_id: str, upstream, model: str = "claude
     async with http.put(f"/_inference/{task}/{inference_id}", json=body) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.json()
-
-
-def parse_sse(raw: str) -> list[tuple[str, str]]:
-    events = []
-    for block in raw.split("\n\n"):
-        if not block:
-            continue
-        assert block.startswith(BOM), repr(block)
-        lines = block[len(BOM):].split("\n")
-        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), block
-        events.append((lines[0][7:], lines[1][6:]))
-    return events
 
 
 async def stream(http, path: str, body: dict) -> tuple[int, list[tuple[str, str]]]:

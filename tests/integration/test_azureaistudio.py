@@ -16,18 +16,13 @@ from elasticsearch import ApiError, BadRequestError
 
 from tests.conftest import make_settings
 from tests.fakes.azureaistudio_upstream import FakeAzureAIStudio, fake_vector
-from tests.fakes.server import LiveServer
+from tests.sse import parse_sse
 
-BOM = "\ufeff"
 
 
 @pytest.fixture
-async def azure():
-    fake = FakeAzureAIStudio()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def azure(serve_fake):
+    return await serve_fake(FakeAzureAIStudio())
 
 
 @pytest.fixture
@@ -48,17 +43,6 @@ async def put(es, task: str, inference_id: str, target: str, provider: str, endp
     resp = await es.inference.put_azureaistudio(task_type=task, azureaistudio_inference_id=inference_id,
                                                 service="azureaistudio", service_settings=settings, **extra)
     return resp.body
-
-
-def parse_sse(raw: str) -> list[tuple[str, str]]:
-    events = []
-    for block in raw.split("\n\n"):
-        if not block:
-            continue
-        assert block.startswith(BOM), repr(block)
-        lines = block[len(BOM):].split("\n")
-        events.append((lines[0][7:], lines[1][6:]))
-    return events
 
 
 # ------------------------------------------------------------------------------ text_embedding

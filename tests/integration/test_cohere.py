@@ -11,18 +11,13 @@ from elasticsearch import ApiError
 
 from tests.conftest import make_settings
 from tests.fakes.cohere_upstream import TRIAL_HEADERS, FakeCohere, fake_binary, fake_int8, fake_vector
-from tests.fakes.server import LiveServer
+from tests.sse import parse_sse
 
-BOM = "\ufeff"
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeCohere()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeCohere())
 
 
 @pytest.fixture
@@ -45,18 +40,6 @@ async def put(http, task: str, inference_id: str, upstream, model: str = "embed-
     async with http.put(f"/_inference/{task}/{inference_id}", json=body) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.json()
-
-
-def parse_sse(raw: str) -> list[tuple[str, str]]:
-    events = []
-    for block in raw.split("\n\n"):
-        if not block:
-            continue
-        assert block.startswith(BOM), repr(block)
-        lines = block[len(BOM):].split("\n")
-        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), block
-        events.append((lines[0][7:], lines[1][6:]))
-    return events
 
 
 async def stream(http, path: str, body: dict) -> tuple[int, list[tuple[str, str]]]:

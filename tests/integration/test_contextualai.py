@@ -9,19 +9,14 @@ from elasticsearch import ApiError
 
 from tests.conftest import make_settings
 from tests.fakes.contextualai_upstream import FakeContextual
-from tests.fakes.server import LiveServer
 
 MODEL = "ctxl-rerank-v2-instruct-multilingual"
 DOCS = ["luke", "star wars main character", "leia", "wars"]
 
 
 @pytest.fixture
-async def ctxl():
-    fake = FakeContextual()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def ctxl(serve_fake):
+    return await serve_fake(FakeContextual())
 
 
 @pytest.fixture

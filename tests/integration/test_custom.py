@@ -12,16 +12,11 @@ from elasticsearch import ApiError
 
 from tests.conftest import make_settings
 from tests.fakes.custom_upstream import FakeCustom, fake_bytes, fake_vector
-from tests.fakes.server import LiveServer
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeCustom()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeCustom())
 
 
 @pytest.fixture

@@ -11,18 +11,13 @@ import pytest
 from elasticsearch import ApiError, BadRequestError
 
 from tests.fakes.openai_upstream import FakeOpenAI, fake_vector
-from tests.fakes.server import LiveServer
+from tests.sse import parse_sse
 
-BOM = "\ufeff"
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture
@@ -40,19 +35,6 @@ async def put(http, task: str, inference_id: str, service_settings: dict, servic
 
 def openai_settings(upstream, path: str, model: str = "gpt-test", **kw) -> dict:
     return {"api_key": upstream.api_key, "model_id": model, "url": f"{upstream.url}{path}", **kw}
-
-
-def parse_sse(raw: str) -> list[tuple[str, str]]:
-    """(event, data) pairs; each event must start with ES's byte-order mark."""
-    events = []
-    for block in raw.split("\n\n"):
-        if not block:
-            continue
-        assert block.startswith(BOM), repr(block)
-        lines = block[len(BOM):].split("\n")
-        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), block
-        events.append((lines[0][7:], lines[1][6:]))
-    return events
 
 
 # ------------------------------------------------------------------------------ text_embedding

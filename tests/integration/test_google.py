@@ -12,18 +12,13 @@ from elasticsearch import ApiError
 
 from tests.conftest import make_settings
 from tests.fakes.google_upstream import TOOL_ARGS, FakeGoogleAiStudio, fake_vector, google_error, rate_limited
-from tests.fakes.server import LiveServer
+from tests.sse import parse_sse
 
-BOM = "\ufeff"
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeGoogleAiStudio()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeGoogleAiStudio())
 
 
 @pytest.fixture
@@ -43,17 +38,6 @@ async def put(http, task: str, inference_id: str, model: str = "gemini-2.5-flash
     async with http.put(f"/_inference/{task}/{inference_id}", json=body) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.json()
-
-
-def parse_sse(raw: str) -> list[tuple[str, str]]:
-    events = []
-    for block in raw.split("\n\n"):
-        if not block:
-            continue
-        assert block.startswith(BOM), repr(block)
-        lines = block[len(BOM):].split("\n")
-        events.append((lines[0][7:], lines[1][6:]))
-    return events
 
 
 async def stream(http, path: str, body: dict) -> tuple[int, list[tuple[str, str]]]:

@@ -10,16 +10,11 @@ from elasticsearch import ApiError
 
 from tests.conftest import make_settings
 from tests.fakes.jinaai_upstream import FakeJina, fake_bits, fake_vector
-from tests.fakes.server import LiveServer
 
 
 @pytest.fixture
-async def jina():
-    fake = FakeJina()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def jina(serve_fake):
+    return await serve_fake(FakeJina())
 
 
 @pytest.fixture

@@ -10,16 +10,11 @@ import openai
 import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI, fake_vector
-from tests.fakes.server import LiveServer
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture

@@ -21,21 +21,13 @@ from tests.fakes.server import LiveServer
 
 
 @pytest.fixture
-async def fake():
-    upstream = FakeOpenAI()
-    server = await LiveServer(upstream.app()).start()
-    upstream.url = server.url  # type: ignore[attr-defined]
-    yield upstream
-    await server.stop()
+async def fake(serve_fake):
+    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture
-async def other_fake():
-    upstream = FakeOpenAI()
-    server = await LiveServer(upstream.app()).start()
-    upstream.url = server.url  # type: ignore[attr-defined]
-    yield upstream
-    await server.stop()
+async def other_fake(serve_fake):
+    return await serve_fake(FakeOpenAI())
 
 
 async def _gateway(aiohttp_server, tmp_path, **settings):

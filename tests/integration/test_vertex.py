@@ -14,10 +14,9 @@ from elasticsearch import ApiError
 from adapters.vertex import GoogleVertexAiAdapter, TokenCache
 from tests.conftest import make_settings
 from tests.fakes.google_upstream import TOOL_ARGS, fake_vector, google_error, rate_limited
-from tests.fakes.server import LiveServer
 from tests.fakes.vertex_upstream import FakeVertex, make_key, service_account_json
+from tests.sse import parse_sse
 
-BOM = "\ufeff"
 KEY = make_key()
 OTHER_KEY = make_key()
 EMAIL = "gateway@my-project.iam.gserviceaccount.com"
@@ -30,12 +29,8 @@ def fresh_token_cache(monkeypatch):
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeVertex(public_key=KEY.public_key(), client_email=EMAIL)
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeVertex(public_key=KEY.public_key(), client_email=EMAIL))
 
 
 @pytest.fixture
@@ -62,17 +57,6 @@ async def put(http, upstream, task: str, inference_id: str, model: str = "gemini
         assert resp.status == 200, text
         assert "PRIVATE KEY" not in text
         return json.loads(text)
-
-
-def parse_sse(raw: str) -> list[tuple[str, str]]:
-    events = []
-    for block in raw.split("\n\n"):
-        if not block:
-            continue
-        assert block.startswith(BOM), repr(block)
-        lines = block[len(BOM):].split("\n")
-        events.append((lines[0][7:], lines[1][6:]))
-    return events
 
 
 async def stream(http, path: str, body: dict) -> tuple[int, list[tuple[str, str]]]:

@@ -9,17 +9,12 @@ import pytest
 from elasticsearch import ApiError, BadRequestError
 
 from tests.conftest import make_settings
-from tests.fakes.server import LiveServer
 from tests.fakes.voyageai_upstream import FakeVoyage, fake_bits, fake_int8, fake_vector
 
 
 @pytest.fixture
-async def voyage():
-    fake = FakeVoyage()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def voyage(serve_fake):
+    return await serve_fake(FakeVoyage())
 
 
 @pytest.fixture

@@ -12,20 +12,15 @@ from elasticsearch import ApiError, BadRequestError
 
 from adapters.watsonxai import IamTokenCache, WatsonxAIAdapter
 from tests.conftest import make_settings
-from tests.fakes.server import LiveServer
 from tests.fakes.watsonx_upstream import FakeWatsonx, fake_vector
+from tests.sse import parse_sse
 
-BOM = "\ufeff"
 VERSION = "2024-05-02"
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeWatsonx()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeWatsonx())
 
 
 @pytest.fixture(autouse=True)
@@ -60,17 +55,6 @@ async def put(http, upstream, task: str, inference_id: str, model: str = "ibm/gr
         assert resp.status == 200, text
         assert upstream.api_key not in text
         return json.loads(text)
-
-
-def parse_sse(raw: str) -> list[tuple[str, str]]:
-    events = []
-    for block in raw.split("\n\n"):
-        if not block:
-            continue
-        assert block.startswith(BOM), repr(block)
-        lines = block[len(BOM):].split("\n")
-        events.append((lines[0][7:], lines[1][6:]))
-    return events
 
 
 async def stream(http, path: str, body: dict) -> tuple[int, list[tuple[str, str]]]:

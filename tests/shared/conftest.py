@@ -25,7 +25,6 @@ import aiohttp
 import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -214,12 +213,8 @@ async def session():
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeOpenAI())
 
 
 def embedding_body(upstream, model: str = "text-embedding-3-small", **settings) -> dict:

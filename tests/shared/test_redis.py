@@ -15,11 +15,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from proxy.backends import CallContext
+from proxy.contract import CallContext
 from proxy.errors import TooManyRequestsError
 from proxy.limits import RateLimiter
-from proxy.observability import Metrics
-from proxy.registry import Endpoint
+from proxy.metrics import Metrics
+from proxy.endpoint import Endpoint
 from proxy.types import EmbedRequest, EmbedResult, InputType, TaskType, Usage
 from tests.fakes.openai_upstream import fake_vector
 from tests.shared.conftest import embedding_body, eventually, metric, new_key, unique

@@ -49,3 +49,23 @@ def test_urls_in_logs_lose_their_password():
     assert redact("postgresql://gw:s3cret@db:5432/x?sslmode=require") == "postgresql://gw:***@db:5432/x?sslmode=require"
     assert redact("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
     assert redact("redis://cache:6379/0") == "redis://cache:6379/0"
+
+
+def test_vllm_engine_arguments_come_from_the_config_file(tmp_path):
+    """README "Local models": engine arguments come from service_settings or `vllm_<name>` in the config."""
+    from engines.base import EngineOptions
+    from engines.vllm_engine import ENGINE_ARG_NAMES, engine_args
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text("vllm_max_num_seqs: 6\nvllm_gpu_memory_utilization: 0.5\nvllm_dtype: bfloat16\n"
+                      "vllm_max_model_len: 512\nvllm_max_num_batched_tokens: 1024\n")
+    s = settings_mod.load({"config": str(config)}, env={})
+    assert all(hasattr(s, f"vllm_{name}") for name in ENGINE_ARG_NAMES)
+    args = engine_args(EngineOptions(slots=2), config=s)
+    assert args == {"max_num_seqs": 6, "gpu_memory_utilization": 0.5, "dtype": "bfloat16", "max_model_len": 512,
+                    "max_num_batched_tokens": 1024}
+    # an endpoint's own service_settings still win over the config
+    assert engine_args(EngineOptions(), [{"max_num_seqs": 9}], config=s)["max_num_seqs"] == 9
+    config.write_text("vllm_max_num_seqs: many\n")
+    with pytest.raises(Exception, match="vllm_max_num_seqs"):
+        settings_mod.load({"config": str(config)}, env={})

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import SSEEvent
 from adapters.openai_compat import OpenAIStreamParser
-from adapters.base import StreamCut
-from proxy.sse import FrameTooLarge, NDJSONDecoder, SSEDecoder
+from proxy.errors import StreamCut
+from proxy.sse import FrameTooLarge, NDJSONDecoder, SSEDecoder, SSEEvent
 
 # An OpenAI stream as recorded on the wire, with a comment line, CRLF line ends, a multi-line data
 # field and multi-byte UTF-8 (é, 日本, an emoji) so that splits fall inside characters too.

@@ -1,33 +1,92 @@
-"""Surface-independent steps of performing inference, shared by `/_inference` and `/v1`."""
+"""The surface-independent steps of serving an inference request, shared by `/_inference` and `/v1`.
+
+A route resolves the endpoint and `bind`s it (the endpoint being served, the error surface for its
+task, whether it may stream), converts the body with its wire module, then hands the canonical
+request to `Call.run` or `Call.stream`, which build the call context, call the backend, count the
+usage of every task and answer in the surface's format. Secrets of the endpoint never leave in an
+error (`scrub`, applied to every error the gateway writes).
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
-from . import appkeys, tracing
+from . import appkeys, surfaces, tracing
 from .auth import check_endpoint
+from .contract import Backend, CallContext
+from .endpoint import Endpoint
 from .keys import MONITOR
-from .backends import Backend, CallContext
 from .errors import GatewayError, StatusError
-from .registry import Endpoint
-from .types import RankedDoc, RerankRequest, RerankResult, TaskType, Usage
+from .httputil import parse_time
+from .streaming import pump
+from .types import (CanonicalRequest, CanonicalResult, ChatRequest, RankedDoc, RerankRequest,
+                    RerankResult, TaskType, Usage)
+from .wire import StreamRenderer
 
 DEFAULT_TIMEOUT_TEXT = "30s"
-DEFAULT_GENERATION_TIMEOUT_TEXT = "120s"  # SPEC default for completion routes
+DEFAULT_GENERATION_TIMEOUT_TEXT = "120s"  # ES `InferenceAction.Request.DEFAULT_TIMEOUT` for completion tasks
 
 
 def context(ep: Endpoint, timeout_s: float, timeout_text: str) -> CallContext:
     return CallContext(inference_id=ep.inference_id, deadline=time.monotonic() + timeout_s, timeout_text=timeout_text)
 
 
-def backend_for(request: web.Request, ep: Endpoint) -> Backend:
+def bind(request: web.Request, ep: Endpoint, *, stream: bool = False) -> "Call":
+    """From here on the request serves `ep`: errors take the shape its task calls for and are scrubbed
+    of its secrets. A key limited to other endpoints is refused here, on every surface."""
     check_endpoint(request, MONITOR, ep.inference_id, ep.task_type.value)
     request[appkeys.ENDPOINT] = ep
     tracing.bind(request, ep)
-    return request.app[appkeys.BACKENDS].get(ep)
+    surfaces.choose(request, surfaces.of(request).for_task(ep.task_type))
+    if stream:
+        check_streamable(ep, ep.task_type)
+    return Call(request, ep)
+
+
+class Call:
+    """One bound request: the endpoint, its backend, the usage counter."""
+
+    __slots__ = ("request", "endpoint")
+
+    def __init__(self, request: web.Request, endpoint: Endpoint) -> None:
+        self.request = request
+        self.endpoint = endpoint
+
+    def _context(self, req: CanonicalRequest, timeout: str | None) -> CallContext:
+        text = timeout or (DEFAULT_GENERATION_TIMEOUT_TEXT if isinstance(req, ChatRequest) else DEFAULT_TIMEOUT_TEXT)
+        return context(self.endpoint, parse_time(text), text)
+
+    def _backend(self) -> Backend:
+        return self.request.app[appkeys.BACKENDS].get(self.endpoint)
+
+    async def run(self, req: CanonicalRequest, render: Callable[[Any], bytes],
+                  timeout: str | None = None) -> web.Response:
+        """Call the backend for the request's task and answer with `render(result)` as JSON."""
+        ep = self.endpoint
+        ctx = self._context(req, timeout)
+        backend = self._backend()
+        result: CanonicalResult
+        if isinstance(req, ChatRequest):
+            result = await backend.chat(req, ctx)
+        elif isinstance(req, RerankRequest):
+            req = rerank_options(ep, req)
+            result = finish_rerank(req, await backend.rerank(req, ctx))
+        elif ep.task_type == TaskType.SPARSE_EMBEDDING:
+            result = await backend.sparse_embed(req, ctx)
+        else:
+            result = await backend.embed(req, ctx)
+        count_usage(self.request, result.usage)
+        return web.Response(body=render(result), content_type="application/json")
+
+    async def stream(self, req: ChatRequest, renderer: StreamRenderer, timeout: str | None = None) -> web.StreamResponse:
+        """Relay the backend's deltas through `renderer` (`proxy.streaming.pump`), counting usage as it passes."""
+        ctx = self._context(req, timeout)
+        request = self.request
+        return await pump(request, self._backend().stream(req, ctx), renderer,
+                          lambda usage: count_usage(request, usage), lambda err: scrub(request, err))
 
 
 def _secret_strings(value: Any) -> list[str]:
@@ -70,17 +129,6 @@ def count_usage(request: web.Request, usage: Usage | None) -> None:
         tokens.labels(ep.inference_id, "out").inc(usage.completion_tokens)
 
 
-def check_input_limits(request: web.Request, inputs: list[str]) -> None:
-    settings = request.app[appkeys.SETTINGS]
-    if len(inputs) > settings.max_inputs:
-        raise StatusError(f"Too many inputs: [{len(inputs)}] is more than the limit of [{settings.max_inputs}] "
-                          f"per request", status=413)
-    longest = max((len(i) for i in inputs), default=0)
-    if longest > settings.max_input_chars:
-        raise StatusError(f"An input of [{longest}] characters is longer than the limit of "
-                          f"[{settings.max_input_chars}]", status=413)
-
-
 def check_streamable(ep: Endpoint, task: TaskType) -> None:
     """ES `BaseTransportInferenceAction.unsupportedStreamingTaskException` (405)."""
     supported = ep.spec.stream_tasks()
@@ -105,7 +153,7 @@ def rerank_options(ep: Endpoint, req: RerankRequest) -> RerankRequest:
     top_n = pick("top_n", req.top_n)
     ret = pick("return_documents", req.return_documents)
     if ret is None and ep.spec.local:
-        ret = True  # the elasticsearch service returns documents by default (SPEC ElasticsearchTaskSettings)
+        ret = True  # ES `CustomElandRerankTaskSettings`: return_documents defaults to true
     return RerankRequest(query=req.query, documents=req.documents, top_n=top_n, return_documents=ret,
                          task_settings=req.task_settings)
 
