@@ -12,7 +12,7 @@ import email.utils
 import random
 import time
 from contextlib import AsyncExitStack
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -135,7 +135,7 @@ class RemoteBackend:
     async def _backoff(self, err: UpstreamError, attempt: int, ctx: CallContext) -> None:
         """Sleep before the next try, or re-raise when no try fits before the deadline."""
         self.metrics.upstream_errors.labels(self.service, str(err.upstream_status)).inc()
-        if not err.retryable:
+        if not err.retryable or 0 < ctx.max_attempts <= attempt + 1:
             raise err
         if err.retry_after is not None:
             delay = err.retry_after
@@ -282,11 +282,14 @@ class RemoteBackend:
 class Backends:
     """Builds and caches one backend per endpoint; the registry tells it when endpoints change."""
 
-    def __init__(self, transport: Transport, metrics: Metrics, local: Any = None, shared: Any = None) -> None:
+    def __init__(self, transport: Transport, metrics: Metrics, local: Any = None, shared: Any = None,
+                 resolve: Callable[[str], Endpoint | None] | None = None) -> None:
         self.transport = transport
         self.metrics = metrics
         self.local = local  # engines.EngineManager, when local models are enabled
         self.shared = shared  # shared_limits.RedisLink with --redis: shared rate limits, embedding cache
+        self.resolve = resolve  # endpoint id -> Endpoint: how composite services find their targets
+        self._routing: Any = None  # router.Routing, made for the first router
         self._cache: dict[str, tuple[Endpoint, Backend]] = {}
 
     def forget(self, inference_id: str, _endpoint: Endpoint | None = None) -> None:
@@ -301,6 +304,13 @@ class Backends:
         return backend
 
     def _build(self, ep: Endpoint) -> Backend:
+        if ep.spec.composite:  # its targets' backends do the caching and rate limiting
+            from .router import RouterBackend, Routing
+
+            if self._routing is None:
+                self._routing = Routing(self.metrics, self.shared)
+            assert self.resolve is not None
+            return RouterBackend(ep, self._routing, self.resolve, self.get)
         backend = self._build_inner(ep)
         if self.shared is not None and self.shared.cache_ttl and ep.task_type == TaskType.TEXT_EMBEDDING:
             backend = CachingBackend(backend, ep, self.shared, self.metrics)

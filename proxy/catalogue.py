@@ -59,6 +59,7 @@ class Service:
     one_of: tuple[OneOf, ...] = ()
     streaming: frozenset[TaskType] | None = None  # None: completion and chat_completion if served
     local: bool = False  # served by a local engine, not a remote provider
+    composite: bool = False  # performs by calling other endpoints (the router; see routing.py)
     deprecation: str | None = None
     defaults: Mapping[TaskType, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -275,6 +276,16 @@ _SERVICES: tuple[Service, ...] = (
             RERANK_TASK_SETTINGS,
             rate_limit=3000,
             defaults={T.TEXT_EMBEDDING: {"similarity": "dot_product"}}),
+    # the gateway's own service: an endpoint that routes each request to one of its targets (routing.py)
+    Service("router", _tasks(T.TEXT_EMBEDDING, T.SPARSE_EMBEDDING, T.RERANK, T.COMPLETION, T.CHAT_COMPLETION),
+            (_s("strategy", choices=("fallback", "round_robin", "weighted", "least_latency", "least_busy"),
+                updatable=True),
+             _s("targets", "list", required=True, updatable=True), _s("failover_on", "list", updatable=True),
+             _s("retries", "int", updatable=True),
+             _s("circuit_breaker", "object", updatable=True,
+                fields=(_s("failure_threshold", "int", positive=True), _s("cooldown"))),
+             SIMILARITY, DIMENSIONS),
+            composite=True),
     Service("voyageai", _tasks(T.TEXT_EMBEDDING, T.RERANK),
             (MODEL_ID, API_KEY, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS,
              _s("embedding_type", choices=("float", "int8", "byte", "bit", "binary"), tasks=EMBED), RATE_LIMIT),

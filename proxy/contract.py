@@ -22,6 +22,7 @@ class CallContext(msgspec.Struct, kw_only=True):
     deadline: float  # time.monotonic() by which the request must be answered
     timeout_text: str  # as the client gave it, for messages ("30s")
     idle_timeout: float = 60.0  # longest silence inside a stream
+    max_attempts: int = 0  # tries of one upstream call; 0: as many as fit before the deadline (a router sets it)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

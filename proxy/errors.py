@@ -8,6 +8,7 @@ and a human reason. Each API surface renders it in its own format (see `wire/es.
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 
 class GatewayError(Exception):
@@ -131,3 +132,22 @@ class StreamReportedError(UpstreamError):
 def malformed(what: str = "response") -> UpstreamError:
     """An upstream answer that does not parse: the gateway's fault to report is 502, not the client's."""
     return UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502, status=502)
+
+
+def _secret_strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) >= 4 else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _secret_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _secret_strings(v)]
+    return []
+
+
+def redact(err: GatewayError, secrets: Any) -> GatewayError:
+    """Replace every secret string found in `secrets` (an endpoint's) in the error's message."""
+    for secret in _secret_strings(secrets):
+        if secret in err.reason:
+            err.reason = err.reason.replace(secret, "[redacted]")
+            err.args = (err.reason,)
+    return err

@@ -45,6 +45,19 @@ class Metrics:
                                   ["endpoint"], registry=r)
         self.cache_misses = Counter("inference_proxy_embedding_cache_misses",
                                     "Embedding inputs not in the cache, sent upstream", ["endpoint"], registry=r)
+        # routers (router.py): per router and target
+        self.router_attempts = Counter("inference_proxy_router_attempts", "Requests a router sent to a target",
+                                       ["router", "target"], registry=r)
+        self.router_failures = Counter("inference_proxy_router_failures", "Router attempts that failed, by status",
+                                       ["router", "target", "status"], registry=r)
+        self.router_skipped = Counter("inference_proxy_router_skipped",
+                                      "Targets passed over (reason: open, missing, task_type, no_streaming)",
+                                      ["router", "target", "reason"], registry=r)
+        self.router_chosen = Counter("inference_proxy_router_chosen", "Requests a target answered for a router",
+                                     ["router", "target"], registry=r)
+        self.breaker_state = Gauge("inference_proxy_circuit_breaker_state",
+                                   "A target's circuit breaker as this process last saw it: 0 closed, 1 open, "
+                                   "2 half-open", ["target"], registry=r)
 
     def render(self) -> bytes:
         if self.multiprocess_dir is None:

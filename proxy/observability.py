@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+from contextvars import ContextVar
 
 import orjson
 from aiohttp import web
@@ -21,6 +22,10 @@ from .tracing import record_outcome
 
 access_log = logging.getLogger("proxy.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The endpoint that answered a request to a router. The router sets it in the request's task and the
+# access log, the metrics and the X-Inference-Target header read it there: the routes between them
+# need not carry it. Reset for every request (keep-alive connections may share a task).
+ANSWERED_BY: ContextVar[str | None] = ContextVar("answered_by", default=None)
 
 
 def _route(request: web.Request) -> str:
@@ -45,6 +50,7 @@ async def _observe(request: web.Request, handler, span) -> web.StreamResponse:
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()  # uuid4().hex costs 5x more
     request[appkeys.REQUEST_ID] = request_id
+    ANSWERED_BY.set(None)
     started = time.perf_counter()
     metrics.in_flight.inc()
     status = 500
@@ -77,7 +83,8 @@ async def _observe(request: web.Request, handler, span) -> web.StreamResponse:
             access_log.info(orjson.dumps({
                 "request_id": request_id, "method": request.method, "path": request.path, "route": route,
                 "status": status, "duration_ms": round(elapsed * 1000, 3), "endpoint": endpoint or None,
-                "service": service or None, "task": task or None, "remote": request.remote,
+                "service": service or None, "task": task or None, "target": ANSWERED_BY.get(),
+                "remote": request.remote,
             }).decode())
 
 
@@ -85,6 +92,12 @@ async def stamp_request_id(request: web.Request, response: web.StreamResponse) -
     request_id = request.get(appkeys.REQUEST_ID)
     if request_id:
         response.headers["X-Request-Id"] = request_id
+
+
+async def stamp_target(request: web.Request, response: web.StreamResponse) -> None:
+    target = ANSWERED_BY.get()
+    if target is not None:
+        response.headers["X-Inference-Target"] = target
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

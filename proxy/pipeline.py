@@ -19,7 +19,7 @@ from .auth import check_endpoint
 from .contract import Backend, CallContext
 from .endpoint import Endpoint
 from .keys import MONITOR
-from .errors import GatewayError, StatusError
+from .errors import GatewayError, StatusError, redact
 from .httputil import parse_time
 from .streaming import pump
 from .types import (CanonicalRequest, CanonicalResult, ChatRequest, RankedDoc, RerankRequest,
@@ -89,27 +89,11 @@ class Call:
                           lambda usage: count_usage(request, usage), lambda err: scrub(request, err))
 
 
-def _secret_strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if len(value) >= 4 else []
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _secret_strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _secret_strings(v)]
-    return []
-
-
 def scrub(request: web.Request, err: GatewayError) -> GatewayError:
     """Last line of defence: no secret of the endpoint being served appears in an error message,
     whatever an upstream echoed or an adapter put in it."""
     ep = request.get(appkeys.ENDPOINT)
-    if ep is None:
-        return err
-    for secret in _secret_strings(ep.secrets):
-        if secret in err.reason:
-            err.reason = err.reason.replace(secret, "[redacted]")
-            err.args = (err.reason,)
-    return err
+    return err if ep is None else redact(err, ep.secrets)
 
 
 def count_usage(request: web.Request, usage: Usage | None) -> None:

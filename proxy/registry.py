@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import msgspec
 from cryptography.exceptions import InvalidTag
 
-from . import catalogue
+from . import catalogue, routing
 from .catalogue import Service
 from .endpoint import Endpoint
 from .errors import AlreadyExistsError, NotFoundError, RequestValidationError, StatusError
@@ -268,6 +268,8 @@ class Registry:
             self._local_check(spec, task, cfg)
         if inference_id in self._endpoints:
             raise AlreadyExistsError(f"Inference endpoint [{inference_id}] already exists")
+        if spec.composite:
+            cfg.service_settings = routing.check(inference_id, task, cfg.service_settings, self.get)
         ep = Endpoint(inference_id=inference_id, task_type=task, service=spec.name,
                       service_settings=cfg.service_settings, task_settings=cfg.task_settings,
                       chunking_settings=cfg.chunking_settings, secrets=cfg.secrets)
@@ -305,6 +307,8 @@ class Registry:
             raise unknown_settings_error(leftover, current.service)
         cfg = validate_update(current.spec, current.task_type, current.validated(), body.get("service_settings"),
                               body.get("task_settings"))
+        if current.spec.composite:
+            cfg.service_settings = routing.check(inference_id, current.task_type, cfg.service_settings, self.get)
         ep = msgspec.structs.replace(current, service_settings=cfg.service_settings, secrets=cfg.secrets,
                                      task_settings=cfg.task_settings)
         self._claim(inference_id, exists_error=False)
@@ -321,7 +325,8 @@ class Registry:
         self._changed(inference_id, ep)
         return ep
 
-    async def delete(self, inference_id: str, url_task: TaskType | None, *, dry_run: bool) -> dict[str, Any]:
+    async def delete(self, inference_id: str, url_task: TaskType | None, *, dry_run: bool,
+                     force: bool = False) -> dict[str, Any]:
         if inference_id in self._preconfigured:
             raise StatusError(f"[{inference_id}] is a reserved inference endpoint. Cannot delete a reserved "
                               f"inference endpoint.")
@@ -329,9 +334,18 @@ class Registry:
         if url_task is not None and url_task != ep.task_type:
             raise StatusError(f"Requested task type [{url_task.value}] does not match the inference endpoint's "
                               f"task type [{ep.task_type.value}]")
-        # The gateway has no ingest pipelines or indices, so nothing can reference an endpoint.
+        # The gateway has no ingest pipelines or indices; routers are what may reference an endpoint, and
+        # they are reported the way ES reports pipelines (TransportDeleteInferenceEndpointAction), in a
+        # `routers` field of their own that appears only when there are some.
+        routers = routing.users_of(inference_id, self.all())
         if dry_run:
-            return {"acknowledged": False, "pipelines": [], "indexes": []}
+            result: dict[str, Any] = {"acknowledged": False, "pipelines": [], "indexes": []}
+            if routers:
+                result["routers"] = routers
+                result["error_message"] = routing.referenced_error(inference_id, routers)
+            return result
+        if routers and not force:
+            raise StatusError(routing.referenced_error(inference_id, routers), status=409)
         self._claim(inference_id, exists_error=False)
         try:
             if not await self._store.delete(inference_id):

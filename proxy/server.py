@@ -15,7 +15,7 @@ from .errors import AlreadyExistsError, GatewayError, StatusError
 from .keys import KeyRing
 from .limits import Admission
 from .metrics import Metrics
-from .observability import observe, stamp_request_id
+from .observability import observe, stamp_request_id, stamp_target
 from .pipeline import scrub
 from .registry import Registry
 from .routes import es as es_routes
@@ -103,6 +103,7 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     app[appkeys.TRACING] = Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_settings(settings)
     app.on_response_prepare.append(_product_header)
     app.on_response_prepare.append(stamp_request_id)
+    app.on_response_prepare.append(stamp_target)
     app.cleanup_ctx.append(_transport_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_registry_ctx)
@@ -151,7 +152,8 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
                 continue
             log.info("created endpoint [%s] from the config file", declared.inference_id)
     app[appkeys.REGISTRY] = registry
-    backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[appkeys.REDIS])
+    backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[appkeys.REDIS],
+                        resolve=registry.get)
     registry.add_listener(backends.forget)
     if local is not None:
         registry.add_listener(local.forget)

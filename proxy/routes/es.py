@@ -141,9 +141,9 @@ async def _delete(request: web.Request, inference_id: str, task: TaskType | None
     check_params(request, ("dry_run", "force", "timeout"))
     check_timeout_param(request)
     dry_run = bool_param(request, "dry_run")
-    bool_param(request, "force")  # nothing can reference an endpoint here, so force changes nothing
+    force = bool_param(request, "force")  # deletes an endpoint that routers still name
     _check_manage(request, inference_id, task.value if task is not None else None)
-    result = await request.app[appkeys.REGISTRY].delete(inference_id, task, dry_run=dry_run)
+    result = await request.app[appkeys.REGISTRY].delete(inference_id, task, dry_run=dry_run, force=force)
     return json_response(result)
 
 
