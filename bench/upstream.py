@@ -171,8 +171,14 @@ def make_app(events: int, gap: float):
     async def chat_paced(request: web.Request) -> web.StreamResponse:
         return await _chat(request, gap)
 
+    async def refuse(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=503, body=b'{"error":{"message":"overloaded","type":"server_error"}}',
+                            content_type="application/json")
+
     app = web.Application()
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/refuse/v1/embeddings", refuse)  # a target that refuses at once (bench/router.py)
     app.router.add_post("/v1/chat/completions", chat_fast)
     app.router.add_post("/paced/v1/chat/completions", chat_paced)
     return app
