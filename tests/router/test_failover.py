@@ -181,3 +181,37 @@ async def test_metrics_and_the_access_log_name_the_target(http, pair, caplog):
                    'inference_proxy_router_chosen_total{router="r",target="b-completion"} 1.0',
                    'inference_proxy_circuit_breaker_state{target="a-completion"} 0.0'):
         assert sample in text, sample
+
+
+async def test_a_targets_own_rate_limit_moves_on(http, pair):
+    a, b = pair
+    await put_target(http, "completion", "a-limited", a, rate_limit={"requests_per_minute": 1})
+    await put_router(http, "completion", "r", ["a-limited", "b-completion"])
+    targets = []
+    for _ in range(3):
+        async with http.post("/_inference/completion/r?timeout=5s", json={"input": "x"}) as resp:
+            assert resp.status == 200
+            targets.append(resp.headers["X-Inference-Target"])
+    # the next slot is a minute away, beyond the request's timeout: refused at once with 429, so the next target
+    assert targets == ["a-limited", "b-completion", "b-completion"] and a.requests == 1
+
+
+async def test_retries_try_the_same_target_again_first(http, pair):
+    a, b = pair
+    await put_router(http, "completion", "r", ["a-completion", "b-completion"], retries=1)
+    a.plan(answer(503))
+    async with http.post("/_inference/completion/r?timeout=10s", json={"input": "x"}) as resp:
+        assert resp.status == 200 and resp.headers["X-Inference-Target"] == "a-completion"
+    assert (a.requests, b.requests) == (2, 0)
+
+
+async def test_a_router_of_routers_names_the_endpoint_that_answered(http, pair):
+    a, b = pair
+    await put_router(http, "chat_completion", "inner", ["a-chat", "b-chat"])
+    await put_router(http, "chat_completion", "outer", ["inner"])
+    a.plan(answer(503), times=2)
+    async with http.post("/v1/chat/completions", json={"model": "outer", **CHAT}) as resp:
+        assert resp.status == 200 and resp.headers["X-Inference-Target"] == "b-chat"
+    async with http.post("/v1/chat/completions", json={"model": "outer", "stream": True, **CHAT}) as resp:
+        assert resp.status == 200 and resp.headers["X-Inference-Target"] == "b-chat"
+        assert openai_chat_text(await resp.read()) == "Hello"
