@@ -1,4 +1,5 @@
-"""Circuit breakers: the state machine on a test clock, in Redis, and in front of real upstreams."""
+"""Circuit breakers: the state machine on a test clock, in Redis, and in front of real upstreams; and the
+latency figures `least_latency` reads, shared through Redis."""
 
 from __future__ import annotations
 
@@ -67,9 +68,9 @@ async def test_a_probe_whose_caller_vanished_is_given_to_another_after_its_lease
     assert (await breakers.admit("t", 2.0)).probe
 
 
-async def test_the_breaker_state_machine_in_redis():
+@pytest.fixture
+async def link():
     redis = pytest.importorskip("redis.asyncio", reason="redis is not installed (pip install -e '.[shared]')")
-    from proxy.breaker import SharedCircuitBreakers
     from proxy.observability import Metrics
     from proxy.shared_limits import RedisLink
     from tests.shared.conftest import REDIS_URL
@@ -83,15 +84,31 @@ async def test_the_breaker_state_machine_in_redis():
         await probe.aclose()
     link = RedisLink(REDIS_URL, Metrics())
     await link.start()
-    try:
-        # Redis keeps the time: a short real cooldown is waited out
-        async def step(seconds: float) -> None:
-            await asyncio.sleep(seconds + 0.01)
+    yield link
+    await link.close()
 
-        await cycle(SharedCircuitBreakers(link), step, 1.0)
-        assert link.available
-    finally:
-        await link.close()
+
+async def test_the_breaker_state_machine_in_redis(link):
+    from proxy.breaker import SharedCircuitBreakers
+
+    # Redis keeps the time: a short real cooldown is waited out
+    async def step(seconds: float) -> None:
+        await asyncio.sleep(seconds + 0.01)
+
+    await cycle(SharedCircuitBreakers(link), step, 1.0)
+    assert link.available
+
+
+async def test_latency_figures_are_shared_through_redis(link):
+    from proxy.latency import SharedLatencies
+
+    one, two = SharedLatencies(link), SharedLatencies(link)  # two replicas
+    t = f"t-{uuid.uuid4().hex[:8]}"
+    await one.record(t, 0.2)
+    assert await two.get([t]) == {t: pytest.approx(0.2)}
+    await two.record(t, 0.1)
+    assert await one.get([t]) == {t: pytest.approx(0.17)}
+    await link.client.hdel(one.key, t)
 
 
 async def test_an_open_breaker_skips_its_target_until_the_cooldown_passes(http, upstreams):
@@ -132,3 +149,29 @@ async def test_after_the_cooldown_one_probe_closes_the_breaker(http, upstreams):
         async with http.post("/_inference/completion/r", json={"input": "x"}) as resp:
             assert resp.status == 200 and resp.headers["X-Inference-Target"] == "a"
     assert a.requests == 4
+
+
+async def test_without_redis_answering_the_breakers_are_the_processes_own():
+    pytest.importorskip("redis.asyncio", reason="redis is not installed (pip install -e '.[shared]')")
+    from proxy.breaker import SharedCircuitBreakers
+    from proxy.latency import SharedLatencies
+    from proxy.observability import Metrics
+    from proxy.shared_limits import RedisLink
+    from tests.faults.raw_upstream import refused_port
+
+    link = RedisLink(f"redis://127.0.0.1:{refused_port()}/0", Metrics())
+    await link.start()
+    try:
+        assert not link.available
+        clock = Clock()
+
+        async def step(seconds: float) -> None:
+            clock.now += seconds
+
+        await cycle(SharedCircuitBreakers(link, CircuitBreakers(clock)), step, 30.0)
+        latencies = SharedLatencies(link)
+        await latencies.record("t", 0.2)
+        await latencies.record("t", 0.1)
+        assert (await latencies.get(["t", "u"])) == {"t": pytest.approx(0.17), "u": None}
+    finally:
+        await link.close()
