@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any, Iterable
 
 import msgspec
@@ -11,11 +10,10 @@ from aiohttp import web
 
 from . import appkeys
 from .errors import GatewayError, IllegalArgumentError, ParseError, StatusError
+from .timevalue import parse_time
 
 JSON_TYPES = ("application/json", "application/vnd.elasticsearch+json", "application/x-ndjson")
 _GENERIC_PARAMS = frozenset({"error_trace", "filter_path", "human", "pretty"})
-_TIME = re.compile(r"^(\d+)(nanos|micros|ms|s|m|h|d)$")
-_UNIT_SECONDS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 _encoder = msgspec.json.Encoder()
@@ -92,12 +90,3 @@ def check_timeout_param(request: web.Request) -> None:
     raw = request.query.get("timeout")
     if raw is not None:
         parse_time(raw)
-
-
-def parse_time(value: str, setting: str = "timeout") -> float:
-    """ES time value ("30s", "500ms", "2m") in seconds."""
-    m = _TIME.match(value.strip())
-    if not m:
-        raise IllegalArgumentError(f"failed to parse setting [{setting}] with value [{value}] as a time value: "
-                                   f"unit is missing or unrecognized")
-    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 import msgspec
 
 from .errors import GatewayError, StatusError, ValidationError
-from .httputil import parse_time
+from .timevalue import parse_time
 from .types import EMBEDDING_TASKS, TaskType
 
 DEFAULT_FAILOVER_ON: list[Any] = [408, 429, "5xx"]  # timeouts, rate limits, server and connection errors
