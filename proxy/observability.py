@@ -11,21 +11,17 @@ import logging
 import os
 import re
 import time
-from contextvars import ContextVar
 
 import orjson
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import appkeys
+from .routing import ANSWERED_BY
 from .tracing import record_outcome
 
 access_log = logging.getLogger("proxy.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# The endpoint that answered a request to a router. The router sets it in the request's task and the
-# access log, the metrics and the X-Inference-Target header read it there: the routes between them
-# need not carry it. Reset for every request (keep-alive connections may share a task).
-ANSWERED_BY: ContextVar[str | None] = ContextVar("answered_by", default=None)
 
 
 def _route(request: web.Request) -> str:

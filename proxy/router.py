@@ -6,7 +6,7 @@ code and may target routers. Every attempt runs inside the request's deadline, s
 target's own `timeout` when it has one; a target's backend retries only `retries` times so that the
 router can move on. A stream fails over only until its first delta: after that the client has bytes
 and an error goes in-band. Each target has a circuit breaker (`breaker.py`); a target whose breaker
-is open is skipped. The target that answered is announced in `observability.ANSWERED_BY`.
+is open is skipped. The target that answered is announced in `routing.ANSWERED_BY`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from .endpoint import Endpoint
 from .errors import GatewayError, ServiceUnavailableError, StatusError, redact
 from .latency import Latencies, SharedLatencies
 from .metrics import Metrics
-from .observability import ANSWERED_BY
-from .routing import RouterSettings, Target, parse
+from .routing import ANSWERED_BY, RouterSettings, Target, parse
 from .types import ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult
 from .types import SparseEmbedResult
 

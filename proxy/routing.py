@@ -7,6 +7,7 @@ task type, compatible vectors, no cycles); `router.py` performs requests with th
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, Callable, Iterable
 
 import msgspec
@@ -17,6 +18,10 @@ from .types import EMBEDDING_TASKS, TaskType
 
 DEFAULT_FAILOVER_ON: list[Any] = [408, 429, "5xx"]  # timeouts, rate limits, server and connection errors
 DEFAULT_BREAKER = {"failure_threshold": 5, "cooldown": "30s"}
+# The endpoint that answered a request to a router. The router sets it in the request's task, where the
+# access log and the X-Inference-Target header (observability.py) read it: the routes between them need
+# not carry it. Reset for every request (requests on one keep-alive connection may share a task).
+ANSWERED_BY: ContextVar[str | None] = ContextVar("answered_by", default=None)
 # settings of an embedding endpoint that decide whether two endpoints' vectors can be mixed in one index
 VECTOR_SETTINGS = ("dimensions", "similarity", "element_type", "embedding_type")
 
