@@ -2,7 +2,8 @@
 
 A router is an ordinary endpoint whose `service_settings` name other endpoints (its targets). This
 module knows the shape of those settings and what must hold between a router and its targets (same
-task type, compatible vectors, no cycles); `router.py` performs requests with them. It does no I/O.
+task type, compatible vectors, no cycles), and which target answered a request; `router.py` performs
+requests with them. It does no I/O.
 """
 
 from __future__ import annotations
