@@ -6,6 +6,7 @@ so a test says exactly how each one fails and counts what reached it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -106,6 +107,16 @@ async def test_a_hang_past_the_targets_timeout_moves_on(http, pair):
         assert resp.headers["X-Inference-Target"] == "b-completion"
     assert body == {"completion": [{"result": "Hello"}]}
     assert a.conns[0].closed.is_set()  # the gateway left the hanging upstream
+
+    async def headers_then_silence(conn):
+        await conn.start()
+        await conn.hang()
+
+    a.plan(headers_then_silence)  # a stream whose first event never comes
+    async with http.post("/_inference/completion/r/_stream?timeout=10s", json={"input": "x"}) as resp:
+        assert resp.status == 200 and resp.headers["X-Inference-Target"] == "b-completion"
+        assert es_completion_text(await resp.read()) == "Hello"
+    await asyncio.wait_for(a.conns[1].closed.wait(), 5)
 
 
 async def test_every_attempt_fits_in_the_requests_timeout(http, pair):
