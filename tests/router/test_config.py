@@ -137,3 +137,21 @@ async def test_a_router_is_updated_like_an_endpoint(http, upstreams):
         assert resp.status == 400
     async with http.get("/_inference/ru") as resp:
         assert (await resp.json())["endpoints"][0]["service_settings"]["targets"] == ["u1", "u2"]
+
+
+async def test_per_request_task_settings_are_refused_clearly(http, upstreams):
+    up = await upstreams()
+    await put_target(http, "text_embedding", "t", up)
+    await put_router(http, "text_embedding", "r", ["t"])
+    async with http.post("/_inference/text_embedding/r", json={"input": "x", "task_settings": {"user": "u"}}) as resp:
+        body = await resp.json()
+        assert resp.status == 400
+    assert body["error"]["reason"] == "Configuration contains settings [{user=u}] unknown to the [router] service"
+    # a top-level input_type reaches the target, which answers as it would directly (openai refuses it)
+    answers = []
+    for inference_id in ("t", "r"):
+        async with http.post(f"/_inference/text_embedding/{inference_id}",
+                             json={"input": "x", "input_type": "search"}) as resp:
+            answers.append((resp.status, await resp.json()))
+    assert answers[0] == answers[1] and answers[0][0] == 400
+    assert "Invalid input_type [search]" in answers[0][1]["error"]["reason"]
