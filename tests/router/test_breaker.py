@@ -71,7 +71,7 @@ async def test_a_probe_whose_caller_vanished_is_given_to_another_after_its_lease
 @pytest.fixture
 async def link():
     redis = pytest.importorskip("redis.asyncio", reason="redis is not installed (pip install -e '.[shared]')")
-    from proxy.observability import Metrics
+    from proxy.metrics import Metrics
     from proxy.shared_limits import RedisLink
     from tests.shared.conftest import REDIS_URL
 
@@ -155,7 +155,7 @@ async def test_without_redis_answering_the_breakers_are_the_processes_own():
     pytest.importorskip("redis.asyncio", reason="redis is not installed (pip install -e '.[shared]')")
     from proxy.breaker import SharedCircuitBreakers
     from proxy.latency import SharedLatencies
-    from proxy.observability import Metrics
+    from proxy.metrics import Metrics
     from proxy.shared_limits import RedisLink
     from tests.faults.raw_upstream import refused_port
 
