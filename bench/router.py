@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> dict:
         info["loadavg_end"] = list(os.getloadavg())
         return {"machine": info, "params": {"quick": args.quick, "requests": args.requests, "streams": args.streams,
                                             "redis": bool(args.redis), "body": EMBED, "stream_events": up.EVENTS},
-                "embeddings_c1": embeddings, "stream_ttfe_c1": stream, "elapsed_s": round(time.monotonic() - started, 1)}
+                "embeddings_c1": embeddings, "stream_ttfe_c1": stream,
+                "elapsed_s": round(time.monotonic() - started, 1)}
     finally:
         for p in procs:
             oh.stop(p)

@@ -56,8 +56,8 @@ class Metrics:
         self.router_chosen = Counter("inference_proxy_router_chosen", "Requests a target answered for a router",
                                      ["router", "target"], registry=r)
         self.breaker_state = Gauge("inference_proxy_circuit_breaker_state",
-                                   "A target's circuit breaker as last seen (the latest of the workers): 0 closed, 1 open, "
-                                   "2 half-open", ["target"], registry=r, multiprocess_mode="livemostrecent")
+                                   "A target's circuit breaker as last seen (the latest of the workers): 0 closed, "
+                                   "1 open, 2 half-open", ["target"], registry=r, multiprocess_mode="livemostrecent")
 
     def render(self) -> bytes:
         if self.multiprocess_dir is None:
