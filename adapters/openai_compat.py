@@ -204,6 +204,11 @@ class OpenAICompatible(Adapter):
     input_types: ClassVar[Mapping[InputType, str] | None] = None
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     stream_requires_done: ClassVar[bool] = True
+    # `stream_options.include_usage` on streams, for providers whose API takes it (usage then comes last)
+    stream_usage_option: ClassVar[bool] = True
+    # chat parameters the provider's API does not take (refused, never dropped) and those it names otherwise
+    chat_unsupported: ClassVar[frozenset[str]] = frozenset()
+    chat_renamed: ClassVar[Mapping[str, str]] = {}
 
     # -- hooks --------------------------------------------------------------------------------
     def url(self, task: TaskType) -> tuple[str, bool]:
@@ -277,11 +282,17 @@ class OpenAICompatible(Adapter):
                     "stop": req.stop or None, "seed": req.seed, "tools": req.tools or None,
                     "tool_choice": req.tool_choice, "response_format": req.response_format,
                     "user": req.user or self.task_setting(req, "user")}
-        body.update({k: v for k, v in optional.items() if v is not None})
-        body["n"] = 1
+        for name, value in optional.items():
+            if value is None:
+                continue
+            if name in self.chat_unsupported:
+                raise unsupported(name, self.service)
+            body[self.chat_renamed.get(name, name)] = value
+        # no `n`: 1 is every provider's default, and not every provider takes the field
         if req.stream:
             body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
+            if self.stream_usage_option:
+                body["stream_options"] = {"include_usage": True}
         return body
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
@@ -356,6 +367,11 @@ class MistralAdapter(OpenAICompatible):
     model_setting = "model"
     sends_dimensions = False
     max_tokens_field = "max_tokens"
+    # Mistral's chat schema forbids unknown fields (422 extra_forbidden): no stream_options (usage comes in
+    # the last chunk anyway), `random_seed` for the seed, no `user` (docs.mistral.ai/api, chat completion)
+    stream_usage_option = False
+    chat_renamed = {"seed": "random_seed"}
+    chat_unsupported = frozenset({"user"})
     default_urls = {T.TEXT_EMBEDDING: "https://api.mistral.ai/v1/embeddings",
                     T.CHAT_COMPLETION: "https://api.mistral.ai/v1/chat/completions"}
 

@@ -1,0 +1,182 @@
+"""Each remote service, each task, checked against the provider's own SDK (see `cases.py`).
+
+For every case and every gateway surface (`/_inference` and `/v1`): the SDK sends the call to the
+capture server and parses the reply built from its own response types; the gateway sends the
+equivalent request to the same server and answers from the same reply. The two requests must agree
+on method, path as sent, query, headers (auth scheme, API versions) and body; the two answers on content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import json
+from typing import Any
+
+import pytest
+
+from .capture import differences
+from .cases import CASES, Case
+from .conftest import RESULTS
+
+BOM = "\ufeff"
+# ES request bodies carry fewer knobs than OpenAI's: these reach a provider through /v1 only
+_V1_ONLY = ("seed", "user", "response_format", "dimensions", "stream_options")
+
+
+def _sdk_version(case: Case) -> str:
+    try:
+        return importlib.metadata.version(case.sdk)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def _settings(case: Case, url: str) -> dict[str, Any]:
+    return json.loads(json.dumps(case.settings).replace("{url}", url))
+
+
+def _surface_params(case: Case, surface: str) -> dict[str, Any]:
+    params = dict(case.params)
+    if surface == "es":
+        if case.task == "completion":  # an ES completion request carries its input only
+            return {k: v for k, v in params.items() if k in ("input", "stream")}
+        for name in _V1_ONLY:
+            params.pop(name, None)
+    return params
+
+
+def _gateway_request(case: Case, surface: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    task, ep = case.task, "contract"
+    chat = {k: params[k] for k in ("messages", "temperature", "top_p", "stop", "tools", "tool_choice", "seed", "user",
+                                   "response_format") if k in params}
+    if surface == "es":
+        suffix = "/_stream" if case.stream else ""
+        if task == "text_embedding" or task == "sparse_embedding":
+            body = {"input": params["input"]}
+            if "input_type" in params:
+                body["input_type"] = params["input_type"]
+        elif task == "rerank":
+            body = {"query": params["query"], "input": params["documents"]}
+            body.update({k: params[k] for k in ("top_n", "return_documents") if k in params})
+        elif task == "completion":
+            body = {"input": params["input"]}
+        else:
+            body = dict(chat)
+            if "max_tokens" in params:
+                body["max_completion_tokens"] = params["max_tokens"]
+        return f"/_inference/{task}/{ep}{suffix}", body
+    if task in ("text_embedding", "sparse_embedding"):
+        body = {"model": ep, "input": params["input"]}
+        body.update({k: params[k] for k in ("dimensions", "user") if k in params})
+        return "/v1/embeddings", body
+    if task == "rerank":
+        body = {"model": ep, "query": params["query"], "documents": params["documents"]}
+        body.update({k: params[k] for k in ("top_n", "return_documents") if k in params})
+        return "/v1/rerank", body
+    body = {"model": ep, **chat}
+    if task == "completion":
+        body = {"model": ep, "prompt": params["input"], **{k: v for k, v in chat.items() if k != "messages"}}
+    if "max_tokens" in params:
+        body["max_tokens"] = params["max_tokens"]
+    if case.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return ("/v1/completions" if task == "completion" else "/v1/chat/completions"), body
+
+
+def _events(raw: str) -> list[dict]:
+    out = []
+    for block in raw.replace(BOM, "").split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("data: ") and line[6:].strip() != "[DONE]":
+                out.append(json.loads(line[6:]))
+    return out
+
+
+def gateway_answer(case: Case, surface: str, status: int, raw: str) -> Any:
+    """The gateway's answer reduced to what the SDK's parsed answer is reduced to (`Case.answer`)."""
+    assert status == 200, raw
+    task = case.task
+    if case.stream:
+        text, calls = "", {}
+        for ev in _events(raw):
+            if "completion" in ev:
+                text += "".join(c.get("delta", "") for c in ev["completion"])
+            for choice in ev.get("choices", []):
+                d = choice.get("delta", {}) or {}
+                text += d.get("content") or choice.get("text") or ""
+                for call in d.get("tool_calls") or []:
+                    slot = calls.setdefault(call.get("index", 0), ["", ""])
+                    fn = call.get("function") or {}
+                    slot[0] += fn.get("name") or ""
+                    slot[1] += fn.get("arguments") or ""
+        return {"text": text, "tools": [tuple(v) for _, v in sorted(calls.items())]}
+    data = json.loads(raw)
+    if task in ("text_embedding", "sparse_embedding"):
+        if surface == "es":
+            key = next(iter(data))
+            return [item["embedding"] for item in data[key]]
+        return [item["embedding"] for item in data["data"]]
+    if task == "rerank":
+        items = data["rerank"] if surface == "es" else data["results"]
+        return [(item["index"], round(item["relevance_score"], 6)) for item in items]
+    if surface == "es" and task == "completion":
+        return {"text": data["completion"][0]["result"], "tools": []}
+    choice = data["choices"][0]
+    if "text" in choice:
+        return {"text": choice["text"], "tools": []}
+    msg = choice["message"]
+    return {"text": msg.get("content") or "",
+            "tools": [(c["function"]["name"], c["function"]["arguments"]) for c in msg.get("tool_calls") or []]}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+async def test_gateway_sends_what_the_sdk_sends(case: Case, capture, http):
+    reason = case.unavailable()
+    if reason:
+        print(f"SKIP {case.id}: {reason}")
+        pytest.skip(reason)
+    settings = _settings(case, capture.url)
+    body = {"service": case.service, "service_settings": settings}
+    if case.task_settings:
+        body["task_settings"] = case.task_settings
+    async with http.put(f"/_inference/{case.task}/contract", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+    found: dict[str, list[str]] = {}
+    for surface in case.surfaces:
+        params = _surface_params(case, surface)
+        capture.reply = case.reply(params)
+        sdk_result = await asyncio.to_thread(case.call, capture.url, params)
+        sdk_req = capture.take()[-1]
+        path, gw_body = _gateway_request(case, surface, params)
+        async with http.post(path, json=gw_body) as resp:
+            status, raw = resp.status, await resp.text()
+        sent = capture.take()
+        assert sent, f"{surface}: the gateway sent nothing upstream: {status} {raw}"
+        gw_req = sent[-1]
+        found[surface] = differences(sdk_req, gw_req, ignore_body=case.ignore_body,
+                                     ignore_headers=case.ignore_headers, ignore_query=case.ignore_query)
+        if case.verify is not None:
+            found[surface] += case.verify(sdk_req, gw_req, settings)
+        assert gateway_answer(case, surface, status, raw) == case.answer(sdk_result), surface
+    RESULTS.append({"service": case.service, "task": case.task, "stream": case.stream, "sdk": case.sdk,
+                    "version": _sdk_version(case), "surfaces": list(case.surfaces)})
+    assert found == {s: [] for s in case.surfaces}
+
+
+def test_every_remote_service_and_task_has_a_case():
+    from adapters import ADAPTERS
+    from proxy.catalogue import SERVICES
+
+    covered = {(c.service, c.task, c.stream) for c in CASES}
+    missing = []
+    for service in ADAPTERS:
+        spec = SERVICES[service]
+        for task in spec.tasks:
+            if task.value == "embedding":
+                continue
+            if (service, task.value, False) not in covered:
+                missing.append(f"{service}/{task.value}")
+            if task in spec.stream_tasks() and (service, task.value, True) not in covered:
+                missing.append(f"{service}/{task.value}/stream")
+    assert not missing, f"services and tasks without a contract case: {sorted(missing)}"
