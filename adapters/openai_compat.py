@@ -393,12 +393,18 @@ class GroqAdapter(OpenAICompatible):
 class AI21Adapter(OpenAICompatible):
     service = "ai21"
     max_tokens_field = "max_tokens"
+    # Jamba chat takes model, messages, tools, documents, response_format, max_tokens, temperature, top_p,
+    # stop, n and stream, nothing else (docs.ai21.com/reference/jamba-1-6-api-ref; the ai21 SDK agrees)
+    stream_usage_option = False
+    chat_unsupported = frozenset({"seed", "user", "tool_choice"})
     default_urls = {T.CHAT_COMPLETION: "https://api.ai21.com/studio/v1/chat/completions"}
 
 
 class FireworksAIAdapter(OpenAICompatible):
     service = "fireworksai"
     max_tokens_field = "max_tokens"
+    # the fireworks-ai SDK has no stream_options: usage comes in the last chunk (its ChatCompletionChunk.usage)
+    stream_usage_option = False
     default_urls = {T.TEXT_EMBEDDING: "https://api.fireworks.ai/inference/v1/embeddings",
                     T.CHAT_COMPLETION: "https://api.fireworks.ai/inference/v1/chat/completions"}
 

@@ -72,7 +72,7 @@ def _openai_client(url: str, **kw):
     return openai.OpenAI(base_url=url, api_key=KEY, max_retries=0, **kw)
 
 
-def _openai_kwargs(params: dict, max_tokens_field: str, stream_usage: bool) -> dict:
+def _openai_kwargs(params: dict, max_tokens_field: str, stream_usage: Any) -> dict:
     kw = {k: params[k] for k in ("messages", "temperature", "top_p", "stop", "tools", "tool_choice", "seed", "user",
                                  "response_format") if k in params}
     if "input" in params:  # the completion task: one user message
@@ -81,12 +81,14 @@ def _openai_kwargs(params: dict, max_tokens_field: str, stream_usage: bool) -> d
         kw[max_tokens_field] = params["max_tokens"]
     if params.get("stream"):
         kw["stream"] = True
-        if stream_usage:
+        if stream_usage == "extra_body":
+            kw["extra_body"] = {"stream_options": {"include_usage": True}}
+        elif stream_usage:
             kw["stream_options"] = {"include_usage": True}
     return kw
 
 
-def openai_chat(base: str, *, max_tokens_field: str = "max_completion_tokens", stream_usage: bool = True,
+def openai_chat(base: str, *, max_tokens_field: str = "max_completion_tokens", stream_usage: Any = True,
                 client: Callable[[str], Any] | None = None, **extra):
     """An OpenAI chat.completions.create call at `base` (relative to the capture URL)."""
     def call(url: str, params: dict):
@@ -113,16 +115,22 @@ def sdk_type(path: str):
     return getattr(importlib.import_module(module), name)
 
 
-def dump(path: str, data: dict) -> str:
-    """`data` validated by the SDK's own response type, serialised as the provider sends it."""
-    return sdk_type(path).model_validate(data).model_dump_json(by_alias=True, exclude_unset=True)
+def dump(path: str, data: Any) -> str:
+    """`data` once the SDK's own response type has accepted it, serialised as the provider sends it."""
+    cls = sdk_type(path)
+    if hasattr(cls, "model_validate"):  # pydantic (Stainless, Speakeasy, Fern SDKs)
+        cls.model_validate(data)
+    else:  # huggingface_hub's dataclasses
+        cls.parse_obj(data)
+    return json.dumps(data, separators=(",", ":"))
 
 
 USAGE = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
 
 
 def chat_reply(completion: str = "openai.types.chat:ChatCompletion",
-               chunk: str = "openai.types.chat:ChatCompletionChunk", usage_in_last: bool = False):
+               chunk: str = "openai.types.chat:ChatCompletionChunk", usage_in_last: bool = False,
+               whole_tool_calls: bool = False):
     """An OpenAI-shaped chat answer (text, and a tool call when the request had tools), in the SDK's types;
     streamed as `data:` events ending with `[DONE]`, usage in its own last chunk or in the finishing one."""
     def reply(params: dict) -> Reply:
@@ -130,11 +138,15 @@ def chat_reply(completion: str = "openai.types.chat:ChatCompletion",
         head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m-1"}
         if params.get("stream"):
             deltas = [{"role": "assistant", "content": "Sun"}, {"content": "ny."}]
-            if tools:
+            if tools and whole_tool_calls:  # Mistral streams each tool call in one delta
+                deltas.append({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                               "function": {"name": "get_weather",
+                                                            "arguments": "{\"city\":\"Paris\"}"}}]})
+            elif tools:
                 deltas += [{"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                             "function": {"name": "get_weather", "arguments": "{\"city\":"}}]},
                            {"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}]
-            events = [{**head, "choices": [{"index": 0, "delta": d}]} for d in deltas]
+            events = [{**head, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
             last = {**head, "choices": [{"index": 0, "delta": {"content": ""} if usage_in_last else {},
                                          "finish_reason": "tool_calls" if tools else "stop"}]}
             if usage_in_last:
@@ -161,16 +173,21 @@ def _arguments(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
 def openai_chat_answer(result: Any) -> dict:
     if isinstance(result, list):  # stream chunks (or events that carry them in `data`)
         text, calls = "", {}
         for event in result:
             for choice in getattr(event, "data", event).choices:
                 text += choice.delta.content or ""
-                for call in choice.delta.tool_calls or []:
-                    slot = calls.setdefault(call.index or 0, ["", ""])
-                    slot[0] += (call.function.name or "") if call.function else ""
-                    slot[1] += _arguments(call.function.arguments or "") if call.function else ""
+                for call in _get(choice.delta, "tool_calls") or []:
+                    slot = calls.setdefault(_get(call, "index") or 0, ["", ""])
+                    fn = _get(call, "function")
+                    slot[0] += (_get(fn, "name") or "") if fn else ""
+                    slot[1] += _arguments(_get(fn, "arguments") or "") if fn else ""
         return {"text": text, "tools": [tuple(v) for _, v in sorted(calls.items())]}
     msg = result.choices[0].message
     return {"text": msg.content or "",
@@ -190,31 +207,33 @@ def openai_embed_answer(result: Any) -> list:
     return [d.embedding for d in result.data]
 
 
-def _openai_cases(service: str, settings: dict, base: str, *, embeddings: bool = True, stream_usage: bool = True,
-                  max_tokens_field: str = "max_completion_tokens", sdk: str = "openai",
-                  client: Callable[[str], Any] | None = None, chat_ignore: dict | None = None,
-                  embed_ignore: dict | None = None, chat_params: dict | None = None,
-                  ignore_body: dict | None = None, **kw) -> list[Case]:
-    common = dict(sdk=sdk, settings=settings, modules=(sdk.replace("-", "_"),), **kw)
-    ignore = dict(ignore_body or {})
+def chat_cases(service: str, sdk: str, call, reply, settings: dict, *, answer=openai_chat_answer,
+               chat_params: dict | None = None, completion_params: dict | None = None,
+               modules: tuple[str, ...] | None = None, explicit_stream_false: bool = False, **kw) -> list[Case]:
+    """chat_completion and completion, each plain and streamed: four cases of one SDK call."""
+    common = dict(sdk=sdk, call=call, reply=reply, answer=answer, modules=modules or (sdk.replace("-", "_"),), **kw)
+    cp, pp = chat_params or CHAT, completion_params or COMPLETION
+    ignore = common.pop("ignore_body", {})
+    plain = {**ignore, **({"stream": "the SDK writes the default (false) that the gateway leaves out"}
+                          if explicit_stream_false else {})}
+    return [Case(service, task, params={**p, "stream": True} if stream else p, stream=stream,
+                 settings=settings(task) if callable(settings) else settings,
+                 ignore_body=ignore if stream else plain, **common)
+            for task, p in (("chat_completion", cp), ("completion", pp)) for stream in (False, True)]
+
+
+def _openai_cases(service: str, settings: dict, base: str, *, embeddings: bool = True, stream_usage: Any = True,
+                  max_tokens_field: str = "max_completion_tokens", client: Callable[[str], Any] | None = None,
+                  ignore_body: dict | None = None, chat_params: dict | None = None, **kw) -> list[Case]:
     chat = openai_chat(base, max_tokens_field=max_tokens_field, stream_usage=stream_usage, client=client)
-    cp = chat_params or CHAT
-    cases = [
-        Case(service, "chat_completion", call=chat, reply=openai_chat_reply, answer=openai_chat_answer,
-             params=cp, ignore_body={**ignore, **(chat_ignore or {})}, **common),
-        Case(service, "chat_completion", call=chat, reply=openai_chat_reply, answer=openai_chat_answer,
-             params={**cp, "stream": True}, stream=True, ignore_body={**ignore, **(chat_ignore or {})},
-             **common),
-        Case(service, "completion", call=chat, reply=openai_chat_reply, answer=openai_chat_answer,
-             params=COMPLETION, ignore_body=ignore, **common),
-        Case(service, "completion", call=chat, reply=openai_chat_reply, answer=openai_chat_answer,
-             params={**COMPLETION, "stream": True}, stream=True, ignore_body=ignore, **common),
-    ]
+    cases = chat_cases(service, "openai", chat, openai_chat_reply, settings, chat_params=chat_params,
+                       ignore_body=dict(ignore_body or {}), **kw)
     if embeddings:
-        cases.append(Case(service, "text_embedding", call=openai_embed(base, client=client), reply=openai_embed_reply,
-                          answer=openai_embed_answer, params=EMBED,
+        cases.append(Case(service, "text_embedding", "openai", call=openai_embed(base, client=client),
+                          reply=openai_embed_reply, answer=openai_embed_answer, params=EMBED,
+                          settings=settings("text_embedding") if callable(settings) else settings,
                           ignore_body={"encoding_format": "float is the API's default; the gateway parses floats",
-                                       **ignore, **(embed_ignore or {})}, **common))
+                                       **(ignore_body or {})}, modules=("openai",), **kw))
     return cases
 
 
@@ -224,9 +243,120 @@ def _azure_client(url: str):
                               max_retries=0)
 
 
+# -- Mistral (mistralai: Speakeasy SDK)
+
+
+def _mistral(url: str):
+    from mistralai.client import Mistral
+    return Mistral(api_key=KEY, server_url=url)
+
+
+def mistral_chat(url: str, params: dict):
+    kw = _openai_kwargs(params, "max_tokens", False)
+    kw.pop("stream", None)
+    if "seed" in kw:
+        kw["random_seed"] = kw.pop("seed")
+    c = _mistral(url)
+    if params.get("stream"):
+        return list(c.chat.stream(model="m-1", **kw))
+    return c.chat.complete(model="m-1", **kw)
+
+
+def mistral_embed(url: str, params: dict):
+    return _mistral(url).embeddings.create(model="m-1", inputs=params["input"], encoding_format="float")
+
+
+def mistral_embed_reply(params: dict) -> Reply:
+    data = {"id": "e1", "object": "list", "model": "m-1", "usage": USAGE,
+            "data": [{"object": "embedding", "index": i, "embedding": VECTORS[i]} for i in range(len(params["input"]))]}
+    return Reply(dump("mistralai.client.models:EmbeddingResponse", data).encode())
+
+
+# -- Groq, AI21, Fireworks: their own Stainless / hand-written SDKs
+
+
+def _groq(url: str):
+    import groq
+    return groq.Groq(api_key=KEY, base_url=url, max_retries=0)
+
+
+def _fireworks(url: str):
+    import fireworks
+    return fireworks.Fireworks(api_key=KEY, base_url=url, max_retries=0)
+
+
+def ai21_chat(url: str, params: dict):
+    import ai21
+    from ai21.models.chat import ChatMessage
+    c = ai21.AI21Client(api_key=KEY, api_host=url + "/studio/v1", num_retries=0)
+    kw = _openai_kwargs(params, "max_tokens", False)
+    kw["messages"] = [ChatMessage(role=m["role"], content=m["content"]) for m in kw["messages"]]
+    result = c.chat.completions.create(model="m-1", **kw)
+    return list(result) if params.get("stream") else result
+
+
+def _ai21_reply(params: dict) -> Reply:
+    return chat_reply("ai21.models.chat:ChatCompletionResponse", "ai21.models.chat:ChatCompletionChunk",
+                      usage_in_last=True)(params)
+
+
+# -- Llama Stack, OpenShift AI (vLLM), NVIDIA NIM: OpenAI-compatible servers at the user's URL
+
+
+def llama_embed(url: str, params: dict):
+    import llama_stack_client
+    c = llama_stack_client.LlamaStackClient(base_url=url, api_key=KEY, max_retries=0)
+    return c.inference.embeddings(model_id="m-1", contents=params["input"])
+
+
+def llama_embed_reply(params: dict) -> Reply:
+    return Reply(dump("llama_stack_client.types:EmbeddingsResponse",
+                      {"embeddings": VECTORS[:len(params["input"])]}).encode())
+
+
+def _at(path: str, **settings):
+    """Settings whose `url` is the capture server's `path` (services called at the user's own URL)."""
+    return {"url": "{url}" + path, **settings}
+
+
+NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
+AI21_CHAT = {k: v for k, v in CHAT.items() if k not in ("seed", "user", "tool_choice")}
+
 CASES: list[Case] = [
     *_openai_cases("openai", {"api_key": KEY, "model_id": "m-1"}, "/v1"),
     *_openai_cases("azureopenai", {"api_key": KEY, "resource_name": "res", "deployment_id": "dep-1",
                                    "api_version": "2024-10-21"}, "", client=_azure_client,
                    ignore_body={"model": "the SDK sends it; Azure routes by the deployment in the path"}),
+    # DeepSeek documents the OpenAI SDK as its client (api-docs.deepseek.com), with `max_tokens`
+    *_openai_cases("deepseek", {"api_key": KEY, "model_id": "m-1"}, "", embeddings=False, max_tokens_field="max_tokens"),
+    *chat_cases("mistral", "mistralai", mistral_chat,
+                chat_reply("mistralai.client.models:ChatCompletionResponse",
+                           "mistralai.client.models:CompletionChunk", usage_in_last=True, whole_tool_calls=True),
+                {"api_key": KEY, "model": "m-1"}, chat_params={**NO_SEED_USER, "seed": 7}, modules=("mistralai",),
+                explicit_stream_false=True),
+    Case("mistral", "text_embedding", "mistralai", call=mistral_embed, reply=mistral_embed_reply,
+         answer=openai_embed_answer, settings={"api_key": KEY, "model": "m-1"}, params=EMBED, modules=("mistralai",)),
+    # Groq: the SDK has no stream_options argument; the API reference (console.groq.com/docs/api-reference,
+    # "stream_options") takes include_usage, so the SDK call passes it as an extra body field
+    *chat_cases("groq", "groq", openai_chat("", client=_groq, stream_usage="extra_body"),
+                chat_reply("groq.types.chat:ChatCompletion", "groq.types.chat:ChatCompletionChunk"),
+                {"api_key": KEY, "model_id": "m-1"}),
+    *chat_cases("ai21", "ai21", ai21_chat, _ai21_reply, {"api_key": KEY, "model_id": "m-1"}, chat_params=AI21_CHAT,
+                explicit_stream_false=True),
+    *chat_cases("fireworksai", "fireworks-ai", openai_chat("/inference", client=_fireworks, max_tokens_field="max_tokens",
+                                                           stream_usage=False),
+                chat_reply("fireworks.types.chat:CompletionCreateResponse", "fireworks.types.chat:ChatCompletionChunk",
+                           usage_in_last=True),
+                {"api_key": KEY, "model_id": "m-1"}, modules=("fireworks",)),
+    # Fireworks' SDK has no embeddings; its docs use the OpenAI client at /inference/v1 (docs.fireworks.ai)
+    *[c for c in _openai_cases("fireworksai", {"api_key": KEY, "model_id": "m-1"}, "/inference/v1")
+      if c.task == "text_embedding"],
+    *_openai_cases("nvidia", {"api_key": KEY, "model_id": "m-1"}, "/v1", max_tokens_field="max_tokens",
+                   embeddings=False),
+    *_openai_cases("openshift_ai", lambda task: _at("/v1/embeddings" if task == "text_embedding"
+                                                     else "/v1/chat/completions", api_key=KEY, model_id="m-1"), "/v1"),
+    *_openai_cases("llama", _at("/v1/chat/completions", api_key=KEY, model_id="m-1"), "/v1", embeddings=False),
+    Case("llama", "text_embedding", "llama-stack-client", call=llama_embed, reply=llama_embed_reply,
+         answer=lambda r: r.embeddings, settings=_at("/v1/inference/embeddings", api_key=KEY, model_id="m-1"),
+         params=EMBED, modules=("llama_stack_client",)),
 ]
