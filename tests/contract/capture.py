@@ -194,3 +194,32 @@ def sse(events: Iterable[Any], *, named: bool = False, done: bool = False) -> li
     if done:
         out.append(b"data: [DONE]\n\n")
     return out
+
+
+def sigv4_differences(req: Captured, *, access_key: str, secret_key: str, region: str, service: str) -> list[str]:
+    """Re-sign the request exactly as it arrived (method, raw target, the headers it signed, body bytes)
+    with botocore's own SigV4 signer: the signature must be the one the request carries."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    auth_header = req.headers.get("authorization", "")
+    fields = dict(part.strip().split("=", 1) for part in auth_header.split(" ", 1)[-1].split(",") if "=" in part)
+    if not auth_header.startswith("AWS4-HMAC-SHA256 ") or "Signature" not in fields:
+        return [f"authorization: not a SigV4 header: {auth_header!r}"]
+    signed = fields["SignedHeaders"].split(";")
+    headers = {name: req.headers[name] for name in signed if name in req.headers}
+    aws = AWSRequest(method=req.method, url=f"http://{req.headers['host']}{req.target}", data=req.body,
+                     headers=headers)
+    aws.context["timestamp"] = req.headers["x-amz-date"]
+    signer = SigV4Auth(Credentials(access_key, secret_key), service, region)
+    out = []
+    if signer.signed_headers(signer.headers_to_sign(aws)) != fields["SignedHeaders"]:
+        out.append(f"sigv4: signed headers {fields['SignedHeaders']} differ from botocore's")
+    expected = signer.signature(signer.string_to_sign(aws, signer.canonical_request(aws)), aws)
+    if expected != fields["Signature"]:
+        out.append(f"sigv4: the signature does not cover the bytes that arrived (botocore's canonical request: "
+                   f"{signer.canonical_request(aws)!r})")
+    if fields.get("Credential", "").split("/")[2:4] != [region, service]:
+        out.append(f"sigv4: credential scope {fields.get('Credential')} is not {region}/{service}")
+    return out

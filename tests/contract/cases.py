@@ -319,6 +319,117 @@ def _at(path: str, **settings):
     return {"url": "{url}" + path, **settings}
 
 
+# -- Amazon Bedrock (boto3 bedrock-runtime): Converse, ConverseStream, InvokeModel; SigV4 checked by botocore
+
+AWS = {"access_key": "AKIDCONTRACT", "secret_key": "contract/secret+key", "region": "us-east-1"}
+CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"  # the `:` must be sent as signed (%3A)
+TITAN = "amazon.titan-embed-text-v2:0"
+
+
+def _boto(service: str, url: str):
+    import boto3
+    from botocore.config import Config
+    return boto3.client(service, region_name=AWS["region"], endpoint_url=url, aws_access_key_id=AWS["access_key"],
+                        aws_secret_access_key=AWS["secret_key"], config=Config(retries={"max_attempts": 1}))
+
+
+def converse_kwargs(params: dict, model: str) -> dict:
+    """The canonical chat parameters in the Converse shape (docs.aws.amazon.com/bedrock/latest/APIReference/
+    API_runtime_Converse.html): system blocks apart, content as text blocks, inferenceConfig, toolConfig."""
+    msgs = params.get("messages") or [{"role": "user", "content": params["input"]}]
+    kw: dict[str, Any] = {"modelId": model,
+                          "messages": [{"role": m["role"], "content": [{"text": m["content"]}]}
+                                       for m in msgs if m["role"] != "system"]}
+    system = [{"text": m["content"]} for m in msgs if m["role"] == "system"]
+    if system:
+        kw["system"] = system
+    config = {name: params[key] for key, name in (("max_tokens", "maxTokens"), ("temperature", "temperature"),
+                                                 ("top_p", "topP"), ("stop", "stopSequences")) if key in params}
+    if config:
+        kw["inferenceConfig"] = config
+    if "tools" in params:
+        kw["toolConfig"] = {"tools": [{"toolSpec": {"name": t["function"]["name"],
+                                                    "description": t["function"]["description"],
+                                                    "inputSchema": {"json": t["function"]["parameters"]}}}
+                                      for t in params["tools"]],
+                            "toolChoice": {"auto": {}}}
+    return kw
+
+
+def bedrock_chat(url: str, params: dict):
+    c = _boto("bedrock-runtime", url)
+    if params.get("stream"):
+        return list(c.converse_stream(**converse_kwargs(params, CLAUDE))["stream"])
+    return c.converse(**converse_kwargs(params, CLAUDE))
+
+
+def bedrock_chat_reply(params: dict) -> Reply:
+    from tests.fakes.aws_upstream import event
+    tools = "tools" in params
+    usage = {"inputTokens": 9, "outputTokens": 3, "totalTokens": 12}
+    if params.get("stream"):
+        frames = [event("messageStart", {"role": "assistant"}),
+                  event("contentBlockDelta", {"delta": {"text": "Sun"}, "contentBlockIndex": 0}),
+                  event("contentBlockDelta", {"delta": {"text": "ny."}, "contentBlockIndex": 0}),
+                  event("contentBlockStop", {"contentBlockIndex": 0})]
+        if tools:
+            frames += [event("contentBlockStart", {"start": {"toolUse": {"toolUseId": "call_1", "name": "get_weather"}},
+                                                   "contentBlockIndex": 1}),
+                       event("contentBlockDelta", {"delta": {"toolUse": {"input": "{\"city\":"}},
+                                                   "contentBlockIndex": 1}),
+                       event("contentBlockDelta", {"delta": {"toolUse": {"input": "\"Paris\"}"}},
+                                                   "contentBlockIndex": 1}),
+                       event("contentBlockStop", {"contentBlockIndex": 1})]
+        frames += [event("messageStop", {"stopReason": "tool_use" if tools else "end_turn"}),
+                   event("metadata", {"usage": usage, "metrics": {"latencyMs": 5}})]
+        return Reply(frames, content_type="application/vnd.amazon.eventstream")
+    content: list[dict] = [{"text": "Sunny."}]
+    if tools:
+        content.append({"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Paris"}}})
+    return Reply(json.dumps({"output": {"message": {"role": "assistant", "content": content}},
+                             "stopReason": "tool_use" if tools else "end_turn", "usage": usage,
+                             "metrics": {"latencyMs": 5}}).encode())
+
+
+def bedrock_chat_answer(result: Any) -> dict:
+    text, calls = "", []
+    if isinstance(result, list):
+        for ev in result:
+            if "contentBlockStart" in ev and "toolUse" in ev["contentBlockStart"]["start"]:
+                calls.append([ev["contentBlockStart"]["start"]["toolUse"]["name"], ""])
+            delta = ev.get("contentBlockDelta", {}).get("delta", {})
+            text += delta.get("text", "")
+            if "toolUse" in delta:
+                calls[-1][1] += delta["toolUse"]["input"]
+        return {"text": text, "tools": [tuple(c) for c in calls]}
+    for block in result["output"]["message"]["content"]:
+        text += block.get("text", "")
+        if "toolUse" in block:
+            calls.append((block["toolUse"]["name"], json.dumps(block["toolUse"]["input"], separators=(",", ":"))))
+    return {"text": text, "tools": calls}
+
+
+def bedrock_embed(url: str, params: dict):
+    c = _boto("bedrock-runtime", url)
+    out = []
+    for text in params["input"]:  # Titan takes one text per call
+        resp = c.invoke_model(modelId=TITAN, body=json.dumps({"inputText": text}), contentType="application/json",
+                              accept="application/json")
+        out.append(json.loads(resp["body"].read())["embedding"])
+    return out
+
+
+def aws_verify(service: str):
+    def verify(sdk: Captured, gw: Captured, settings: dict) -> list[str]:
+        from .capture import sigv4_differences
+        return sigv4_differences(gw, access_key=settings["access_key"], secret_key=settings["secret_key"],
+                                 region=settings["region"], service=service)
+    return verify
+
+
+SIGNED = {"authorization": "each side signs at its own time: the gateway's is checked with botocore's signer",
+          "x-amz-date": "the signing time"}
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
 AI21_CHAT = {k: v for k, v in CHAT.items() if k not in ("seed", "user", "tool_choice")}
 
@@ -359,4 +470,11 @@ CASES: list[Case] = [
     Case("llama", "text_embedding", "llama-stack-client", call=llama_embed, reply=llama_embed_reply,
          answer=lambda r: r.embeddings, settings=_at("/v1/inference/embeddings", api_key=KEY, model_id="m-1"),
          params=EMBED, modules=("llama_stack_client",)),
+    *chat_cases("amazonbedrock", "boto3", bedrock_chat, bedrock_chat_reply,
+                {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
+                chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),
+    Case("amazonbedrock", "text_embedding", "boto3", call=bedrock_embed,
+         reply=lambda p: Reply(json.dumps({"embedding": VECTORS[0], "inputTextTokenCount": 2}).encode()),
+         answer=lambda r: r, settings={**AWS, "model": TITAN, "provider": "amazontitan"}, params={"input": TEXTS[:1]},
+         ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),
 ]

@@ -65,7 +65,7 @@ async def test_titan_embeddings_one_signed_call_per_text(es, bedrock):
     assert sorted(r["inputText"] for r in bedrock.requests) == sorted(texts)
     assert all(set(r) == {"inputText"} for r in bedrock.requests)
     seen = bedrock.seen[-1]
-    assert seen["path"] == "/model/amazon.titan-embed-text-v2:0/invoke"
+    assert seen["path"] == "/model/amazon.titan-embed-text-v2%3A0/invoke"  # as signed, as boto3 sends it
     assert seen["headers"]["authorization"].startswith(
         f"AWS4-HMAC-SHA256 Credential={bedrock.key.access_key}/")
     assert "/eu-west-1/bedrock/aws4_request" in seen["headers"]["authorization"]
@@ -105,7 +105,7 @@ async def test_completion_with_task_settings(es, bedrock):
     assert sent == {"messages": [{"role": "user", "content": [{"text": "what is elastic?"}]}],
                     "inferenceConfig": {"maxTokens": 64, "temperature": 0.5},
                     "additionalModelRequestFields": {"top_k": 40}}
-    assert bedrock.seen[-1]["path"] == f"/model/{CLAUDE}/converse"
+    assert bedrock.seen[-1]["path"] == f"/model/{CLAUDE.replace(':', '%3A')}/converse"
 
 
 async def test_completion_stream(http, es, bedrock):
@@ -116,7 +116,7 @@ async def test_completion_stream(http, es, bedrock):
     assert events[-1] == ("message", "[DONE]")
     deltas = [json.loads(d)["completion"][0]["delta"] for _, d in events[:-1]]
     assert "".join(deltas) == "ABCDEFGH" and len(deltas) == 3
-    assert bedrock.seen[-1]["path"] == f"/model/{CLAUDE}/converse-stream"
+    assert bedrock.seen[-1]["path"] == f"/model/{CLAUDE.replace(':', '%3A')}/converse-stream"
 
 
 async def test_chat_tool_call_round_trip_keeps_arguments_intact(es, bedrock):
@@ -240,7 +240,7 @@ async def test_openai_sdk_embeddings_and_chat(es, client, bedrock):
     assert emb.data[1].embedding == pytest.approx(fake_vector("two"), abs=1e-6)
     chat = await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi there"}])
     assert chat.choices[0].message.content == "HI THERE" and chat.choices[0].finish_reason == "stop"
-    assert bedrock.seen[-1]["path"] == f"/model/{CLAUDE}/converse"  # the endpoint id is not the Bedrock model
+    assert bedrock.seen[-1]["path"] == f"/model/{CLAUDE.replace(':', '%3A')}/converse"  # not the endpoint id
     stream = await client.chat.completions.create(model="chat", stream=True,
                                                   messages=[{"role": "user", "content": "streaming works"}])
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
@@ -255,9 +255,9 @@ async def test_an_inference_profile_arn_model_is_signed_and_routed(es, bedrock):
     await put(es, "completion", "arn", settings(bedrock, model=arn))
     resp = await es.inference.completion(inference_id="arn", input="profile")
     assert resp.body == {"completion": [{"result": "PROFILE"}]}
-    # ':' goes bare on the wire (yarl), the '/' inside the id stays escaped: one path segment
-    assert bedrock.seen[-1]["path"] == ("/model/arn:aws:bedrock:eu-west-1:123456789012:inference-profile%2F"
-                                        "eu.anthropic.claude-3-haiku-20240307-v1:0/converse")
+    # the id is one path segment, sent exactly as signed: ':' and '/' escaped, as boto3 sends them
+    assert bedrock.seen[-1]["path"] == ("/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123456789012%3Ainference-profile%2F"
+                                        "eu.anthropic.claude-3-haiku-20240307-v1%3A0/converse")
 
 
 async def test_session_credentials_are_signed_with_their_token(bedrock):

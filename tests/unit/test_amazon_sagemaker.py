@@ -71,7 +71,7 @@ def test_openai_chat_stream_request():
     assert up.headers == {"Content-Type": "application/json", "X-Amzn-SageMaker-Accept": "application/json",
                           "X-Amzn-SageMaker-Custom-Attributes": "x"}
     assert json.loads(up.body) == {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 5,
-                                   "n": 1, "stream": True, "stream_options": {"include_usage": True}}
+                                   "stream": True, "stream_options": {"include_usage": True}}
 
 
 @pytest.mark.parametrize("setting, where", [("target_model", "service"), ("enable_explanations", "task")])
