@@ -26,8 +26,11 @@ from .chat_parts import (NamedFunction, content_blocks, data_url, function_tools
 
 SERVICE = "anthropic"
 DEFAULT_URL = "https://api.anthropic.com/v1/messages"
-# verified: ES AnthropicRequestUtils (`anthropic-version: 2023-06-01`, `x-api-key`)
-API_VERSION = "2023-06-01"
+# The current version (platform.claude.com/docs/en/api/versioning), the one the anthropic SDK 2.x sends; ES
+# AnthropicRequestUtils still sends 2023-06-01. 2026-10-21 answers 400 to temperature, top_p and top_k, even at
+# their defaults (platform.claude.com/docs/en/api/migration-2026-10-21, "Sampling parameters removed").
+API_VERSION = "2026-10-21"
+SAMPLING = ("temperature", "top_p", "top_k")
 
 _encoder = msgspec.json.Encoder()
 
@@ -234,7 +237,8 @@ class AnthropicAdapter(Adapter):
             headers["x-api-key"] = key
         return UpstreamRequest(url=DEFAULT_URL, body=_encoder.encode(self.body(req)), headers=headers)
 
-    def body(self, req: ChatRequest) -> dict[str, Any]:
+    def body(self, req: ChatRequest, sampling: bool = False) -> dict[str, Any]:
+        """The Messages body; `sampling`: the API version still takes temperature, top_p and top_k."""
         if req.seed is not None:
             raise unsupported("seed", SERVICE)
         if req.response_format is not None:
@@ -250,15 +254,15 @@ class AnthropicAdapter(Adapter):
             raise RequestValidationError(f"The [{SERVICE}] service needs [max_tokens]: set it in the request "
                                          f"([max_completion_tokens]) or in the endpoint's task settings")
         body["max_tokens"] = max_tokens
-        temperature = req.temperature if req.temperature is not None else self.task_setting(req, "temperature")
-        if temperature is not None:
-            body["temperature"] = temperature
-        top_p = req.top_p if req.top_p is not None else self.task_setting(req, "top_p")
-        if top_p is not None:
-            body["top_p"] = top_p
-        top_k = self.task_setting(req, "top_k")
-        if top_k is not None:
-            body["top_k"] = top_k
+        values = {"temperature": req.temperature, "top_p": req.top_p, "top_k": None}
+        for name in SAMPLING:
+            value = values[name] if values[name] is not None else self.task_setting(req, name)
+            if value is None:
+                continue
+            if not sampling:
+                raise RequestValidationError(f"The [{SERVICE}] service does not support the [{name}] parameter: "
+                                             f"the Messages API version [{API_VERSION}] removed it")
+            body[name] = value
         if req.stop:
             body["stop_sequences"] = req.stop
         if req.tools:

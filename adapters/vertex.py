@@ -319,7 +319,7 @@ class GoogleVertexAiAdapter(Adapter):
     def anthropic_body(self, req: ChatRequest) -> dict[str, Any]:
         if req.max_tokens is None and self.task_setting(req, "max_tokens") is None:
             req = msgspec.structs.replace(req, max_tokens=ANTHROPIC_DEFAULT_MAX_TOKENS)
-        body = self.partner().body(req)
+        body = self.partner().body(req, sampling=True)  # vertex-2023-10-16 still takes them
         body.pop("model", None)  # the model is in the URL
         body["stream"] = bool(req.stream)
         return {"anthropic_version": ANTHROPIC_VERSION, **body}

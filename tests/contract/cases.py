@@ -430,7 +430,109 @@ def aws_verify(service: str):
 SIGNED = {"authorization": "each side signs at its own time: the gateway's is checked with botocore's signer",
           "x-amz-date": "the signing time"}
 
+# -- Anthropic (anthropic: Messages API; its 2.x SDK has no temperature, top_p or top_k)
+
+
+def anthropic_kwargs(params: dict, default_max_tokens: int) -> dict:
+    msgs = params.get("messages") or [{"role": "user", "content": params["input"]}]
+    kw: dict[str, Any] = {"model": "m-1", "max_tokens": params.get("max_tokens", default_max_tokens),
+                          "messages": [m for m in msgs if m["role"] != "system"]}
+    system = "".join(m["content"] for m in msgs if m["role"] == "system")
+    if system:
+        kw["system"] = system
+    if "stop" in params:
+        kw["stop_sequences"] = params["stop"]
+    if "tools" in params:
+        kw["tools"] = [{"name": t["function"]["name"], "description": t["function"]["description"],
+                        "input_schema": t["function"]["parameters"]} for t in params["tools"]]
+    if "tool_choice" in params:
+        kw["tool_choice"] = {"type": params["tool_choice"]}
+    if "user" in params:
+        kw["metadata"] = {"user_id": params["user"]}
+    return kw
+
+
+def anthropic_chat(url: str, params: dict):
+    import anthropic
+    c = anthropic.Anthropic(api_key=KEY, base_url=url, max_retries=0)
+    kw = anthropic_kwargs(params, ANTHROPIC_MAX_TOKENS)
+    if params.get("stream"):
+        return list(c.messages.create(stream=True, **kw))
+    return c.messages.create(**kw)
+
+
+ANTHROPIC_MAX_TOKENS = 64  # the endpoint's task setting, used when the request has none
+
+
+def anthropic_reply(params: dict) -> Reply:
+    tools = "tools" in params
+    stop = "tool_use" if tools else "end_turn"
+    if params.get("stream"):
+        t = "anthropic.types:"
+        events = [(t + "RawMessageStartEvent", {"type": "message_start", "message": {
+                      "id": "msg_1", "type": "message", "role": "assistant", "model": "m-1", "content": [],
+                      "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 9, "output_tokens": 1}}}),
+                  (t + "RawContentBlockStartEvent", {"type": "content_block_start", "index": 0,
+                                                     "content_block": {"type": "text", "text": ""}}),
+                  (t + "RawContentBlockDeltaEvent", {"type": "content_block_delta", "index": 0,
+                                                     "delta": {"type": "text_delta", "text": "Sun"}}),
+                  (t + "RawContentBlockDeltaEvent", {"type": "content_block_delta", "index": 0,
+                                                     "delta": {"type": "text_delta", "text": "ny."}}),
+                  (t + "RawContentBlockStopEvent", {"type": "content_block_stop", "index": 0})]
+        if tools:
+            events += [(t + "RawContentBlockStartEvent", {"type": "content_block_start", "index": 1, "content_block": {
+                           "type": "tool_use", "id": "call_1", "name": "get_weather", "input": {}}}),
+                       (t + "RawContentBlockDeltaEvent", {"type": "content_block_delta", "index": 1, "delta": {
+                           "type": "input_json_delta", "partial_json": "{\"city\":"}}),
+                       (t + "RawContentBlockDeltaEvent", {"type": "content_block_delta", "index": 1, "delta": {
+                           "type": "input_json_delta", "partial_json": "\"Paris\"}"}}),
+                       (t + "RawContentBlockStopEvent", {"type": "content_block_stop", "index": 1})]
+        events += [(t + "RawMessageDeltaEvent", {"type": "message_delta", "delta": {"stop_reason": stop,
+                                                                                   "stop_sequence": None},
+                                                 "usage": {"output_tokens": 3}}),
+                   (t + "RawMessageStopEvent", {"type": "message_stop"})]
+        return Reply(sse([dump(kind, data) for kind, data in events], named=True), content_type="text/event-stream")
+    content: list[dict] = [{"type": "text", "text": "Sunny."}]
+    if tools:
+        content.append({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}})
+    return Reply(dump("anthropic.types:Message", {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "m-1", "content": content,
+        "stop_reason": stop, "stop_sequence": None, "usage": {"input_tokens": 9, "output_tokens": 3}}).encode())
+
+
+# The 2.x SDK sends its API key as `Authorization: Bearer`; the API documentation's requests (the versioning and
+# migration-2026-10-21 pages, with anthropic-version 2026-10-21) send `x-api-key`, which the gateway follows.
+ANTHROPIC_AUTH = {"authorization": "the SDK's Bearer form; the documentation's x-api-key is checked instead",
+                  "x-api-key": "checked by anthropic_auth"}
+
+
+def anthropic_auth(sdk: Captured, gw: Captured, settings: dict) -> list[str]:
+    key = gw.headers.get("x-api-key")
+    return [] if key == settings["api_key"] else [f"header x-api-key: {key!r} is not the endpoint's key"]
+
+
+def anthropic_answer(result: Any) -> dict:
+    text, calls = "", []
+    if isinstance(result, list):
+        for ev in result:
+            if ev.type == "content_block_start" and ev.content_block.type == "tool_use":
+                calls.append([ev.content_block.name, ""])
+            elif ev.type == "content_block_delta":
+                if ev.delta.type == "text_delta":
+                    text += ev.delta.text
+                elif ev.delta.type == "input_json_delta":
+                    calls[-1][1] += ev.delta.partial_json
+        return {"text": text, "tools": [tuple(c) for c in calls]}
+    for block in result.content:
+        if block.type == "text":
+            text += block.text
+        elif block.type == "tool_use":
+            calls.append((block.name, json.dumps(block.input, separators=(",", ":"))))
+    return {"text": text, "tools": calls}
+
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
+NO_SAMPLING = {k: v for k, v in CHAT.items() if k not in ("seed", "temperature", "top_p")}
 AI21_CHAT = {k: v for k, v in CHAT.items() if k not in ("seed", "user", "tool_choice")}
 
 CASES: list[Case] = [
@@ -470,6 +572,10 @@ CASES: list[Case] = [
     Case("llama", "text_embedding", "llama-stack-client", call=llama_embed, reply=llama_embed_reply,
          answer=lambda r: r.embeddings, settings=_at("/v1/inference/embeddings", api_key=KEY, model_id="m-1"),
          params=EMBED, modules=("llama_stack_client",)),
+    *chat_cases("anthropic", "anthropic", anthropic_chat, anthropic_reply, {"api_key": KEY, "model_id": "m-1"},
+                answer=anthropic_answer, task_settings={"max_tokens": ANTHROPIC_MAX_TOKENS}, chat_params=NO_SAMPLING,
+                completion_params={"input": "Say hi", "max_tokens": 32}, ignore_headers=ANTHROPIC_AUTH,
+                verify=anthropic_auth),
     *chat_cases("amazonbedrock", "boto3", bedrock_chat, bedrock_chat_reply,
                 {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
                 chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),

@@ -66,7 +66,7 @@ class FakeAnthropic:
         self.headers_seen.append(dict(request.headers))
         if request.headers.get("x-api-key") != self.api_key:
             return JSONResponse(error_body(401, "invalid x-api-key"), status_code=401)
-        if request.headers.get("anthropic-version") != "2023-06-01":
+        if request.headers.get("anthropic-version") != "2026-10-21":
             return JSONResponse(error_body(400, "anthropic-version: header is required"), status_code=400)
         if self.faults:
             fault = self.faults.pop(0)

@@ -56,22 +56,35 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 
 
 async def test_completion_with_the_es_client(es, http, upstream):
-    await put(http, "completion", "comp", upstream, temperature=0.3, top_k=4)
+    await put(http, "completion", "comp", upstream)
     resp = await es.inference.completion(inference_id="comp", input="what is elastic?")
     assert resp.body == {"completion": [{"result": "WHAT IS ELASTIC?"}]}
     assert upstream.requests[-1] == {"model": "claude-test", "messages": [{"role": "user",
                                                                           "content": "what is elastic?"}],
-                                     "max_tokens": 128, "temperature": 0.3, "top_k": 4}
+                                     "max_tokens": 128}
     seen = upstream.headers_seen[-1]
-    assert seen["x-api-key"] == upstream.api_key and seen["anthropic-version"] == "2023-06-01"
+    assert seen["x-api-key"] == upstream.api_key and seen["anthropic-version"] == "2026-10-21"
     assert "authorization" not in seen
+
+
+async def test_sampling_settings_are_refused_not_dropped(es, http, upstream):
+    """API version 2026-10-21 answers 400 to temperature, top_p and top_k: the gateway says so first."""
+    await put(http, "completion", "comp", upstream, temperature=0.3, top_k=4)
+    sent = len(upstream.requests)
+    with pytest.raises(ApiError) as exc:
+        await es.inference.completion(inference_id="comp", input="x")
+    assert exc.value.meta.status == 400 and "[temperature]" in str(exc.value.body)
+    await put(http, "completion", "comp2", upstream)
+    with pytest.raises(ApiError) as exc:
+        await es.inference.completion(inference_id="comp2", input="x", task_settings={"top_p": 0.5})
+    assert exc.value.meta.status == 400 and "[top_p]" in str(exc.value.body)
+    assert len(upstream.requests) == sent
 
 
 async def test_completion_task_settings_override_per_request(es, http, upstream):
     await put(http, "completion", "comp", upstream)
-    await es.inference.completion(inference_id="comp", input="x", task_settings={"max_tokens": 7, "top_p": 0.5})
-    sent = upstream.requests[-1]
-    assert sent["max_tokens"] == 7 and sent["top_p"] == 0.5
+    await es.inference.completion(inference_id="comp", input="x", task_settings={"max_tokens": 7})
+    assert upstream.requests[-1]["max_tokens"] == 7
 
 
 async def test_completion_stream(http, upstream):

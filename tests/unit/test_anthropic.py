@@ -39,27 +39,39 @@ def test_headers_url_and_minimal_body():
     a = adapter()
     up = a.build_request(ChatRequest(messages=[user("hi")]))
     assert up.url == "https://api.anthropic.com/v1/messages" and not up.explicit_url
-    assert up.headers["x-api-key"] == "sk-ant" and up.headers["anthropic-version"] == "2023-06-01"
+    assert up.headers["x-api-key"] == "sk-ant" and up.headers["anthropic-version"] == "2026-10-21"
     assert "Authorization" not in up.headers
     assert json.loads(up.body) == {"model": "claude-test", "messages": [{"role": "user", "content": "hi"}],
                                    "max_tokens": 256}
 
 
 def test_completion_inputs_are_user_messages_with_task_settings():
-    a = adapter(TaskType.COMPLETION, {"max_tokens": 64, "temperature": 0.2, "top_p": 0.9, "top_k": 5})
+    a = adapter(TaskType.COMPLETION, {"max_tokens": 64})
     body = body_of(a, ChatRequest(messages=[user("a"), user("b")], stream=True))
     assert body == {"model": "claude-test", "messages": [{"role": "user", "content": "a"},
                                                          {"role": "user", "content": "b"}],
-                    "max_tokens": 64, "temperature": 0.2, "top_p": 0.9, "top_k": 5, "stream": True}
+                    "max_tokens": 64, "stream": True}
 
 
 def test_request_values_win_over_task_settings():
-    a = adapter(task_settings={"max_tokens": 64, "temperature": 0.2, "top_p": 0.9})
-    req = ChatRequest(messages=[user("x")], max_tokens=10, temperature=1.0, top_p=0.5, stop=["END"], user="u1",
-                      task_settings={"top_k": 3})
-    body = body_of(a, req)
-    assert body["max_tokens"] == 10 and body["temperature"] == 1.0 and body["top_p"] == 0.5
-    assert body["top_k"] == 3 and body["stop_sequences"] == ["END"] and body["metadata"] == {"user_id": "u1"}
+    a = adapter(task_settings={"max_tokens": 64})
+    body = body_of(a, ChatRequest(messages=[user("x")], max_tokens=10, stop=["END"], user="u1"))
+    assert body["max_tokens"] == 10 and body["stop_sequences"] == ["END"] and body["metadata"] == {"user_id": "u1"}
+
+
+@pytest.mark.parametrize("request_values, task_settings", [({"temperature": 1.0}, {}), ({"top_p": 0.5}, {}),
+                                                           ({}, {"temperature": 0.2}), ({}, {"top_k": 3})])
+def test_sampling_parameters_are_refused(request_values, task_settings):
+    # platform.claude.com/docs/en/api/migration-2026-10-21: 400 for any of them, even at the default
+    a = adapter(task_settings={"max_tokens": 64, **task_settings})
+    with pytest.raises(GatewayError, match="2026-10-21"):
+        a.build_request(ChatRequest(messages=[user("x")], **request_values))
+
+
+def test_vertex_keeps_sampling_parameters():
+    a = adapter(task_settings={"max_tokens": 64, "temperature": 0.2, "top_k": 3})
+    body = a.body(ChatRequest(messages=[user("x")], top_p=0.5), sampling=True)
+    assert body["temperature"] == 0.2 and body["top_p"] == 0.5 and body["top_k"] == 3
 
 
 def test_max_tokens_is_required():
