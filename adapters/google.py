@@ -302,7 +302,9 @@ def _tools(tools: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
         if fn.get("description"):
             decl["description"] = fn["description"]
         if fn.get("parameters"):
-            decl["parameters"] = fn["parameters"]
+            # OpenAI tools carry JSON Schema: `parametersJsonSchema` takes it as is, `parameters` only Google's
+            # OpenAPI subset (ai.google.dev/api/caching#FunctionDeclaration; what google-genai sends for it)
+            decl["parametersJsonSchema"] = fn["parameters"]
         if fn.get("strict") is not None:
             raise unsupported("tools.function.strict", service)
         declarations.append(decl)
@@ -358,7 +360,7 @@ def gemini_chat_body(req: ChatRequest, service: str, *, max_tokens: int | None =
     if not contents:
         raise _bad(f"The [{service}] service needs at least one non-system message with content")
     body: dict[str, Any] = {"contents": contents}
-    config: dict[str, Any] = {"candidateCount": 1}
+    config: dict[str, Any] = {}  # candidateCount left out: 1 is the default
     limit = req.max_tokens if req.max_tokens is not None else max_tokens
     # verified (names): ES GoogleVertexAiUnifiedChatCompletionRequestEntity.buildGenerationConfig;
     # unverified: `seed`, from the public GenerationConfig reference (ES never sends it)
@@ -369,7 +371,8 @@ def gemini_chat_body(req: ChatRequest, service: str, *, max_tokens: int | None =
         config.update(_response_format(req.response_format, service))
     if thinking_budget is not None:
         config["thinkingConfig"] = {"thinkingBudget": thinking_budget}
-    body["generationConfig"] = config
+    if config:
+        body["generationConfig"] = config
     if req.tools:
         body["tools"] = _tools(req.tools, service)
     if req.tool_choice is not None:
@@ -529,18 +532,19 @@ class GoogleAiStudioAdapter(Adapter):
         return model[7:] if model.startswith("models/") else model
 
     def _url(self, model: str, action: str, query: str = "") -> str:
-        key = quote(str(self.setting("api_key") or ""), safe="")
-        return f"{self.base_url}/models/{quote(model, safe='')}:{action}?{query}key={key}"
+        return f"{self.base_url}/models/{quote(model, safe='')}:{action}" + (f"?{query}" if query else "")
 
     def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        headers = {"Content-Type": "application/json"}
+        # the key in a header, as google-genai sends it (ai.google.dev/api#api-keys), not `?key=`: a URL lands
+        # in proxy and access logs
+        headers = {"Content-Type": "application/json", "x-goog-api-key": str(self.setting("api_key") or "")}
         model = self.model(req)
         if isinstance(req, EmbedRequest):
             return UpstreamRequest(url=self._url(model, "batchEmbedContents"), body=_encoder.encode(
                 self.embed_body(req, model)), headers=headers)
         if isinstance(req, ChatRequest):
             body = gemini_chat_body(req, self.service)
-            url = self._url(model, "streamGenerateContent", "alt=sse&") if req.stream else self._url(model,
+            url = self._url(model, "streamGenerateContent", "alt=sse") if req.stream else self._url(model,
                                                                                                     "generateContent")
             return UpstreamRequest(url=url, body=_encoder.encode(body), headers=headers)
         raise StatusError(f"The [{self.service}] service does not support task type [rerank]")
@@ -551,7 +555,7 @@ class GoogleAiStudioAdapter(Adapter):
         dims = req.dimensions if req.dimensions is not None else self.endpoint.service_settings.get("dimensions")
         requests = []
         for text in req.inputs:
-            item: dict[str, Any] = {"model": f"models/{model}", "content": {"parts": [{"text": text}]}}
+            item: dict[str, Any] = {"model": f"models/{model}", "content": {"parts": [{"text": text}], "role": "user"}}
             if task_type:
                 item["taskType"] = task_type
             if dims is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qs, urlsplit
@@ -149,8 +150,18 @@ def _contract_headers(headers: Mapping[str, str], ignore: Iterable[str]) -> dict
     return out
 
 
+def camel_keys(value: Any) -> Any:
+    """Proto3 JSON field names in their lowerCamelCase form: Google's JSON parsers take `parameters_json_schema`
+    and `parametersJsonSchema` alike (protobuf.dev/programming-guides/json), and google-genai sends the former."""
+    if isinstance(value, dict):
+        return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel_keys(v) for v in value]
+    return value
+
+
 def differences(sdk: Captured, gw: Captured, *, ignore_body: Iterable[str] = (), ignore_headers: Iterable[str] = (),
-                ignore_query: Iterable[str] = ()) -> list[str]:
+                ignore_query: Iterable[str] = (), proto_json: bool = False) -> list[str]:
     """Every way the gateway's request differs from the SDK's: method, path as sent, query, headers
     (authentication scheme and value, API versions, content type) and the body's fields, types,
     nesting and values. `ignore_*` name the differences a case accepts, each with its reason there."""
@@ -168,6 +179,8 @@ def differences(sdk: Captured, gw: Captured, *, ignore_body: Iterable[str] = (),
         if h1.get(k) != h2.get(k):
             out.append(f"header {k}: {h1.get(k)!r} from the SDK, {h2.get(k)!r} from the gateway")
     a, b = _decode(sdk.body), _decode(gw.body)
+    if proto_json:
+        a, b = camel_keys(a), camel_keys(b)
     _walk(a, b, "", out, set(ignore_body))
     return out
 

@@ -49,6 +49,7 @@ class Case:
     ignore_headers: dict[str, str] = field(default_factory=dict)
     ignore_query: dict[str, str] = field(default_factory=dict)
     verify: Callable[[Captured, Captured, dict], list[str]] | None = None
+    proto_json: bool = False  # Google APIs: snake_case and lowerCamelCase field names are the same field
     modules: tuple[str, ...] = ()  # imported to tell whether the SDK is there
 
     @property
@@ -531,7 +532,97 @@ def anthropic_answer(result: Any) -> dict:
     return {"text": text, "tools": calls}
 
 
+# -- Google AI Studio (google-genai, Gemini API v1beta)
+
+
+def _genai(url: str, **kw):
+    from google import genai
+    from google.genai import types
+    return genai.Client(http_options=types.HttpOptions(base_url=url, api_version="v1beta"), **kw)
+
+
+def genai_config(params: dict):
+    from google.genai import types
+    msgs = params.get("messages") or []
+    kw: dict[str, Any] = {}
+    system = [m["content"] for m in msgs if m["role"] == "system"]
+    if system:
+        kw["system_instruction"] = types.Content(parts=[types.Part(text=t) for t in system])
+    for key, name in (("max_tokens", "max_output_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
+                      ("stop", "stop_sequences"), ("seed", "seed")):
+        if key in params:
+            kw[name] = params[key]
+    if "tools" in params:
+        # raw JSON Schema goes in parametersJsonSchema; `parameters` takes Google's OpenAPI subset only
+        # (ai.google.dev/api/caching#FunctionDeclaration)
+        kw["tools"] = [types.Tool(function_declarations=[types.FunctionDeclaration(
+            name=t["function"]["name"], description=t["function"]["description"],
+            parameters_json_schema=t["function"]["parameters"]) for t in params["tools"]])]
+    return types.GenerateContentConfig(**kw) if kw else None
+
+
+def genai_contents(params: dict):
+    from google.genai import types
+    msgs = params.get("messages") or [{"role": "user", "content": params["input"]}]
+    return [types.Content(role="user" if m["role"] == "user" else "model", parts=[types.Part(text=m["content"])])
+            for m in msgs if m["role"] != "system"]
+
+
+def genai_chat(make_client):
+    def call(url: str, params: dict):
+        client = make_client(url)  # kept referenced: a collected client closes its connection pool
+        models = client.models
+        if params.get("stream"):
+            return list(models.generate_content_stream(model="m-1", contents=genai_contents(params),
+                                                       config=genai_config(params)))
+        return models.generate_content(model="m-1", contents=genai_contents(params), config=genai_config(params))
+    return call
+
+
+def gemini_reply(params: dict) -> Reply:
+    tools = "tools" in params
+    usage = {"promptTokenCount": 9, "candidatesTokenCount": 3, "totalTokenCount": 12}
+    call = {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}
+    kind = "google.genai.types:GenerateContentResponse"
+    if params.get("stream"):
+        chunks = [{"candidates": [{"content": {"role": "model", "parts": [{"text": "Sun"}]}, "index": 0}],
+                   "modelVersion": "m-1"},
+                  {"candidates": [{"content": {"role": "model", "parts": [{"text": "ny."}, *([call] if tools else [])]},
+                                   "finishReason": "STOP", "index": 0}], "usageMetadata": usage, "modelVersion": "m-1"}]
+        return Reply(sse([dump(kind, c) for c in chunks]), content_type="text/event-stream")
+    return Reply(dump(kind, {"candidates": [{"content": {"role": "model",
+                                                         "parts": [{"text": "Sunny."}, *([call] if tools else [])]},
+                                             "finishReason": "STOP", "index": 0}],
+                             "usageMetadata": usage, "modelVersion": "m-1"}).encode())
+
+
+def gemini_answer(result: Any) -> dict:
+    text, calls = "", []
+    for chunk in result if isinstance(result, list) else [result]:
+        for part in chunk.candidates[0].content.parts or []:
+            text += part.text or ""
+            if part.function_call:
+                calls.append((part.function_call.name, json.dumps(part.function_call.args, separators=(",", ":"))))
+    return {"text": text, "tools": calls}
+
+
+def genai_embed(make_client, input_type: str | None = None):
+    def call(url: str, params: dict):
+        from google.genai import types
+        config = types.EmbedContentConfig(task_type=input_type) if input_type else None
+        client = make_client(url)
+        resp = client.models.embed_content(model="m-1", contents=params["input"], config=config)
+        return [e.values for e in resp.embeddings]
+    return call
+
+
+def gemini_embed_reply(params: dict) -> Reply:
+    return Reply(dump("google.genai.types:EmbedContentResponse", {
+        "embeddings": [{"values": VECTORS[i]} for i in range(len(params["input"]))]}).encode())
+
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
+NO_USER = {k: v for k, v in CHAT.items() if k != "user"}
 NO_SAMPLING = {k: v for k, v in CHAT.items() if k not in ("seed", "temperature", "top_p")}
 AI21_CHAT = {k: v for k, v in CHAT.items() if k not in ("seed", "user", "tool_choice")}
 
@@ -576,6 +667,12 @@ CASES: list[Case] = [
                 answer=anthropic_answer, task_settings={"max_tokens": ANTHROPIC_MAX_TOKENS}, chat_params=NO_SAMPLING,
                 completion_params={"input": "Say hi", "max_tokens": 32}, ignore_headers=ANTHROPIC_AUTH,
                 verify=anthropic_auth),
+    *chat_cases("googleaistudio", "google-genai", genai_chat(lambda u: _genai(u, api_key=KEY)), gemini_reply,
+                {"api_key": KEY, "model_id": "m-1"}, answer=gemini_answer, chat_params=NO_USER, modules=("google.genai",),
+                proto_json=True),
+    Case("googleaistudio", "text_embedding", "google-genai", call=genai_embed(lambda u: _genai(u, api_key=KEY)),
+         reply=gemini_embed_reply, answer=lambda r: r, settings={"api_key": KEY, "model_id": "m-1"}, params=EMBED,
+         modules=("google.genai",), proto_json=True),
     *chat_cases("amazonbedrock", "boto3", bedrock_chat, bedrock_chat_reply,
                 {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
                 chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),

@@ -168,7 +168,8 @@ async def test_gateway_sends_what_the_sdk_sends(case: Case, capture, http):
         assert sent, f"{surface}: the gateway sent nothing upstream: {status} {raw}"
         gw_req = sent[-1]
         found[surface] = differences(sdk_req, gw_req, ignore_body=case.ignore_body,
-                                     ignore_headers=case.ignore_headers, ignore_query=case.ignore_query)
+                                     ignore_headers=case.ignore_headers, ignore_query=case.ignore_query,
+                                     proto_json=case.proto_json)
         if case.verify is not None:
             found[surface] += case.verify(sdk_req, gw_req, settings)
         assert _normal(gateway_answer(case, surface, status, raw)) == _normal(case.answer(sdk_result)), surface

@@ -56,9 +56,9 @@ async def test_text_embedding_with_the_es_client(es, http, upstream):
     for vec, text in zip(vectors, texts):
         assert vec == pytest.approx(fake_vector(text, 6), abs=1e-6)
     assert upstream.embed_requests[-1] == {"requests": [
-        {"model": "models/text-embedding-004", "content": {"parts": [{"text": t}]}, "taskType": "RETRIEVAL_QUERY",
+        {"model": "models/text-embedding-004", "content": {"parts": [{"text": t}], "role": "user"}, "taskType": "RETRIEVAL_QUERY",
          "outputDimensionality": 6} for t in texts]}
-    assert upstream.urls[-1].endswith("/v1beta/models/text-embedding-004:batchEmbedContents?key=AIza-test-key")
+    assert upstream.urls[-1].endswith("/v1beta/models/text-embedding-004:batchEmbedContents")  # no key in the URL
 
 
 async def test_more_than_100_inputs_are_split_into_batches(es, http, upstream):
@@ -79,8 +79,7 @@ async def test_completion_with_the_es_client(es, http, upstream):
     await put(http, "completion", "comp")
     resp = await es.inference.completion(inference_id="comp", input="what is elastic?")
     assert resp.body == {"completion": [{"result": "WHAT IS ELASTIC?"}]}
-    assert upstream.requests[-1] == {"contents": [{"role": "user", "parts": [{"text": "what is elastic?"}]}],
-                                     "generationConfig": {"candidateCount": 1}}
+    assert upstream.requests[-1] == {"contents": [{"role": "user", "parts": [{"text": "what is elastic?"}]}]}
 
 
 async def test_chat_completion_tool_call_round_trip(es, http, upstream):
@@ -98,8 +97,10 @@ async def test_chat_completion_tool_call_round_trip(es, http, upstream):
     assert call["function"] == {"name": "get_weather", "arguments": TOOL_ARGS}  # byte for byte
     first = upstream.requests[-1]
     assert first["systemInstruction"] == {"parts": [{"text": "You are terse."}]}
-    assert first["tools"] == [{"functionDeclarations": [tools[0]["function"]]}]
-    assert first["generationConfig"] == {"candidateCount": 1, "maxOutputTokens": 64}
+    fn = tools[0]["function"]
+    assert first["tools"] == [{"functionDeclarations": [{"name": fn["name"], "description": fn["description"],
+                                                          "parametersJsonSchema": fn["parameters"]}]}]
+    assert first["generationConfig"] == {"maxOutputTokens": 64}
 
     messages += [{"role": "assistant", "content": "", "tool_calls": [call]},
                  {"role": "tool", "tool_call_id": call["id"], "content": '{"temp_c": 21}'}]
@@ -121,7 +122,7 @@ async def test_completion_stream_frames(http, upstream):
     assert events[-1] == ("message", "[DONE]")
     deltas = [json.loads(d)["completion"][0]["delta"] for _, d in events[:-1]]
     assert "".join(deltas) == "ABCDEFGH" and len(deltas) == 4
-    assert upstream.urls[-1].split("?")[1] == "alt=sse&key=AIza-test-key"
+    assert upstream.urls[-1].split("?")[1] == "alt=sse"
 
 
 async def test_chat_stream_tool_call_and_usage_reported_once(http, upstream):
@@ -235,7 +236,7 @@ async def test_openai_sdk_embeddings_and_chat(client, http, upstream):
     chat = await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi there"}],
                                                 temperature=0.2, stop=["zz"])
     assert chat.choices[0].message.content == "HI THERE" and chat.choices[0].finish_reason == "stop"
-    assert upstream.requests[-1]["generationConfig"] == {"candidateCount": 1, "temperature": 0.2,
+    assert upstream.requests[-1]["generationConfig"] == {"temperature": 0.2,
                                                          "stopSequences": ["zz"]}
     pieces = []
     usage = None

@@ -188,7 +188,7 @@ async def test_completion_and_streams(es, http, upstream):
     assert resp.body == {"completion": [{"result": "HELLO VERTEX"}]}
     assert upstream.calls[-1][0] == ("/v1/projects/my-project/locations/europe-west4/publishers/google/models/"
                                      "gemini-2.5-flash:generateContent")
-    assert upstream.calls[-1][2]["generationConfig"] == {"candidateCount": 1, "maxOutputTokens": 77,
+    assert upstream.calls[-1][2]["generationConfig"] == {"maxOutputTokens": 77,
                                                          "thinkingConfig": {"thinkingBudget": 0}}
     status, events = await stream(http, "/_inference/completion/comp/_stream", {"input": "abcdefgh"})
     assert status == 200 and events[-1] == ("message", "[DONE]")

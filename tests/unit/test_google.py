@@ -83,11 +83,10 @@ def replay(parser, raw: bytes, split: int | None = None) -> list:
 def test_embedding_request_url_key_and_body():
     a = studio(T.TEXT_EMBEDDING, model_id="text-embedding-004", dimensions=256)
     up = a.build_request(EmbedRequest(inputs=["a", "b"], input_type=InputType.SEARCH))
-    assert up.url == ("https://generativelanguage.googleapis.com/v1beta/models/text-embedding-004:batchEmbedContents"
-                      "?key=AIza%2Fkey%2B1")
-    assert not up.explicit_url and "AIza" not in repr(up.headers)
+    assert up.url == "https://generativelanguage.googleapis.com/v1beta/models/text-embedding-004:batchEmbedContents"
+    assert not up.explicit_url and up.headers["x-goog-api-key"] == "AIza/key+1"  # in a header, never the URL
     assert json.loads(up.body) == {"requests": [
-        {"model": "models/text-embedding-004", "content": {"parts": [{"text": t}]}, "taskType": "RETRIEVAL_QUERY",
+        {"model": "models/text-embedding-004", "content": {"parts": [{"text": t}], "role": "user"}, "taskType": "RETRIEVAL_QUERY",
          "outputDimensionality": 256} for t in ("a", "b")]}
 
 
@@ -125,16 +124,15 @@ def test_embedding_response_vectors_are_passed_raw():
 def test_chat_and_stream_urls():
     a = studio()
     up = a.build_request(ChatRequest(messages=[user("hi")]))
-    assert up.url.endswith("/v1beta/models/gemini-2.5-flash:generateContent?key=AIza%2Fkey%2B1")
+    assert up.url.endswith("/v1beta/models/gemini-2.5-flash:generateContent")
     up = a.build_request(ChatRequest(messages=[user("hi")], stream=True, model="models/gemini-pro"))
-    assert up.url.endswith("/v1beta/models/gemini-pro:streamGenerateContent?alt=sse&key=AIza%2Fkey%2B1")
+    assert up.url.endswith("/v1beta/models/gemini-pro:streamGenerateContent?alt=sse")
 
 
 def test_completion_body_like_es():
     body = json.loads(studio(T.COMPLETION).build_request(ChatRequest(messages=[user("a"), user("b")])).body)
     assert body == {"contents": [{"role": "user", "parts": [{"text": "a"}]},
-                                 {"role": "user", "parts": [{"text": "b"}]}],
-                    "generationConfig": {"candidateCount": 1}}
+                                 {"role": "user", "parts": [{"text": "b"}]}]}
 
 
 def test_full_chat_translation_with_tools():
@@ -172,10 +170,10 @@ def test_full_chat_translation_with_tools():
             {"functionResponse": {"name": "get_time", "id": "call-7", "response": {"output": "noon"}}}]},
         {"role": "model", "parts": [{"text": "It is 21C."}]}]
     assert body["systemInstruction"] == {"parts": [{"text": "be brief"}, {"text": "no emojis"}]}
-    assert body["generationConfig"] == {"candidateCount": 1, "maxOutputTokens": 100, "temperature": 0.5, "topP": 0.9,
+    assert body["generationConfig"] == {"maxOutputTokens": 100, "temperature": 0.5, "topP": 0.9,
                                         "stopSequences": ["END"], "seed": 7, "responseMimeType": "application/json"}
     assert body["tools"] == [{"functionDeclarations": [
-        {"name": "get_weather", "description": "d", "parameters": {"type": "object"}}, {"name": "get_time"}]}]
+        {"name": "get_weather", "description": "d", "parametersJsonSchema": {"type": "object"}}, {"name": "get_time"}]}]
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}}
 
 
@@ -387,7 +385,7 @@ def test_vertex_rerank_body_and_parse():
 def test_vertex_gemini_task_settings():
     a = vertex_adapter(T.COMPLETION, {"max_tokens": 50, "thinking_config": {"thinking_budget": 256}})
     body = json.loads(a.build_request(ChatRequest(messages=[user("x")])).body)
-    assert body["generationConfig"] == {"candidateCount": 1, "maxOutputTokens": 50,
+    assert body["generationConfig"] == {"maxOutputTokens": 50,
                                         "thinkingConfig": {"thinkingBudget": 256}}
     body = json.loads(a.build_request(ChatRequest(messages=[user("x")], max_tokens=9)).body)
     assert body["generationConfig"]["maxOutputTokens"] == 9
