@@ -32,9 +32,14 @@ from .rerank_compat import rerank_body
 
 T = TaskType
 
-# verified: AzureAiStudioConstants
-PATHS: Mapping[TaskType, str] = {T.TEXT_EMBEDDING: "/v1/embeddings", T.COMPLETION: "/v1/chat/completions",
+# Token (serverless) endpoints speak the Azure AI Model Inference API, as the azure-ai-inference SDK calls it:
+# `{target}/chat/completions` and `{target}/embeddings` with an api-version, top-level max_tokens/temperature/
+# top_p (learn.microsoft.com/azure/ai-foundry/model-inference/reference/reference-model-inference-chat-completions).
+# ES (AzureAiStudioConstants) posts /v1/... with the sampling values nested in `parameters`, which that API does
+# not read. Rerank (Cohere models) stays Cohere's own /v1/rerank.
+PATHS: Mapping[TaskType, str] = {T.TEXT_EMBEDDING: "/embeddings", T.COMPLETION: "/chat/completions",
                                  T.RERANK: "/v1/rerank"}
+API_VERSION = "2024-05-01-preview"  # the Model Inference API version azure-ai-inference sends
 # verified: AzureAiStudioChatCompletionTaskSettings.DEFAULT_MAX_NEW_TOKENS, filled in by ES at creation
 # (AzureAiStudioService.updateModelWithChatCompletionDetails) when the endpoint sets none
 DEFAULT_MAX_NEW_TOKENS = 64
@@ -94,16 +99,18 @@ class AzureAIStudioAdapter(OpenAICompatible):
         target = str(self.setting("target") or "")
         if self.provider == "openai" or self.realtime:
             return target, True
-        return target.rstrip("/") + PATHS[task], True
+        query = "" if task == T.RERANK else f"?api-version={API_VERSION}"
+        return target.rstrip("/") + PATHS[task] + query, True
 
     def auth_headers(self) -> dict[str, str]:
         # verified: AzureAiStudioRequest.setAuthHeader
         key = str(self.setting("api_key") or "")
         if self.provider == "openai":
             return {"api-key": key}
-        if self.realtime:
+        if self.realtime or self.task == T.RERANK:
             return {"Authorization": f"Bearer {key}"}
-        return {"Authorization": key}  # token endpoints of other providers: the raw key, no scheme
+        # the Model Inference API: azure-ai-inference's AzureKeyCredential sends both
+        return {"Authorization": f"Bearer {key}", "api-key": key}
 
     def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
         self._check_capabilities()
@@ -115,6 +122,10 @@ class AzureAIStudioAdapter(OpenAICompatible):
         # input_type? (document | query)
         body: dict[str, Any] = {"input": req.inputs}
         user = req.user or self.task_setting(req, "user")
+        if user and self.provider != "openai":
+            # the Model Inference embeddings request has no `user` (input, dimensions, encoding_format,
+            # input_type, model) and refuses unknown fields
+            raise unsupported("user", self.display_name)
         if user:
             body["user"] = user
         dims = req.dimensions if req.dimensions is not None else self.setting("dimensions")
@@ -152,9 +163,10 @@ class AzureAIStudioAdapter(OpenAICompatible):
             if params:
                 data["parameters"] = params
             return {"input_data": data}
-        body: dict[str, Any] = {"messages": messages}
-        if params:
-            body["parameters"] = params
+        # top level, as both token APIs (Model Inference, Azure OpenAI) take them; neither has do_sample
+        if "do_sample" in params:
+            raise unsupported("do_sample", self.display_name)
+        body: dict[str, Any] = {"messages": messages, "max_tokens": params.pop("max_new_tokens"), **params}
         if req.stream:
             body["stream"] = True  # verified: ES sends no stream_options here
         return body

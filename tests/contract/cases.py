@@ -121,8 +121,10 @@ def dump(path: str, data: Any) -> str:
     cls = sdk_type(path)
     if hasattr(cls, "model_validate"):  # pydantic (Stainless, Speakeasy, Fern SDKs)
         cls.model_validate(data)
-    else:  # huggingface_hub's dataclasses
+    elif hasattr(cls, "parse_obj"):  # huggingface_hub's dataclasses
         cls.parse_obj(data)
+    else:  # azure-core models take the wire mapping
+        cls(data)
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -315,9 +317,9 @@ def llama_embed_reply(params: dict) -> Reply:
                       {"embeddings": VECTORS[:len(params["input"])]}).encode())
 
 
-def _at(path: str, **settings):
-    """Settings whose `url` is the capture server's `path` (services called at the user's own URL)."""
-    return {"url": "{url}" + path, **settings}
+def _at(path: str, setting: str = "url", **settings):
+    """Settings whose `url` (or `setting`) is the capture server's `path` (services called at the user's URL)."""
+    return {setting: "{url}" + path, **settings}
 
 
 # -- Amazon Bedrock (boto3 bedrock-runtime): Converse, ConverseStream, InvokeModel; SigV4 checked by botocore
@@ -621,6 +623,31 @@ def gemini_embed_reply(params: dict) -> Reply:
         "embeddings": [{"values": VECTORS[i]} for i in range(len(params["input"]))]}).encode())
 
 
+# -- Azure AI Studio token endpoints (azure-ai-inference: the Azure AI Model Inference API)
+
+
+def _azure_inference(kind: str, url: str):
+    from azure.ai import inference
+    from azure.core.credentials import AzureKeyCredential
+    return getattr(inference, kind)(endpoint=url, credential=AzureKeyCredential(KEY))
+
+
+AZURE_DEFAULT_MAX_TOKENS = 64  # ES's default max_new_tokens, filled in when the endpoint sets none
+
+
+def azure_inference_chat(url: str, params: dict):
+    msgs = params.get("messages") or [{"role": "user", "content": params["input"]}]
+    kw = {k: params[k] for k in ("temperature", "top_p", "stream") if k in params}
+    result = _azure_inference("ChatCompletionsClient", url).complete(
+        messages=msgs, max_tokens=params.get("max_tokens", AZURE_DEFAULT_MAX_TOKENS), **kw)
+    return list(result) if params.get("stream") else result
+
+
+def azure_inference_embed(url: str, params: dict):
+    result = _azure_inference("EmbeddingsClient", url).embed(input=params["input"])
+    return [d.embedding for d in result.data]
+
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
 NO_USER = {k: v for k, v in CHAT.items() if k != "user"}
 NO_SAMPLING = {k: v for k, v in CHAT.items() if k not in ("seed", "temperature", "top_p")}
@@ -673,6 +700,15 @@ CASES: list[Case] = [
     Case("googleaistudio", "text_embedding", "google-genai", call=genai_embed(lambda u: _genai(u, api_key=KEY)),
          reply=gemini_embed_reply, answer=lambda r: r, settings={"api_key": KEY, "model_id": "m-1"}, params=EMBED,
          modules=("google.genai",), proto_json=True),
+    *[c for c in chat_cases("azureaistudio", "azure-ai-inference", azure_inference_chat,
+                            chat_reply("azure.ai.inference.models:ChatCompletions",
+                                       "azure.ai.inference.models:StreamingChatCompletionsUpdate", usage_in_last=True),
+                            _at("", "target", api_key=KEY, provider="meta", endpoint_type="token"),
+                            modules=("azure.ai.inference",)) if c.task == "completion"],
+    Case("azureaistudio", "text_embedding", "azure-ai-inference", call=azure_inference_embed,
+         reply=openai_embed_reply, answer=lambda r: r,
+         settings=_at("", "target", api_key=KEY, provider="cohere", endpoint_type="token"), params=EMBED,
+         modules=("azure.ai.inference",)),
     *chat_cases("amazonbedrock", "boto3", bedrock_chat, bedrock_chat_reply,
                 {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
                 chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),

@@ -1,8 +1,8 @@
 """A simulated Azure AI Studio / AI Foundry: one server holding three kinds of deployment.
 
-- serverless ("token") endpoints of non-OpenAI providers at `/v1/embeddings`, `/v1/chat/completions`
-  (OpenAI-like, with an OpenAI SSE stream) and `/v1/rerank` (Cohere-style), authenticated by the raw key
-  in `Authorization` (no scheme);
+- serverless ("token") endpoints of non-OpenAI providers speaking the Azure AI Model Inference API at
+  `/embeddings` and `/chat/completions` (`?api-version=`, OpenAI-like, with an OpenAI SSE stream), and
+  `/v1/rerank` (Cohere-style), authenticated by `Authorization: Bearer <key>`;
 - an Azure OpenAI deployment at `/openai/deployments/{name}/embeddings|chat/completions`, `api-key` header;
 - a managed online ("realtime") endpoint at `/score`: `{"input_data": {"input_string": [...],
   "parameters": {...}}}` in, `{"output": "..."}` out, `Authorization: Bearer <key>`.
@@ -68,7 +68,10 @@ class FakeAzureAIStudio:
         elif kind == "realtime":
             ok = request.headers.get("authorization") == f"Bearer {self.api_key}"
         else:
-            ok = request.headers.get("authorization") == self.api_key
+            ok = request.headers.get("authorization") == f"Bearer {self.api_key}"
+            if ok and not request.url.path.endswith("/rerank") and not request.query_params.get("api-version"):
+                return JSONResponse({"error": {"code": "BadRequest", "message": "api-version is required"}},
+                                    status_code=400)
         if not ok:
             return JSONResponse({"error": {"code": "401", "message": "Access denied due to invalid subscription "
                                                                      "key or wrong API endpoint."}}, status_code=401)
@@ -179,8 +182,8 @@ class FakeAzureAIStudio:
 
     def app(self) -> Starlette:
         return Starlette(routes=[
-            Route("/v1/embeddings", self.token_embeddings, methods=["POST"]),
-            Route("/v1/chat/completions", self.token_chat, methods=["POST"]),
+            Route("/embeddings", self.token_embeddings, methods=["POST"]),
+            Route("/chat/completions", self.token_chat, methods=["POST"]),
             Route("/v1/rerank", self.token_rerank, methods=["POST"]),
             Route("/openai/deployments/{name}/embeddings", self.openai_embeddings, methods=["POST"]),
             Route("/openai/deployments/{name}/chat/completions", self.openai_chat, methods=["POST"]),

@@ -48,16 +48,15 @@ async def put(es, task: str, inference_id: str, target: str, provider: str, endp
 # ------------------------------------------------------------------------------ text_embedding
 
 
-async def test_token_embeddings_with_the_raw_key(es, azure):
-    await put(es, "text_embedding", "emb", azure.url, "cohere", service_settings={"dimensions": 4},
-              task_settings={"user": "u-1"})
+async def test_token_embeddings_with_a_bearer_key(es, azure):
+    await put(es, "text_embedding", "emb", azure.url, "cohere", service_settings={"dimensions": 4})
     texts = ["first text", "second text"]
     resp = await es.inference.text_embedding(inference_id="emb", input=texts, input_type="ingest")
     vectors = [item["embedding"] for item in resp.body["text_embedding"]]
     for vec, text in zip(vectors, texts):  # the fake answers in reverse order
         assert vec == pytest.approx(fake_vector("d:" + text, 4), abs=1e-6)
-    assert azure.paths[-1] == "/v1/embeddings"
-    assert azure.requests[-1] == {"input": texts, "user": "u-1", "dimensions": 4, "input_type": "document"}
+    assert azure.paths[-1] == "/embeddings"
+    assert azure.requests[-1] == {"input": texts, "dimensions": 4, "input_type": "document"}
 
 
 async def test_openai_provider_uses_the_target_as_is_and_api_key(es, azure):
@@ -79,15 +78,15 @@ async def test_provider_without_embeddings_is_refused(es, azure):
 # ------------------------------------------------------------------------------ completion
 
 
-async def test_token_completion_puts_sampling_in_parameters(es, azure):
+async def test_token_completion_sends_sampling_at_the_top_level(es, azure):
     await put(es, "completion", "comp", azure.url, "meta", task_settings={"temperature": 0.4, "top_p": 0.9})
     resp = await es.inference.completion(inference_id="comp", input="what is elastic?")
     assert resp.body == {"completion": [{"result": "WHAT IS ELASTIC?"}]}
-    assert azure.paths[-1] == "/v1/chat/completions"
+    assert azure.paths[-1] == "/chat/completions"
     assert azure.requests[-1] == {"messages": [{"content": "what is elastic?", "role": "user"}],
-                                  "parameters": {"temperature": 0.4, "top_p": 0.9, "max_new_tokens": 64}}
+                                  "max_tokens": 64, "temperature": 0.4, "top_p": 0.9}
     await es.inference.completion(inference_id="comp", input="x", task_settings={"max_new_tokens": 5})
-    assert azure.requests[-1]["parameters"]["max_new_tokens"] == 5
+    assert azure.requests[-1]["max_tokens"] == 5
 
 
 async def test_realtime_completion_with_bearer(es, azure):
@@ -175,7 +174,7 @@ async def test_openai_sdk_chat_stream_and_embeddings(gateway, es, azure):
         resp = await client.chat.completions.create(model="comp", messages=[{"role": "user", "content": "hi"}],
                                                     max_tokens=12, temperature=0.2)
         assert resp.choices[0].message.content == "HI"
-        assert azure.requests[-1]["parameters"] == {"temperature": 0.2, "max_new_tokens": 12}
+        assert azure.requests[-1]["max_tokens"] == 12 and azure.requests[-1]["temperature"] == 0.2
         stream = await client.chat.completions.create(model="comp", stream=True,
                                                       messages=[{"role": "user", "content": "streamed"}])
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])

@@ -11,7 +11,7 @@ import pytest
 from adapters import adapter_class
 from adapters.azureaistudio import AzureAIStudioAdapter
 from adapters.base import StreamCut
-from proxy.errors import RequestValidationError, StatusError, UpstreamError, ValidationError
+from proxy.errors import GatewayError, RequestValidationError, StatusError, UpstreamError, ValidationError
 from proxy.sse import SSEDecoder
 from proxy.types import ChatMessage, ChatRequest, EmbedRequest, InputType, RerankRequest, TaskType
 
@@ -53,12 +53,14 @@ def test_registered_under_its_service_name():
 
 
 @pytest.mark.parametrize("task, provider, endpoint_type, target, url, headers", [
-    (T.TEXT_EMBEDDING, "cohere", "token", TARGET + "/", TARGET + "/v1/embeddings", {"Authorization": "az-key"}),
+    (T.TEXT_EMBEDDING, "cohere", "token", TARGET + "/", TARGET + "/embeddings?api-version=2024-05-01-preview",
+     {"Authorization": "Bearer az-key", "api-key": "az-key"}),
     (T.TEXT_EMBEDDING, "openai", "token", OPENAI_TARGET, OPENAI_TARGET, {"api-key": "az-key"}),
-    (T.COMPLETION, "meta", "token", TARGET, TARGET + "/v1/chat/completions", {"Authorization": "az-key"}),
+    (T.COMPLETION, "meta", "token", TARGET, TARGET + "/chat/completions?api-version=2024-05-01-preview",
+     {"Authorization": "Bearer az-key", "api-key": "az-key"}),
     (T.COMPLETION, "openai", "token", OPENAI_TARGET, OPENAI_TARGET, {"api-key": "az-key"}),
     (T.COMPLETION, "mistral", "realtime", REALTIME_TARGET, REALTIME_TARGET, {"Authorization": "Bearer az-key"}),
-    (T.RERANK, "cohere", "token", TARGET, TARGET + "/v1/rerank", {"Authorization": "az-key"}),
+    (T.RERANK, "cohere", "token", TARGET, TARGET + "/v1/rerank", {"Authorization": "Bearer az-key"}),
 ])
 def test_url_and_auth_rules(task, provider, endpoint_type, target, url, headers):
     ad = adapter(task, provider, endpoint_type, target)
@@ -90,14 +92,21 @@ def test_provider_capabilities_follow_es(task, provider, endpoint_type, message)
 
 
 def test_embeddings_body():
-    ad = adapter(T.TEXT_EMBEDDING, "cohere", dimensions=512, task_settings={"user": "stored-user"})
-    assert body(ad.build_request(EmbedRequest(inputs=["a", "b"]))) == {"input": ["a", "b"], "user": "stored-user",
-                                                                       "dimensions": 512}
-    sent = body(ad.build_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH,
-                                              task_settings={"user": "req-user"})))
-    assert sent == {"input": ["a"], "user": "req-user", "dimensions": 512, "input_type": "query"}
+    ad = adapter(T.TEXT_EMBEDDING, "cohere", dimensions=512)
+    assert body(ad.build_request(EmbedRequest(inputs=["a", "b"]))) == {"input": ["a", "b"], "dimensions": 512}
+    sent = body(ad.build_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH)))
+    assert sent == {"input": ["a"], "dimensions": 512, "input_type": "query"}
     with pytest.raises(ValidationError, match=r"Input type \[clustering\] is not supported for \[Azure AI Studio\]"):
         ad.build_request(EmbedRequest(inputs=["a"], input_type=InputType.CLUSTERING))
+
+
+def test_model_inference_embeddings_refuse_user():
+    # the Model Inference embeddings request has no `user`; Azure OpenAI deployments (provider openai) do
+    ad = adapter(T.TEXT_EMBEDDING, "cohere", task_settings={"user": "stored-user"})
+    with pytest.raises(GatewayError, match=r"\[user\]"):
+        ad.build_request(EmbedRequest(inputs=["a"]))
+    ad = adapter(T.TEXT_EMBEDDING, "openai", target=OPENAI_TARGET, task_settings={"user": "stored-user"})
+    assert body(ad.build_request(EmbedRequest(inputs=["a"])))["user"] == "stored-user"
 
 
 def test_embeddings_response_is_openai_shaped():
@@ -111,16 +120,18 @@ def test_embeddings_response_is_openai_shaped():
 # ------------------------------------------------------------------------------ completion
 
 
-def test_token_completion_body_puts_sampling_in_parameters():
-    ad = adapter(task_settings={"temperature": 0.5, "do_sample": 1.0})
+def test_token_completion_body_sends_sampling_at_the_top_level():
+    ad = adapter(task_settings={"temperature": 0.5})
     assert body(ad.build_request(chat("a", "b"))) == {
         "messages": [{"content": "a", "role": "user"}, {"content": "b", "role": "user"}],
-        "parameters": {"temperature": 0.5, "do_sample": True, "max_new_tokens": 64}}
+        "max_tokens": 64, "temperature": 0.5}
     # canonical fields (the /v1 surface) win over request task settings, which win over stored ones
     sent = body(ad.build_request(chat("a", temperature=0.1, max_tokens=10, stream=True,
                                       task_settings={"top_p": 0.9, "temperature": 0.7})))
-    assert sent["parameters"] == {"temperature": 0.1, "top_p": 0.9, "do_sample": True, "max_new_tokens": 10}
-    assert sent["stream"] is True and "stream_options" not in sent
+    assert sent["max_tokens"] == 10 and sent["temperature"] == 0.1 and sent["top_p"] == 0.9
+    assert sent["stream"] is True and "stream_options" not in sent and "parameters" not in sent
+    with pytest.raises(GatewayError, match=r"\[do_sample\]"):  # no such field in the token APIs
+        adapter(task_settings={"do_sample": 1.0}).build_request(chat("a"))
 
 
 def test_realtime_completion_body_and_response():
