@@ -35,7 +35,9 @@ class EmbedRerankAdapter(Adapter):
 
     def _headers(self) -> dict[str, str]:
         key = self.setting("api_key")
-        headers = {"Content-Type": "application/json"}
+        # how integrations identify themselves to both providers: ES JinaAIUtils / VoyageAIUtils
+        # createRequestSourceHeader
+        headers = {"Content-Type": "application/json", "Request-Source": "unspecified:elasticsearch"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers

@@ -124,7 +124,8 @@ def _walk(a: Any, b: Any, where: str, out: list[str], ignore: Iterable[str]) -> 
             if sub in ignore:
                 continue
             if k not in b:
-                out.append(f"body: {sub} sent by the SDK, not by the gateway ({a[k]!r})")
+                if a[k] is not None:  # an explicit null is the field left unset
+                    out.append(f"body: {sub} sent by the SDK, not by the gateway ({a[k]!r})")
             elif k not in a:
                 out.append(f"body: {sub} sent by the gateway, not by the SDK ({b[k]!r})")
             else:

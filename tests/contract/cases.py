@@ -648,6 +648,160 @@ def azure_inference_embed(url: str, params: dict):
     return [d.embedding for d in result.data]
 
 
+# -- Rerank and embedding services: Cohere (cohere v2), Voyage (voyageai), Contextual AI (contextual-client),
+#    Jina (no official Python SDK: its published API reference, jina.ai/embeddings and jina.ai/reranker)
+
+RANKED = [{"index": 2, "relevance_score": 0.91}, {"index": 0, "relevance_score": 0.42}]
+
+
+def rerank_answer(result: Any) -> list:
+    items = result if isinstance(result, list) else (_get(result, "results") or _get(result, "data"))
+    return [(_get(r, "index"), round(_get(r, "relevance_score"), 6)) for r in items]
+
+
+def _cohere(url: str):
+    import cohere
+    return cohere.ClientV2(api_key=KEY, base_url=url, max_retries=0)
+
+
+def cohere_embed(url: str, params: dict):
+    resp = _cohere(url).embed(model="m-1", texts=params["input"], input_type="search_query",
+                              embedding_types=["float"])
+    return resp.embeddings.float_
+
+
+def cohere_embed_reply(params: dict) -> Reply:
+    n = len(params["input"])
+    return Reply(dump("cohere:EmbedByTypeResponse", {
+        "id": "e1", "response_type": "embeddings_by_type", "embeddings": {"float": VECTORS[:n]},
+        "texts": params["input"], "meta": {"billed_units": {"input_tokens": 4}}}).encode())
+
+
+def cohere_rerank(url: str, params: dict):
+    return _cohere(url).rerank(model="m-1", query=params["query"], documents=params["documents"],
+                               top_n=params.get("top_n"))
+
+
+def cohere_rerank_reply(params: dict) -> Reply:
+    return Reply(dump("cohere:V2RerankResponse", {"id": "r1", "results": RANKED,
+                                                  "meta": {"billed_units": {"search_units": 1}}}).encode())
+
+
+def cohere_chat(url: str, params: dict):
+    msgs = params.get("messages") or [{"role": "user", "content": params["input"]}]
+    kw: dict[str, Any] = {}
+    for key, name in (("max_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "p"),
+                      ("stop", "stop_sequences"), ("seed", "seed"), ("tools", "tools")):
+        if key in params:
+            kw[name] = params[key]
+    c = _cohere(url)
+    if params.get("stream"):
+        return list(c.chat_stream(model="m-1", messages=msgs, **kw))
+    return c.chat(model="m-1", messages=msgs, **kw)
+
+
+def cohere_chat_reply(params: dict) -> Reply:
+    tools = "tools" in params
+    usage = {"billed_units": {"input_tokens": 9, "output_tokens": 3}, "tokens": {"input_tokens": 9, "output_tokens": 3}}
+    finish = "TOOL_CALL" if tools else "COMPLETE"
+    if params.get("stream"):
+        events = [{"type": "message-start", "id": "c1", "delta": {"message": {"role": "assistant"}}},
+                  {"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}},
+                  {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": "Sun"}}}},
+                  {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": "ny."}}}},
+                  {"type": "content-end", "index": 0}]
+        if tools:
+            events += [{"type": "tool-call-start", "index": 0, "delta": {"message": {"tool_calls": {
+                           "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}}}},
+                       {"type": "tool-call-delta", "index": 0, "delta": {"message": {"tool_calls": {
+                           "function": {"arguments": "{\"city\":\"Paris\"}"}}}}},
+                       {"type": "tool-call-end", "index": 0}]
+        events.append({"type": "message-end", "delta": {"finish_reason": finish, "usage": usage}})
+        return Reply(sse(events, named=True), content_type="text/event-stream")
+    message: dict[str, Any] = {"role": "assistant", "content": [{"type": "text", "text": "Sunny."}]}
+    if tools:
+        message["tool_calls"] = [{"id": "call_1", "type": "function",
+                                  "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]
+    return Reply(dump("cohere:V2ChatResponse", {"id": "c1", "finish_reason": finish, "message": message,
+                                                "usage": usage}).encode())
+
+
+def cohere_chat_answer(result: Any) -> dict:
+    text, calls = "", []
+    if isinstance(result, list):
+        for ev in result:
+            if ev.type == "content-delta":
+                text += ev.delta.message.content.text
+            elif ev.type == "tool-call-start":
+                fn = ev.delta.message.tool_calls.function
+                calls.append([fn.name, fn.arguments or ""])
+            elif ev.type == "tool-call-delta":
+                calls[-1][1] += ev.delta.message.tool_calls.function.arguments
+        return {"text": text, "tools": [tuple(c) for c in calls]}
+    text = "".join(c.text for c in result.message.content or [] if c.type == "text")
+    return {"text": text, "tools": [(c.function.name, c.function.arguments) for c in result.message.tool_calls or []]}
+
+
+def _voyage(url: str):
+    import voyageai
+    return voyageai.Client(api_key=KEY, base_url=url + "/v1", max_retries=0)
+
+
+def voyage_embed(url: str, params: dict):
+    return _voyage(url).embed(texts=params["input"], model="m-1").embeddings
+
+
+def voyage_embed_reply(params: dict) -> Reply:
+    return Reply(json.dumps({"object": "list", "model": "m-1", "usage": {"total_tokens": 4},
+                             "data": [{"object": "embedding", "embedding": VECTORS[i], "index": i}
+                                      for i in range(len(params["input"]))]}).encode())
+
+
+def voyage_rerank(url: str, params: dict):
+    return _voyage(url).rerank(query=params["query"], documents=params["documents"], model="m-1",
+                               top_k=params.get("top_n")).results
+
+
+def voyage_rerank_reply(params: dict) -> Reply:
+    return Reply(json.dumps({"object": "list", "model": "m-1", "usage": {"total_tokens": 5}, "data": RANKED}).encode())
+
+
+VOYAGE_SOURCE = {"request-source": "ES sends Request-Source: unspecified:elasticsearch to Voyage and Jina "
+                                   "(VoyageAIUtils, JinaAIUtils), the header integrations identify themselves by"}
+VOYAGE_DEFAULTS = {"truncation": "voyageai sends its default (true); the API's default is true too "
+                                 "(docs.voyageai.com/reference/embeddings-api)",
+                   "encoding_format": "voyageai asks for base64 and decodes it; the gateway takes the default floats",
+                   "output_dtype": "ES sends the endpoint's embedding_type as output_dtype (VoyageAIEmbeddingsRequestEntity)"
+                                   "; float is the API's default"}
+
+
+def contextual_rerank(url: str, params: dict):
+    import contextual
+    c = contextual.ContextualAI(api_key=KEY, base_url=url + "/v1", max_retries=0)
+    return c.rerank.create(query=params["query"], documents=params["documents"], model="m-1",
+                           top_n=params.get("top_n")).results
+
+
+def contextual_rerank_reply(params: dict) -> Reply:
+    return Reply(dump("contextual.types:RerankCreateResponse", {"results": RANKED}).encode())
+
+
+def documented_post(path: str, body: Callable[[dict], dict], headers: dict[str, str]):
+    """For a provider without an official Python SDK: the request its API reference documents, sent as is."""
+    def call(url: str, params: dict):
+        import httpx
+        resp = httpx.post(url + path, json=body(params), headers=headers, timeout=30)
+        resp.raise_for_status()
+        return resp.json()
+    return call
+
+
+# jina.ai/embeddings ("curl https://api.jina.ai/v1/embeddings -H Authorization: Bearer ..." with model, input,
+# embedding_type) and jina.ai/reranker (model, query, documents, top_n, return_documents)
+JINA_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}",
+                "Request-Source": "unspecified:elasticsearch"}
+
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
 NO_USER = {k: v for k, v in CHAT.items() if k != "user"}
 NO_SAMPLING = {k: v for k, v in CHAT.items() if k not in ("seed", "temperature", "top_p")}
@@ -709,6 +863,32 @@ CASES: list[Case] = [
          reply=openai_embed_reply, answer=lambda r: r,
          settings=_at("", "target", api_key=KEY, provider="cohere", endpoint_type="token"), params=EMBED,
          modules=("azure.ai.inference",)),
+    *chat_cases("cohere", "cohere", cohere_chat, cohere_chat_reply, {"api_key": KEY, "model_id": "m-1"},
+                answer=cohere_chat_answer, chat_params={k: v for k, v in NO_USER.items() if k != "tool_choice"}),
+    Case("cohere", "text_embedding", "cohere", call=cohere_embed, reply=cohere_embed_reply, answer=lambda r: r,
+         settings={"api_key": KEY, "model_id": "m-1"}, params=EMBED),
+    Case("cohere", "rerank", "cohere", call=cohere_rerank, reply=cohere_rerank_reply, answer=rerank_answer,
+         settings={"api_key": KEY, "model_id": "m-1"}, params=RERANK),
+    Case("voyageai", "text_embedding", "voyageai", call=voyage_embed, reply=voyage_embed_reply, answer=lambda r: r,
+         settings={"api_key": KEY, "model_id": "m-1"}, params=EMBED, ignore_headers=VOYAGE_SOURCE,
+         ignore_body=VOYAGE_DEFAULTS),
+    Case("voyageai", "rerank", "voyageai", call=voyage_rerank, reply=voyage_rerank_reply, answer=rerank_answer,
+         settings={"api_key": KEY, "model_id": "m-1"}, params=RERANK, ignore_headers=VOYAGE_SOURCE,
+         ignore_body={**VOYAGE_DEFAULTS, "return_documents": "in Voyage's rerank reference "
+                      "(docs.voyageai.com/reference/reranker-api); ES sends it, the SDK has no argument for it"}),
+    Case("contextualai", "rerank", "contextual-client", call=contextual_rerank, reply=contextual_rerank_reply,
+         answer=rerank_answer, settings={"api_key": KEY, "model_id": "m-1"}, params=RERANK,
+         modules=("contextual",)),
+    Case("jinaai", "text_embedding", "jina-api-reference", modules=("httpx",),
+         call=documented_post("/v1/embeddings", lambda p: {"model": "m-1", "input": p["input"],
+                                                           "embedding_type": "float"}, JINA_HEADERS),
+         reply=voyage_embed_reply, answer=lambda r: [d["embedding"] for d in r["data"]],
+         settings={"api_key": KEY, "model_id": "m-1"}, params=EMBED),
+    Case("jinaai", "rerank", "jina-api-reference", modules=("httpx",),
+         call=documented_post("/v1/rerank", lambda p: {"model": "m-1", "query": p["query"], "documents": p["documents"],
+                                                       "top_n": p["top_n"], "return_documents": False}, JINA_HEADERS),
+         reply=lambda p: Reply(json.dumps({"model": "m-1", "results": RANKED, "usage": {"total_tokens": 5}}).encode()),
+         answer=rerank_answer, settings={"api_key": KEY, "model_id": "m-1"}, params=RERANK),
     *chat_cases("amazonbedrock", "boto3", bedrock_chat, bedrock_chat_reply,
                 {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
                 chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),
