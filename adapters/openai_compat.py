@@ -462,6 +462,9 @@ class HuggingFaceAdapter(OpenAICompatible):
 
     service = "hugging_face"
     sends_model = True
+    # TGI's chat API as huggingface_hub's InferenceClient.chat_completion sends it: max_tokens, no `user`
+    max_tokens_field = "max_tokens"
+    chat_unsupported = frozenset({"user"})
 
     def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
         _reject_embed_extras(req, self.service)

@@ -22,7 +22,7 @@ TELEMETRY_HEADERS = frozenset({
     "x-fern-language", "x-fern-sdk-name", "x-fern-sdk-version", "x-fern-runtime", "x-fern-runtime-version",
     "x-fern-platform", "request-id", "x-ms-client-request-id", "x-ms-useragent", "x-request-id",
     "x-sdk-version", "x-sdk-platform", "x-stainless-helper-method", "x-stainless-raw-response",
-    "x-llamastack-client-version",
+    "x-llamastack-client-version", "x-amzn-trace-id",
 })
 TELEMETRY_PREFIXES = ("x-stainless-", "x-speakeasy-", "x-ibm-", "x-watsonx-")
 

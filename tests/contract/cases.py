@@ -802,6 +802,45 @@ JINA_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {K
                 "Request-Source": "unspecified:elasticsearch"}
 
 
+# -- Hugging Face (huggingface_hub InferenceClient: TGI chat, TEI embed), NVIDIA NIM, OpenShift AI (vLLM)
+
+
+def hf_chat(url: str, params: dict):
+    import huggingface_hub
+    c = huggingface_hub.InferenceClient(base_url=url, api_key=KEY)
+    kw = _openai_kwargs(params, "max_tokens", True)
+    result = c.chat_completion(model="m-1", **kw)
+    return list(result) if params.get("stream") else result
+
+
+def hf_embed(url: str, params: dict):
+    import huggingface_hub
+    c = huggingface_hub.InferenceClient(model=url + "/embed", api_key=KEY)
+    return c.feature_extraction(params["input"]).tolist()
+
+
+def hf_embed_reply(params: dict) -> Reply:
+    return Reply(json.dumps(VECTORS[:len(params["input"])]).encode())
+
+
+# TEI's /rerank (huggingface.github.io/text-embeddings-inference: query, texts, return_text; a bare array back)
+TEI_RERANK = documented_post("/rerank", lambda p: {"query": p["query"], "texts": p["documents"], "return_text": False},
+                             {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+# NIM reranking (docs.api.nvidia.com/nim/reference/nvidia-rerank-qa-mistral-4b-infer: model, query.text, passages)
+NIM_RERANK = documented_post("/v1/retrieval/nvidia/reranking",
+                             lambda p: {"model": "m-1", "query": {"text": p["query"]},
+                                        "passages": [{"text": d} for d in p["documents"]]},
+                             {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+
+
+def nim_embed(url: str, params: dict):
+    # NIM embedding models are asymmetric and need input_type (query or passage), passed as the NIM docs do:
+    # extra_body={"input_type": "query"} (docs.api.nvidia.com/nim/reference/nvidia-nv-embedqa-e5-v5-infer)
+    c = _openai_client(url + "/v1")
+    return c.embeddings.create(model="m-1", input=params["input"], encoding_format="float",
+                               extra_body={"input_type": "query"})
+
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
 NO_USER = {k: v for k, v in CHAT.items() if k != "user"}
 NO_SAMPLING = {k: v for k, v in CHAT.items() if k not in ("seed", "temperature", "top_p")}
@@ -889,6 +928,27 @@ CASES: list[Case] = [
                                                        "top_n": p["top_n"], "return_documents": False}, JINA_HEADERS),
          reply=lambda p: Reply(json.dumps({"model": "m-1", "results": RANKED, "usage": {"total_tokens": 5}}).encode()),
          answer=rerank_answer, settings={"api_key": KEY, "model_id": "m-1"}, params=RERANK),
+    *chat_cases("hugging_face", "huggingface-hub", hf_chat, chat_reply("huggingface_hub:ChatCompletionOutput",
+                                                                      "huggingface_hub:ChatCompletionStreamOutput"),
+                _at("/v1/chat/completions", api_key=KEY, model_id="m-1"), chat_params=NO_USER,
+                modules=("huggingface_hub",), explicit_stream_false=True),
+    Case("hugging_face", "text_embedding", "huggingface-hub", call=hf_embed, reply=hf_embed_reply, answer=lambda r: r,
+         settings=_at("/embed", api_key=KEY), params=EMBED, modules=("huggingface_hub",)),
+    Case("hugging_face", "rerank", "tei-api-reference", call=TEI_RERANK, modules=("httpx",),
+         reply=lambda p: Reply(json.dumps(RANKED).encode()), answer=rerank_answer,
+         settings=_at("/rerank", api_key=KEY), params={k: v for k, v in RERANK.items() if k != "top_n"}),
+    Case("nvidia", "text_embedding", "openai", call=nim_embed, reply=openai_embed_reply, answer=openai_embed_answer,
+         settings={"api_key": KEY, "model_id": "m-1"}, params=EMBED, modules=("openai",),
+         ignore_body={"encoding_format": "float is the API's default; the gateway parses floats"}),
+    Case("nvidia", "rerank", "nim-api-reference", call=NIM_RERANK, modules=("httpx",),
+         reply=lambda p: Reply(json.dumps({"rankings": [{"index": r["index"], "logit": r["relevance_score"]}
+                                                        for r in RANKED]}).encode()),
+         answer=lambda r: [(x["index"], round(x["logit"], 6)) for x in r["rankings"]],
+         settings={"api_key": KEY, "model_id": "m-1"}, params={k: v for k, v in RERANK.items() if k != "top_n"}),
+    Case("openshift_ai", "rerank", "cohere", call=cohere_rerank, reply=cohere_rerank_reply, answer=rerank_answer,
+         settings=_at("/v2/rerank", api_key=KEY, model_id="m-1"), params=RERANK,
+         ignore_body={"return_documents": "ES sends it (OpenShiftAiRerankRequestEntity); the v2 SDK has no such "
+                                          "argument, vLLM's Cohere-style rerank reads it"}),
     *chat_cases("amazonbedrock", "boto3", bedrock_chat, bedrock_chat_reply,
                 {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
                 chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),
