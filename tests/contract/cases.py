@@ -841,6 +841,58 @@ def nim_embed(url: str, params: dict):
                                extra_body={"input_type": "query"})
 
 
+# -- Amazon SageMaker (boto3 sagemaker-runtime InvokeEndpoint[WithResponseStream], api=openai): the body is the
+#    container's own OpenAI-format payload, passed through by the SDK; path, headers and SigV4 are SageMaker's
+
+
+def sagemaker_call(url: str, params: dict):
+    c = _boto("sagemaker-runtime", url)
+    if "messages" in params or "input" in params and isinstance(params["input"], str):
+        body = _openai_kwargs(params, "max_completion_tokens", True)
+    else:
+        body = {"input": params["input"]}
+    if params.get("stream"):
+        resp = c.invoke_endpoint_with_response_stream(EndpointName="ep-1", Body=json.dumps(body),
+                                                      ContentType="application/json", Accept="application/json")
+        raw = b"".join(ev["PayloadPart"]["Bytes"] for ev in resp["Body"] if "PayloadPart" in ev)
+        return _sse_chunks(raw)
+    resp = c.invoke_endpoint(EndpointName="ep-1", Body=json.dumps(body), ContentType="application/json",
+                             Accept="application/json")
+    return json.loads(resp["Body"].read())
+
+
+def _sse_chunks(raw: bytes) -> list:
+    from openai.types.chat import ChatCompletionChunk
+    return [ChatCompletionChunk.model_validate_json(line[6:]) for line in raw.decode().split("\n")
+            if line.startswith("data: ") and line[6:] != "[DONE]"]
+
+
+def sagemaker_reply(params: dict) -> Reply:
+    from tests.fakes.aws_upstream import event
+    if "input" in params and not isinstance(params["input"], str) and "messages" not in params:
+        return openai_embed_reply(params)
+    inner = openai_chat_reply(params)
+    if not params.get("stream"):
+        return inner
+    raw = b"".join(inner.body)  # the container's SSE bytes, cut into PayloadParts at arbitrary points
+    parts = [raw[i:i + 37] for i in range(0, len(raw), 37)]
+    return Reply([event("PayloadPart", part, "application/octet-stream") for part in parts],
+                 content_type="application/vnd.amazon.eventstream")
+
+
+def sagemaker_answer(result: Any) -> Any:
+    if isinstance(result, dict) and "data" in result:
+        return [d["embedding"] for d in result["data"]]
+    if isinstance(result, dict):
+        msg = result["choices"][0]["message"]
+        return {"text": msg.get("content") or "", "tools": [(c["function"]["name"], c["function"]["arguments"])
+                                                            for c in msg.get("tool_calls") or []]}
+    return openai_chat_answer(result)
+
+
+SAGEMAKER = {**AWS, "endpoint_name": "ep-1", "api": "openai"}
+
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
 NO_USER = {k: v for k, v in CHAT.items() if k != "user"}
 NO_SAMPLING = {k: v for k, v in CHAT.items() if k not in ("seed", "temperature", "top_p")}
@@ -949,6 +1001,11 @@ CASES: list[Case] = [
          settings=_at("/v2/rerank", api_key=KEY, model_id="m-1"), params=RERANK,
          ignore_body={"return_documents": "ES sends it (OpenShiftAiRerankRequestEntity); the v2 SDK has no such "
                                           "argument, vLLM's Cohere-style rerank reads it"}),
+    *chat_cases("amazon_sagemaker", "boto3", sagemaker_call, sagemaker_reply, SAGEMAKER, answer=sagemaker_answer,
+                ignore_headers=SIGNED, verify=aws_verify("sagemaker"), modules=("boto3",)),
+    Case("amazon_sagemaker", "text_embedding", "boto3", call=sagemaker_call, reply=sagemaker_reply,
+         answer=sagemaker_answer, settings=SAGEMAKER, params=EMBED, ignore_headers=SIGNED,
+         verify=aws_verify("sagemaker"), modules=("boto3",)),
     *chat_cases("amazonbedrock", "boto3", bedrock_chat, bedrock_chat_reply,
                 {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
                 chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),
