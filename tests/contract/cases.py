@@ -687,6 +687,14 @@ def cohere_rerank_reply(params: dict) -> Reply:
                                                   "meta": {"billed_units": {"search_units": 1}}}).encode())
 
 
+def cohere_v1_rerank(url: str, params: dict):
+    """Cohere's v1 rerank, the API Cohere models answer on Azure AI serverless endpoints (`{target}/v1/rerank`)."""
+    import cohere
+    c = cohere.Client(api_key=KEY, base_url=url, max_retries=0)
+    return c.rerank(query=params["query"], documents=params["documents"], top_n=params.get("top_n"),
+                    return_documents=params.get("return_documents"))
+
+
 def cohere_chat(url: str, params: dict):
     msgs = params.get("messages") or [{"role": "user", "content": params["input"]}]
     kw: dict[str, Any] = {}
@@ -950,6 +958,8 @@ CASES: list[Case] = [
                                        "azure.ai.inference.models:StreamingChatCompletionsUpdate", usage_in_last=True),
                             _at("", "target", api_key=KEY, provider="meta", endpoint_type="token"),
                             modules=("azure.ai.inference",)) if c.task == "completion"],
+    Case("azureaistudio", "rerank", "cohere", call=cohere_v1_rerank, reply=cohere_rerank_reply, answer=rerank_answer,
+         settings=_at("", "target", api_key=KEY, provider="cohere", endpoint_type="token"), params=RERANK),
     Case("azureaistudio", "text_embedding", "azure-ai-inference", call=azure_inference_embed,
          reply=openai_embed_reply, answer=lambda r: r,
          settings=_at("", "target", api_key=KEY, provider="cohere", endpoint_type="token"), params=EMBED,
@@ -1014,3 +1024,25 @@ CASES: list[Case] = [
          answer=lambda r: r, settings={**AWS, "model": TITAN, "provider": "amazontitan"}, params={"input": TEXTS[:1]},
          ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),
 ]
+
+
+# Services and tasks without a contract case yet, each with the reason; the completeness test keeps this list
+# exact (nothing covered is listed, nothing unlisted is missing) and README's table shows it.
+NOT_COVERED: dict[str, str] = {
+    **{f"watsonxai/{t}": "ibm-watsonx-ai refuses a non-https URL (`url` must start with https://): needs a TLS "
+                         "capture server" for t in ("text_embedding", "rerank", "completion", "chat_completion",
+                                                    "completion/stream", "chat_completion/stream")},
+    **{f"googlevertexai/{t}": "not written yet: google-genai (vertexai=True) and AnthropicVertex need the "
+                              "service-account token exchange answered on the capture server"
+       for t in ("text_embedding", "rerank", "completion", "chat_completion", "completion/stream",
+                 "chat_completion/stream")},
+    **{f"alibabacloud-ai-search/{t}": "not written yet: no official Python SDK for the AI Search OpenAPI data "
+                                      "plane in the registries checked; its API reference would be the oracle"
+       for t in ("text_embedding", "sparse_embedding", "rerank", "completion")},
+    **{f"custom/{t}": "no provider: the request is the user's own template (tests/unit/test_custom.py)"
+       for t in ("text_embedding", "sparse_embedding", "rerank", "completion")},
+    "jinaai/embedding": "not written yet: ES's multimodal `embedding` task; the text_embedding case covers the "
+                        "same /v1/embeddings call",
+    **{f"amazon_sagemaker/{t}": "api=elastic only (the container's own format, no SDK shape beyond InvokeEndpoint, "
+                                "which the api=openai cases check)" for t in ("rerank", "sparse_embedding")},
+}
