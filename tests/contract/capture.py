@@ -60,6 +60,8 @@ class CaptureServer:
     def __init__(self) -> None:
         self.requests: list[Captured] = []
         self.reply = Reply()
+        # path -> reply for side calls (an OAuth2 token endpoint) next to the call under test
+        self.routes: dict[str, Reply] = {}
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -86,7 +88,7 @@ class CaptureServer:
         body = await request.read()
         self.requests.append(Captured(request.method, request.raw_path,
                                       {k.lower(): v for k, v in request.headers.items()}, body))
-        reply = self.reply
+        reply = self.routes.get(request.path, self.reply)
         headers = {"Content-Type": reply.content_type, **reply.headers}
         if isinstance(reply.body, bytes):
             return web.Response(status=reply.status, body=reply.body, headers=headers)

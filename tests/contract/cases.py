@@ -50,6 +50,7 @@ class Case:
     ignore_query: dict[str, str] = field(default_factory=dict)
     verify: Callable[[Captured, Captured, dict], list[str]] | None = None
     proto_json: bool = False  # Google APIs: snake_case and lowerCamelCase field names are the same field
+    routes: dict[str, Reply] = field(default_factory=dict)  # side calls the gateway makes (token exchanges)
     modules: tuple[str, ...] = ()  # imported to tell whether the SDK is there
 
     @property
@@ -901,6 +902,63 @@ def sagemaker_answer(result: Any) -> Any:
 SAGEMAKER = {**AWS, "endpoint_name": "ep-1", "api": "openai"}
 
 
+# -- Google Vertex AI (google-genai with vertexai=True; Discovery Engine ranking from its API reference)
+# The gateway exchanges its service account for a token at the account's token_uri (routed to the capture
+# server); the SDK is given that same token, so both send `Authorization: Bearer vertex-token`.
+
+VERTEX_TOKEN = "vertex-token"
+
+
+def _service_account() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return json.dumps({"type": "service_account", "client_email": "contract@p-1.iam.gserviceaccount.com",
+                       "private_key": pem, "token_uri": "https://oauth2.googleapis.com/token", "project_id": "p-1"})
+
+
+def _vertex_settings():
+    return {"service_account_json": _service_account(), "project_id": "p-1", "location": "us-central1",
+            "model_id": "m-1"}
+
+
+VERTEX_TOKEN_ROUTE = {"/token": Reply(json.dumps({"access_token": VERTEX_TOKEN, "expires_in": 3600,
+                                                  "token_type": "Bearer"}).encode())}
+
+
+def _vertex_genai(url: str):
+    import google.oauth2.credentials
+    from google import genai
+    from google.genai import types
+    return genai.Client(vertexai=True, project="p-1", location="us-central1",
+                        credentials=google.oauth2.credentials.Credentials(token=VERTEX_TOKEN),
+                        http_options=types.HttpOptions(base_url=url, api_version="v1"))
+
+
+def vertex_embed(url: str, params: dict):
+    client = _vertex_genai(url)
+    resp = client.models.embed_content(model="m-1", contents=params["input"])
+    return [e.values for e in resp.embeddings]
+
+
+def vertex_embed_reply(params: dict) -> Reply:
+    return Reply(json.dumps({"predictions": [{"embeddings": {"values": VECTORS[i],
+                                                             "statistics": {"token_count": 2, "truncated": False}}}
+                                             for i in range(len(params["input"]))]}).encode())
+
+
+# discoveryengine.googleapis.com v1 rankingConfigs.rank (cloud.google.com/generative-ai-app-builder/docs/reference/
+# rest/v1/projects.locations.rankingConfigs/rank): model, query, records[{id, content}], topN
+VERTEX_RANK = documented_post(
+    "/v1/projects/p-1/locations/global/rankingConfigs/default_ranking_config:rank",
+    lambda p: {"model": "m-1", "query": p["query"], "records": [{"id": str(i), "content": d}
+                                                                for i, d in enumerate(p["documents"])],
+               "topN": p["top_n"], "ignoreRecordDetailsInResponse": True},
+    {"Content-Type": "application/json", "Authorization": f"Bearer {VERTEX_TOKEN}"})
+
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
 NO_USER = {k: v for k, v in CHAT.items() if k != "user"}
 NO_SAMPLING = {k: v for k, v in CHAT.items() if k not in ("seed", "temperature", "top_p")}
@@ -1016,6 +1074,17 @@ CASES: list[Case] = [
     Case("amazon_sagemaker", "text_embedding", "boto3", call=sagemaker_call, reply=sagemaker_reply,
          answer=sagemaker_answer, settings=SAGEMAKER, params=EMBED, ignore_headers=SIGNED,
          verify=aws_verify("sagemaker"), modules=("boto3",)),
+    *chat_cases("googlevertexai", "google-genai", genai_chat(_vertex_genai), gemini_reply, _vertex_settings(),
+                answer=gemini_answer, chat_params=NO_USER, modules=("google.genai",), proto_json=True,
+                routes=VERTEX_TOKEN_ROUTE),
+    Case("googlevertexai", "text_embedding", "google-genai", call=vertex_embed, reply=vertex_embed_reply,
+         answer=lambda r: r, settings=_vertex_settings(), params=EMBED, modules=("google.genai",), proto_json=True,
+         routes=VERTEX_TOKEN_ROUTE),
+    Case("googlevertexai", "rerank", "discoveryengine-api-reference", call=VERTEX_RANK, modules=("httpx",),
+         reply=lambda p: Reply(json.dumps({"records": [{"id": str(r["index"]), "score": r["relevance_score"]}
+                                                       for r in RANKED]}).encode()),
+         answer=lambda r: [(int(x["id"]), round(x["score"], 6)) for x in r["records"]], settings=_vertex_settings(),
+         params=RERANK, routes=VERTEX_TOKEN_ROUTE),
     *chat_cases("amazonbedrock", "boto3", bedrock_chat, bedrock_chat_reply,
                 {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
                 chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),
@@ -1032,10 +1101,6 @@ NOT_COVERED: dict[str, str] = {
     **{f"watsonxai/{t}": "ibm-watsonx-ai refuses a non-https URL (`url` must start with https://): needs a TLS "
                          "capture server" for t in ("text_embedding", "rerank", "completion", "chat_completion",
                                                     "completion/stream", "chat_completion/stream")},
-    **{f"googlevertexai/{t}": "not written yet: google-genai (vertexai=True) and AnthropicVertex need the "
-                              "service-account token exchange answered on the capture server"
-       for t in ("text_embedding", "rerank", "completion", "chat_completion", "completion/stream",
-                 "chat_completion/stream")},
     **{f"alibabacloud-ai-search/{t}": "not written yet: no official Python SDK for the AI Search OpenAPI data "
                                       "plane in the registries checked; its API reference would be the oracle"
        for t in ("text_embedding", "sparse_embedding", "rerank", "completion")},

@@ -155,6 +155,7 @@ async def test_gateway_sends_what_the_sdk_sends(case: Case, capture, http):
         body["task_settings"] = case.task_settings
     async with http.put(f"/_inference/{case.task}/contract", json=body) as resp:
         assert resp.status == 200, await resp.text()
+    capture.routes.update(case.routes)
     found: dict[str, list[str]] = {}
     for surface in case.surfaces:
         params = _surface_params(case, surface)
