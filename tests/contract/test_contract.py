@@ -32,7 +32,7 @@ def _sdk_version(case: Case) -> str:
 
 
 def _settings(case: Case, url: str) -> dict[str, Any]:
-    return json.loads(json.dumps(case.settings).replace("{url}", url))
+    return json.loads(json.dumps(case.settings).replace("{url}", url).replace("{host}", url.split("//", 1)[1]))
 
 
 def _surface_params(case: Case, surface: str) -> dict[str, Any]:
@@ -114,8 +114,7 @@ def gateway_answer(case: Case, surface: str, status: int, raw: str) -> Any:
     data = json.loads(raw)
     if task in ("text_embedding", "sparse_embedding"):
         if surface == "es":
-            key = next(iter(data))
-            return [item["embedding"] for item in data[key]]
+            return [item["embedding"] for item in data[task]]
         return [item["embedding"] for item in data["data"]]
     if task == "rerank":
         items = data["rerank"] if surface == "es" else data["results"]
