@@ -9,6 +9,7 @@ says where its URLs are, how it authenticates and which quirks it has. The shape
 from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
+from urllib.parse import quote
 
 import msgspec
 
@@ -17,8 +18,9 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatReque
                          EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType, ToolCall,
                          ToolCallDelta, Usage)
 
-from .base import (Adapter, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error, malformed,
-                   map_input_type, reject_input_type, unsupported)
+from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
+                   malformed, map_input_type, reject_input_type, unsupported)
+from .oauth2 import TOKENS, ClientCredentials
 from .rerank_compat import parse_rerank, rerank_body
 
 T = TaskType
@@ -322,23 +324,49 @@ class OpenAICompatible(Adapter):
         return OpenAIStreamParser(requires_done=self.stream_requires_done)
 
 
-class OpenAIAdapter(OpenAICompatible):
+class _OAuth2Mixin:
+    """Client-credentials tokens in `authorize` when the endpoint has a `client_secret` and no API key."""
+
+    def oauth2(self) -> ClientCredentials | None:
+        raise NotImplementedError
+
+    async def authorize(self, up: UpstreamRequest, client: Any) -> UpstreamRequest:
+        creds = self.oauth2()
+        if creds is None:
+            return up
+        token = await TOKENS.token(creds, client, self.endpoint.inference_id)  # type: ignore[attr-defined]
+        return msgspec.structs.replace(up, headers={**up.headers, "Authorization": f"Bearer {token}"})
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
+        creds = self.oauth2()
+        if status == 401 and creds is not None:
+            TOKENS.forget(creds)  # revoked or expired early: the next call fetches a new one
+        return generic_error(body)
+
+
+class OpenAIAdapter(_OAuth2Mixin, OpenAICompatible):
     service = "openai"
     default_urls = {T.TEXT_EMBEDDING: "https://api.openai.com/v1/embeddings",
                     T.CHAT_COMPLETION: "https://api.openai.com/v1/chat/completions"}
 
+    def oauth2(self) -> ClientCredentials | None:
+        secret = self.setting("client_secret")
+        if self.setting("api_key") is not None or not secret:
+            return None
+        token_url, client_id = self.setting("token_url"), self.setting("client_id")
+        if not token_url or not client_id:
+            raise StatusError("The [openai] service needs [token_url] and [client_id] with [client_secret]")
+        return ClientCredentials(str(token_url), str(client_id), str(secret), tuple(self.setting("scopes") or ()))
+
     def auth_headers(self) -> dict[str, str]:
-        if self.setting("api_key") is None:
-            raise StatusError("OAuth2 client credentials for the [openai] service are not supported by this "
-                              "gateway yet; set [api_key]", status=501)
-        headers = super().auth_headers()
+        headers = {} if self.oauth2() is not None else super().auth_headers()
         org = self.setting("organization_id")
         if org:
             headers["OpenAI-Organization"] = org
         return headers
 
 
-class AzureOpenAIAdapter(OpenAICompatible):
+class AzureOpenAIAdapter(_OAuth2Mixin, OpenAICompatible):
     """URL from resource, deployment and API version; `api-key` or Entra bearer; no model in bodies."""
 
     service = "azureopenai"
@@ -351,14 +379,27 @@ class AzureOpenAIAdapter(OpenAICompatible):
         return (f"https://{self.setting('resource_name')}.openai.azure.com/openai/deployments/"
                 f"{self.setting('deployment_id')}/{path}?api-version={self.setting('api_version')}", False)
 
+    def oauth2(self) -> ClientCredentials | None:
+        secret = self.setting("client_secret")
+        if self.setting("api_key") or self.setting("entra_id") or not secret:
+            return None
+        tenant, client_id, scopes = self.setting("tenant_id"), self.setting("client_id"), self.setting("scopes")
+        if not tenant or not client_id or not scopes:
+            raise StatusError("The [azureopenai] service needs [tenant_id], [client_id] and [scopes] with "
+                              "[client_secret]")
+        # the Microsoft identity platform's v2.0 token endpoint of the tenant (learn.microsoft.com/entra/
+        # identity-platform/v2-oauth2-client-creds-grant-flow); credentials in the form, as Azure Identity sends them
+        return ClientCredentials(f"https://login.microsoftonline.com/{quote(str(tenant), safe='')}/oauth2/v2.0/token",
+                                 str(client_id), str(secret), tuple(scopes), basic_auth=False)
+
     def auth_headers(self) -> dict[str, str]:
         entra = self.setting("entra_id")
         if entra:
             return {"Authorization": f"Bearer {entra}"}
         key = self.setting("api_key")
         if key is None:
-            raise StatusError("OAuth2 client credentials for the [azureopenai] service are not supported by this "
-                              "gateway yet; set [api_key] or [entra_id]", status=501)
+            self.oauth2()  # the settings a token needs are there: authorize() adds it
+            return {}
         return {"api-key": key}
 
 
