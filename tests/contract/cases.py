@@ -1178,3 +1178,26 @@ NOT_COVERED: dict[str, str] = {
     **{f"amazon_sagemaker/{t}": "api=elastic only (the container's own format, no SDK shape beyond InvokeEndpoint, "
                                 "which the api=openai cases check)" for t in ("rerank", "sparse_embedding")},
 }
+
+
+# Error bodies as each provider writes them (the SDK must raise on them with the message; the gateway must pass
+# the status and the message on): service -> (body, content type, extra headers) for a 400 carrying `message`.
+def _openai_error(message: str):
+    return json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                 "code": None}}), "application/json", {}
+
+
+ERROR_BODIES: dict[str, Callable[[str], tuple[str, str, dict]]] = {
+    **{s: _openai_error for s in ("openai", "azureopenai", "deepseek", "groq", "fireworksai", "nvidia",
+                                  "openshift_ai", "azureaistudio")},
+    "mistral": lambda m: (json.dumps({"object": "error", "message": m, "type": "invalid_request_error",
+                                      "param": None, "code": None}), "application/json", {}),
+    "anthropic": lambda m: (json.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": m}}),
+                            "application/json", {}),
+    "cohere": lambda m: (json.dumps({"message": m}), "application/json", {}),
+    "googleaistudio": lambda m: (json.dumps({"error": {"code": 400, "message": m, "status": "INVALID_ARGUMENT"}}),
+                                 "application/json", {}),
+    "amazonbedrock": lambda m: (json.dumps({"message": m}), "application/json",
+                                {"x-amzn-ErrorType": "ValidationException:http://internal.amazon.com/coral/"}),
+    "voyageai": lambda m: (json.dumps({"detail": m}), "application/json", {}),
+}

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from .capture import differences
-from .cases import CASES, Case
+from .capture import Reply, differences
+from .cases import CASES, ERROR_BODIES, Case
 from .conftest import RESULTS
 
 BOM = "\ufeff"
@@ -176,6 +176,36 @@ async def test_gateway_sends_what_the_sdk_sends(case: Case, capture, http):
     RESULTS.append({"service": case.service, "task": case.task, "stream": case.stream, "sdk": case.sdk,
                     "version": _sdk_version(case), "surfaces": list(case.surfaces)})
     assert found == {s: [] for s in case.surfaces}
+
+
+ERROR_CASES = [c for c in CASES if c.service in ERROR_BODIES and not c.stream]
+
+
+@pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: c.id)
+async def test_provider_error_bodies_reach_the_client(case: Case, capture, http):
+    """A 400 in the provider's own error shape: the SDK raises with its message, and the gateway answers
+    400 with the same message on both surfaces (ES envelope, OpenAI error)."""
+    reason = case.unavailable()
+    if reason:
+        pytest.skip(reason)
+    message = f"contract error for {case.id}"
+    body, content_type, headers = ERROR_BODIES[case.service](message)
+    capture.reply = Reply(body.encode(), status=400, content_type=content_type, headers=headers)
+    capture.routes.update(case.routes)
+    if not case.sdk.endswith("api-reference"):  # an SDK reads the body into its exception
+        with pytest.raises(Exception) as raised:
+            await asyncio.to_thread(case.call, capture.url, _surface_params(case, "es"))
+        assert message in str(raised.value), f"the SDK did not read the error body: {raised.value!r}"
+    body = {"service": case.service, "service_settings": _settings(case, capture.url)}
+    if case.task_settings:
+        body["task_settings"] = case.task_settings
+    async with http.put(f"/_inference/{case.task}/contract", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+    for surface in case.surfaces:
+        path, gw_body = _gateway_request(case, surface, _surface_params(case, surface))
+        async with http.post(path, json=gw_body) as resp:
+            status, raw = resp.status, await resp.text()
+        assert status == 400 and message in raw, (surface, status, raw)
 
 
 def test_every_remote_service_and_task_has_a_case_or_a_reason():
