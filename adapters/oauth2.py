@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import time
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
@@ -25,6 +24,7 @@ import msgspec
 from proxy.errors import UpstreamError
 
 from .base import malformed
+from .tokens import ExpiringTokens
 
 DEFAULT_LIFETIME = 3600.0
 
@@ -60,32 +60,16 @@ _error = msgspec.json.Decoder(_Error)
 
 class ClientCredentialsTokens:
     def __init__(self) -> None:
-        self._tokens: dict[tuple, tuple[str, float]] = {}
-        self._locks: dict[tuple, asyncio.Lock] = {}
-        self.exchanges = 0
+        # refresh early: 5 minutes before a 1 h token expires, a fifth of shorter lifetimes
+        self._tokens = ExpiringTokens(lambda lifetime: min(300.0, lifetime * 0.2))
 
     def forget(self, creds: ClientCredentials) -> None:
-        self._tokens.pop(creds.key(), None)
-
-    def _cached(self, key: tuple) -> str | None:
-        held = self._tokens.get(key)
-        return held[0] if held is not None and held[1] > time.monotonic() else None
+        self._tokens.drop(creds.key())
 
     async def token(self, creds: ClientCredentials, session: Any, inference_id: str) -> str:
-        key = creds.key()
-        token = self._cached(key)
-        if token is not None:
-            return token
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            token = self._cached(key)
-            if token is None:
-                token, lifetime = await self._exchange(creds, session, inference_id)
-                # refresh early: 5 minutes before a 1 h token expires, a fifth of shorter lifetimes
-                self._tokens[key] = (token, time.monotonic() + lifetime - min(300.0, lifetime * 0.2))
-            return token
+        return await self._tokens.get(creds.key(), lambda: self._exchange(creds, session, inference_id))
 
     async def _exchange(self, creds: ClientCredentials, session: Any, inference_id: str) -> tuple[str, float]:
-        self.exchanges += 1
         form: dict[str, str] = {"grant_type": "client_credentials"}
         if creds.scopes:
             form["scope"] = " ".join(creds.scopes)
