@@ -157,8 +157,7 @@ class Transport:
             # the request's deadline bounds the wait for the response headers; only the body may take longer
             async with asyncio.timeout(connect_timeout):
                 resp = await self.session.request(up.method, wire_url(url), data=up.body, headers=headers,
-                                                  timeout=timeout,
-                                                  allow_redirects=False, **self._options(service))
+                                                  timeout=timeout, allow_redirects=False, **self._options(service))
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream service did not answer within [{connect_timeout:g}s]") from None
         except aiohttp.ClientError as exc:
