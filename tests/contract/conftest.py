@@ -24,6 +24,17 @@ async def capture():
     await server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _hub_online(monkeypatch):
+    """The local-model tests set HF_HUB_OFFLINE for the whole process (no weight downloads); huggingface_hub then
+    refuses every request, loopback ones too. The contract cases call a capture server, never the Hub."""
+    try:
+        import huggingface_hub.constants
+    except ImportError:
+        return
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
 @pytest.fixture
 def gateway_settings(tmp_path, capture):
     return make_settings(tmp_path, upstreams={service: capture.url for service in ADAPTERS})
