@@ -715,7 +715,8 @@ def cohere_chat_reply(params: dict) -> Reply:
     finish = "TOOL_CALL" if tools else "COMPLETE"
     if params.get("stream"):
         events = [{"type": "message-start", "id": "c1", "delta": {"message": {"role": "assistant"}}},
-                  {"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}},
+                  {"type": "content-start", "index": 0,
+                   "delta": {"message": {"content": {"type": "text", "text": ""}}}},
                   {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": "Sun"}}}},
                   {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": "ny."}}}},
                   {"type": "content-end", "index": 0}]
@@ -780,8 +781,8 @@ VOYAGE_SOURCE = {"request-source": "ES sends Request-Source: unspecified:elastic
 VOYAGE_DEFAULTS = {"truncation": "voyageai sends its default (true); the API's default is true too "
                                  "(docs.voyageai.com/reference/embeddings-api)",
                    "encoding_format": "voyageai asks for base64 and decodes it; the gateway takes the default floats",
-                   "output_dtype": "ES sends the endpoint's embedding_type as output_dtype (VoyageAIEmbeddingsRequestEntity)"
-                                   "; float is the API's default"}
+                   "output_dtype": "ES sends the endpoint's embedding_type as output_dtype "
+                                   "(VoyageAIEmbeddingsRequestEntity); float is the API's default"}
 
 
 def contextual_rerank(url: str, params: dict):
@@ -1031,7 +1032,8 @@ CASES: list[Case] = [
                                    "api_version": "2024-10-21"}, "", client=_azure_client,
                    ignore_body={"model": "the SDK sends it; Azure routes by the deployment in the path"}),
     # DeepSeek documents the OpenAI SDK as its client (api-docs.deepseek.com), with `max_tokens`
-    *_openai_cases("deepseek", {"api_key": KEY, "model_id": "m-1"}, "", embeddings=False, max_tokens_field="max_tokens"),
+    *_openai_cases("deepseek", {"api_key": KEY, "model_id": "m-1"}, "", embeddings=False,
+                   max_tokens_field="max_tokens"),
     *chat_cases("mistral", "mistralai", mistral_chat,
                 chat_reply("mistralai.client.models:ChatCompletionResponse",
                            "mistralai.client.models:CompletionChunk", usage_in_last=True, whole_tool_calls=True),
@@ -1046,8 +1048,8 @@ CASES: list[Case] = [
                 {"api_key": KEY, "model_id": "m-1"}),
     *chat_cases("ai21", "ai21", ai21_chat, _ai21_reply, {"api_key": KEY, "model_id": "m-1"}, chat_params=AI21_CHAT,
                 explicit_stream_false=True),
-    *chat_cases("fireworksai", "fireworks-ai", openai_chat("/inference", client=_fireworks, max_tokens_field="max_tokens",
-                                                           stream_usage=False),
+    *chat_cases("fireworksai", "fireworks-ai",
+                openai_chat("/inference", client=_fireworks, max_tokens_field="max_tokens", stream_usage=False),
                 chat_reply("fireworks.types.chat:CompletionCreateResponse", "fireworks.types.chat:ChatCompletionChunk",
                            usage_in_last=True),
                 {"api_key": KEY, "model_id": "m-1"}, modules=("fireworks",)),
@@ -1067,8 +1069,8 @@ CASES: list[Case] = [
                 completion_params={"input": "Say hi", "max_tokens": 32}, ignore_headers=ANTHROPIC_AUTH,
                 verify=anthropic_auth),
     *chat_cases("googleaistudio", "google-genai", genai_chat(lambda u: _genai(u, api_key=KEY)), gemini_reply,
-                {"api_key": KEY, "model_id": "m-1"}, answer=gemini_answer, chat_params=NO_USER, modules=("google.genai",),
-                proto_json=True),
+                {"api_key": KEY, "model_id": "m-1"}, answer=gemini_answer, chat_params=NO_USER,
+                modules=("google.genai",), proto_json=True),
     Case("googleaistudio", "text_embedding", "google-genai", call=genai_embed(lambda u: _genai(u, api_key=KEY)),
          reply=gemini_embed_reply, answer=lambda r: r, settings={"api_key": KEY, "model_id": "m-1"}, params=EMBED,
          modules=("google.genai",), proto_json=True),
@@ -1169,8 +1171,9 @@ CASES: list[Case] = [
 NOT_COVERED: dict[str, str] = {
     **{f"watsonxai/{t}": "not written yet: ibm-watsonx-ai takes only https URLs and, pointed at one, first "
                          "handshakes as Cloud Pak for Data (GET /ml/wml_services/v2/version, GET /v2/projects/{id}) "
-                         "before any inference call: it needs a TLS capture server that plays those too" for t in ("text_embedding", "rerank", "completion", "chat_completion",
-                                                    "completion/stream", "chat_completion/stream")},
+                         "before any inference call: it needs a TLS capture server that plays those too"
+       for t in ("text_embedding", "rerank", "completion", "chat_completion", "completion/stream",
+                 "chat_completion/stream")},
     **{f"custom/{t}": "no provider: the request is the user's own template (tests/unit/test_custom.py)"
        for t in ("text_embedding", "sparse_embedding", "rerank", "completion")},
     "jinaai/embedding": "not written yet: ES's multimodal `embedding` task; the text_embedding case covers the "

@@ -65,7 +65,8 @@ async def test_a_401_drops_the_token_and_the_next_call_fetches_another(capture, 
     capture.reply = Reply(json.dumps({"error": {"message": "token revoked", "type": "invalid_request_error"}})
                           .encode(), status=401)
     await _put(http, {"service": "openai", "service_settings": {
-        "model_id": "m-1", "client_id": "c", "client_secret": SECRET, "token_url": "https://idp.example.com/oauth/token"}})
+        "model_id": "m-1", "client_id": "c", "client_secret": SECRET,
+        "token_url": "https://idp.example.com/oauth/token"}})
     status, raw = await _chat(http)
     assert status == 401 and "token revoked" in raw
     capture.routes["/oauth/token"] = _token_reply("tok-2")
