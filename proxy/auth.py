@@ -33,9 +33,12 @@ class AuthorizationError(GatewayError):
 
 
 def required_privilege(request: web.Request) -> str | None:
-    """The privilege a route needs; None for the liveness probe."""
+    """The privilege a route needs; None for the probes and the console's static files."""
     path = request.path
     if path in ("/_health", "/_ready"):
+        return None
+    # the browser loads the console's page before anyone signs in; its data routes are under /api/
+    if (path == "/_console" or path.startswith("/_console/")) and not path.startswith("/_console/api/"):
         return None
     if path.startswith("/_security/"):
         return AUTHENTICATED if path == "/_security/_authenticate" else MANAGE_OWN_KEYS

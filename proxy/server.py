@@ -18,6 +18,7 @@ from .metrics import Metrics
 from .observability import observe, stamp_request_id, stamp_target
 from .pipeline import scrub
 from .registry import Registry
+from .routes import console as console_routes
 from .routes import es as es_routes
 from .routes import openai as openai_routes
 from .routes import ops as ops_routes
@@ -111,6 +112,7 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     security_routes.add_routes(app)
     es_routes.add_routes(app)
     openai_routes.add_routes(app)
+    console_routes.add_routes(app)
     return app
 
 
