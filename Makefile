@@ -22,8 +22,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/inference-proxy serve --host 127.0.0.1 --port 9200
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The console's browser tests drive Debian's chromium through Playwright (no browser download);
+# where apt cannot install it (not root, not Debian) they skip with a message.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+		echo "chromium is not installed: the console's browser tests (tests/console) will be skipped"
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py

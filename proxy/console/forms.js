@@ -67,6 +67,8 @@ export function settingsForm(spec, task, { models = [], onInput = null, update =
   }
 
   const element = h("div", { class: "settings" },
+    update ? null : (spec.one_of || []).map((names) => h("p", { class: "muted small", "data-one-of": names.join(",") },
+      "Give exactly one of ", names.map((n, i) => [i ? ", " : "", h("code", {}, n)]), ".")),
     group("service_settings", "Service settings", spec.service_settings, current && current.service_settings),
     group("task_settings", "Task settings", spec.task_settings, current && current.task_settings));
   return { element, inputs, secretNames, update };

@@ -127,13 +127,16 @@ export function mount(main) {
     charts.errors.update(failing.length ? failing.slice(0, 6).map((id, k) => line(id, PALETTE[(k + 4) % PALETTE.length], rates.map((r) => r.errors[id] || 0)))
       : [line("all", PALETTE[4], rates.map(() => 0))], now, shown);
 
-    const cur = rates[rates.length - 1] || { total: 0, tokens_in: 0, tokens_out: 0 };
+    // the figures on top: rates averaged over the last 10 s, so one quiet sample does not read as zero
+    const recent = rates.filter((_, i) => ts[i] > now - 10);
+    const avg = (f) => (recent.length ? recent.reduce((acc, r) => acc + f(r), 0) / recent.length : 0);
+    const cur = { total: avg((r) => r.total), tokens: avg((r) => r.tokens_in + r.tokens_out) };
     const q = lat[lat.length - 1] || {}, tq = ttft[ttft.length - 1] || {};
     const kpi = (k, v, unit, key) => h("div", { class: "card kpi", "data-kpi": key }, h("div", { class: "k" }, k),
       h("div", { class: "v" }, v, unit ? h("small", {}, unit) : null));
     clear(kpis, kpi("Requests/s", fmt(cur.total, 2), "", "rps"), kpi("Latency p50", fmt(q.p50, 0), "ms", "p50"),
       kpi("Latency p99", fmt(q.p99, 0), "ms", "p99"), kpi("TTFT p50", fmt(tq.p50, 0), "ms", "ttft"),
-      kpi("Tokens/s", fmt(cur.tokens_in + cur.tokens_out, 1), "", "tokens"), kpi("In flight", String(inFlight), "", "inflight"));
+      kpi("Tokens/s", fmt(cur.tokens, 1), "", "tokens"), kpi("In flight", String(inFlight), "", "inflight"));
 
     clear(table, ids.length ? h("table", { class: "list" },
       h("thead", {}, h("tr", {}, ["Endpoint", "Requests", "Errors", "Tokens in", "Tokens out"].map((t) => h("th", {}, t)))),

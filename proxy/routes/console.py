@@ -144,7 +144,7 @@ async def catalogue(request: web.Request) -> web.Response:
               for m in getattr(local, "models", [])] if local is not None else []
     services = [{"name": spec.name, "tasks": sorted(t.value for t in spec.tasks),
                  "streaming": sorted(t.value for t in spec.stream_tasks()), "local": spec.local,
-                 "deprecation": spec.deprecation,
+                 "deprecation": spec.deprecation, "one_of": [list(group.names) for group in spec.one_of],
                  "service_settings": [_setting(s) for s in spec.service_settings],
                  "task_settings": [_setting(s) for s in spec.task_settings]}
                 for spec in sorted(SERVICES.values(), key=lambda s: s.name)]

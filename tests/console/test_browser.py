@@ -122,17 +122,20 @@ async def test_a_chart_updates_as_requests_arrive(page, gateway, keys, upstream)
     assert float(await page.get_attribute("svg[data-chart=rps]", "data-max")) == 0
 
     headers = {"Authorization": f"ApiKey {keys['user']}"}
+    body = {"messages": [{"role": "user", "content": "hi"}]}
     async with aiohttp.ClientSession(headers=headers) as http:
-        for i in range(6):
-            async with http.post(gateway.make_url("/_inference/text_embedding/emb"), json={"input": [f"x{i}"]}) as r:
-                assert r.status == 200
-        body = {"messages": [{"role": "user", "content": "hi"}]}
-        for _ in range(2):
+        # a few rounds over several samples, so the charts draw lines (and the screenshot shows some)
+        for round_ in range(4):
+            for i in range(2 + round_):
+                async with http.post(gateway.make_url("/_inference/text_embedding/emb"), json={"input": [f"x{i}"]}) as r:
+                    assert r.status == 200
             async with http.post(gateway.make_url("/_inference/chat_completion/chat/_stream"), json=body) as r:
                 assert r.status == 200
                 await r.read()
-        async with http.post(gateway.make_url("/_inference/text_embedding/emb"), json={"input": 5}) as r:
-            assert r.status == 400
+            if round_ == 2:
+                async with http.post(gateway.make_url("/_inference/text_embedding/emb"), json={"input": 5}) as r:
+                    assert r.status == 400
+            await asyncio.sleep(2.2)
     await page.wait_for_function("() => document.querySelector('svg[data-chart=rps]').dataset.max > 0")
     await page.wait_for_function("() => document.querySelector('svg[data-chart=latency]').dataset.points > 0")
     await page.wait_for_function("() => document.querySelector('svg[data-chart=ttft]').dataset.points > 0")
@@ -141,7 +144,7 @@ async def test_a_chart_updates_as_requests_arrive(page, gateway, keys, upstream)
     rows = await page.inner_text("#metrics-table")
     assert "emb" in rows and "chat" in rows
     emb_row = await page.locator("#metrics-table tr", has_text="emb").inner_text()
-    assert emb_row.split()[:3] == ["emb", "7", "1"]  # six answered, one refused
+    assert emb_row.split()[:3] == ["emb", "15", "1"]  # fourteen answered, one refused
     await asyncio.sleep(2.5)  # one more sample, so the screenshot shows a line rather than a point
     await shot(page, "metrics")
 

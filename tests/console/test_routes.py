@@ -133,6 +133,7 @@ async def test_catalogue_describes_the_forms(http):
     settings = {s["name"]: s for s in openai["service_settings"]}
     assert settings["api_key"]["secret"] and settings["api_key"]["updatable"]
     assert settings["model_id"]["required"] and not settings["model_id"]["updatable"]
+    assert openai["one_of"] == [["api_key", "client_secret"]]
     assert [f["name"] for f in settings["rate_limit"]["fields"]] == ["requests_per_minute"]
     assert settings["similarity"]["choices"] == ["cosine", "dot_product", "l2_norm"]
     assert settings["similarity"]["tasks"] == ["text_embedding"]

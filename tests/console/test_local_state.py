@@ -1,0 +1,52 @@
+"""The console's endpoint state for local models: unloaded, loading, then ready (real weights, E5 small)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import aiohttp
+import pytest
+
+from engines import cpu
+from proxy.server import create_app
+from tests.engines.conftest import E5, _PRESENT, local_settings
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(E5 not in _PRESENT, reason=f"local model package for {E5} not installed")]
+E5_EP = ".multilingual-e5-small-elasticsearch"
+
+
+async def _status(http, server) -> dict:
+    async with http.get(server.make_url("/_console/api/status")) as resp:
+        assert resp.status == 200
+        return await resp.json()
+
+
+async def test_local_model_state_unloaded_loading_ready(aiohttp_server, tmp_path, monkeypatch):
+    gate = threading.Event()
+    real_load = cpu.E5Engine._load
+
+    def held_load(self):
+        gate.wait(30)
+        real_load(self)
+
+    monkeypatch.setattr(cpu.E5Engine, "_load", held_load)
+    app = create_app(local_settings(tmp_path, local_models_include=[E5], local_preload=False))
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as http:
+        status = await _status(http, server)
+        assert status["endpoints"][E5_EP] == {"state": "unloaded"}
+        assert status["local_models"] == {"total": 1, "loading": 0, "ready": 0}
+        request = asyncio.create_task(http.post(server.make_url(f"/_inference/{E5_EP}"), json={"input": "hi"}))
+        deadline = time.monotonic() + 20
+        while (status := await _status(http, server))["endpoints"][E5_EP]["state"] != "loading":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert status["local_models"]["loading"] == 1
+        gate.set()
+        async with await request as resp:
+            assert resp.status == 200, await resp.text()
+        state = (await _status(http, server))["endpoints"][E5_EP]
+        assert state["state"] == "ready" and state["load_seconds"] > 0 and state["engine"]
