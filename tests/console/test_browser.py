@@ -253,3 +253,35 @@ async def test_embeddings_rerank_and_sparse_playgrounds(page, gateway, upstream)
         await shot(page, "playground-sparse")
     finally:
         await server.stop()
+
+
+async def test_stop_ends_the_stream_and_cancels_the_upstream(page, gateway, upstream):
+    await put(gateway, None, "chat_completion", "stalls", {"service": "openai", "service_settings": {
+        "api_key": upstream.api_key, "model_id": "stall", "url": f"{upstream.url}/v1/chat/completions"}})
+    await page.goto(console_url(gateway) + "#/playground/stalls")
+    await page.fill("#prompt", "wait for it")
+    await page.press("#prompt", "Enter")
+    # the fake sends its first piece, then waits 30 s
+    await page.wait_for_function("() => document.querySelector('#answer-0').textContent.startsWith('<0>')")
+    await page.click("#stop")
+    await page.wait_for_selector("#answer-0[data-done]")
+    assert (await page.inner_text("#answer-0")).endswith("[stopped]")
+    await asyncio.wait_for(upstream.closed.wait(), 10)  # the gateway cancelled the upstream request
+    assert upstream.disconnects == 1
+
+
+async def test_completion_streams_and_upstream_errors_are_shown(page, gateway, upstream):
+    await put(gateway, None, "completion", "comp", {"service": "openai", "service_settings": {
+        "api_key": upstream.api_key, "model_id": "m", "url": f"{upstream.url}/v1/chat/completions"}})
+    upstream.fail_next(401, "Incorrect API key provided")
+    await page.goto(console_url(gateway) + "#/playground/comp")
+    await page.fill("#prompt", "abc")
+    await page.click("#send")
+    await page.wait_for_selector(".msg.error")
+    error = await page.inner_text(".msg.error")
+    assert "Incorrect API key provided" in error and "[401]" in error  # the gateway's Elasticsearch message
+    await page.fill("#prompt", "abc")
+    await page.click("#send")
+    await page.wait_for_selector("#answer-0[data-done]")
+    assert await page.inner_text("#answer-0") == "<0>A<1>B<2>C<3><4>"
+    assert await page.inner_text("[data-stat=chunks] b") == "5"
