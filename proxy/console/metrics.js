@@ -45,7 +45,8 @@ export function mount(main) {
     tokens: new LineChart("tokens", { windowSeconds: WINDOW_S }),
     errors: new LineChart("errors", { windowSeconds: WINDOW_S }),
   };
-  const card = (title, note, chart) => h("div", { class: "card chart" }, h("h2", {}, title, h("span", { class: "muted" }, note)), chart.element);
+  const card = (title, note, chart) => h("div", { class: "card chart" },
+    h("h2", {}, title, h("span", { class: "muted" }, note)), chart.element);
   const table = h("div", { class: "card", id: "metrics-table" });
   const note = h("span", { class: "muted small", id: "metrics-note" }, "Waiting for the second sample…");
   main.append(
@@ -122,9 +123,11 @@ export function mount(main) {
       ...ids.slice(0, 5).map((id, k) => line(id, PALETTE[k + 1], rates.map((r) => r.by[id] || 0)))], now, shown);
     charts.latency.update([line("p50", PALETTE[0], lat.map((q) => q.p50)), line("p99", PALETTE[2], lat.map((q) => q.p99))], now, shown);
     charts.ttft.update([line("p50", PALETTE[1], ttft.map((q) => q.p50)), line("p99", PALETTE[4], ttft.map((q) => q.p99))], now, shown);
-    charts.tokens.update([line("in", PALETTE[3], rates.map((r) => r.tokens_in)), line("out", PALETTE[5], rates.map((r) => r.tokens_out))], now, shown);
+    charts.tokens.update([line("in", PALETTE[3], rates.map((r) => r.tokens_in)),
+      line("out", PALETTE[5], rates.map((r) => r.tokens_out))], now, shown);
     const failing = ids.filter((id) => totals[id].errors > 0);
-    charts.errors.update(failing.length ? failing.slice(0, 6).map((id, k) => line(id, PALETTE[(k + 4) % PALETTE.length], rates.map((r) => r.errors[id] || 0)))
+    charts.errors.update(failing.length
+      ? failing.slice(0, 6).map((id, k) => line(id, PALETTE[(k + 4) % PALETTE.length], rates.map((r) => r.errors[id] || 0)))
       : [line("all", PALETTE[4], rates.map(() => 0))], now, shown);
 
     // the figures on top: rates averaged over the last 10 s, so one quiet sample does not read as zero

@@ -176,7 +176,10 @@ function embeddings(pane, ep) {
           stat("time", `${fmt(elapsed, 0)} ms`, "time")),
         h("h3", {}, "Cosine similarity"), heatMap(matrix, texts),
         h("h3", {}, "First values"),
-        h("pre", { class: "json" }, vectors.map((v, i) => `#${i + 1} [${v.slice(0, 8).map((x) => Number(x).toFixed(4)).join(", ")}${v.length > 8 ? ", …" : ""}]`).join("\n")));
+        h("pre", { class: "json" }, vectors.map((v, i) => {
+          const head = v.slice(0, 8).map((x) => Number(x).toFixed(4)).join(", ");
+          return `#${i + 1} [${head}${v.length > 8 ? ", …" : ""}]`;
+        }).join("\n")));
     } catch (err) {
       clear(result, errorBox(err));
     } finally {

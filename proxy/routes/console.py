@@ -1,14 +1,15 @@
 """The browser console at `/_console`: the project's own static files and four small JSON routes.
 
-The page is a client of the public API (`/_inference`, `/_services` data, `_stream`) with the
-caller's key; the JSON routes below only add what the API has no route for: who the caller is,
-the catalogue's settings (to generate forms), endpoint state, and a metrics snapshot. The static
+The page is a client of the public API (`/_inference`, `_stream`, `_update`) with the caller's
+key; the JSON routes below only add what the API has no route for: who the caller is, the
+catalogue's settings (to generate forms), endpoint state, and a metrics snapshot. The static
 files are public (they hold no data or secret, and a browser fetches them before anyone signs in,
 see `auth.required_privilege`); the JSON routes need `monitor_inference` like the rest of the API.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import math
@@ -54,7 +55,8 @@ class _Asset:
     etag: str
 
 
-def _load_assets() -> dict[str, _Asset]:
+@functools.cache
+def _assets() -> dict[str, _Asset]:
     """The files shipped in the package (`proxy/console/`, package data), read once."""
     folder = resources.files("proxy") / "console"
     assets = {}
@@ -66,13 +68,8 @@ def _load_assets() -> dict[str, _Asset]:
     return assets
 
 
-_ASSETS: dict[str, _Asset] = {}
-
-
 def _asset_response(request: web.Request, name: str) -> web.Response:
-    if not _ASSETS:
-        _ASSETS.update(_load_assets())
-    asset = _ASSETS.get(name)
+    asset = _assets().get(name)
     if asset is None:
         raise web.HTTPNotFound()
     if request.headers.get("If-None-Match") == asset.etag:

@@ -20,7 +20,8 @@ CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.whic
 async def browser():
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium): the console's browser tests are skipped")
-    async_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed (pip install playwright)")
+    async_api = pytest.importorskip("playwright.async_api",
+                                    reason="playwright is not installed (pip install playwright)")
     async with async_api.async_playwright() as pw:
         launched = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         yield launched

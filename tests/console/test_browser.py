@@ -127,7 +127,8 @@ async def test_a_chart_updates_as_requests_arrive(page, gateway, keys, upstream)
         # a few rounds over several samples, so the charts draw lines (and the screenshot shows some)
         for round_ in range(4):
             for i in range(2 + round_):
-                async with http.post(gateway.make_url("/_inference/text_embedding/emb"), json={"input": [f"x{i}"]}) as r:
+                url = gateway.make_url("/_inference/text_embedding/emb")
+                async with http.post(url, json={"input": [f"x{i}"]}) as r:
                     assert r.status == 200
             async with http.post(gateway.make_url("/_inference/chat_completion/chat/_stream"), json=body) as r:
                 assert r.status == 200
@@ -240,7 +241,8 @@ async def test_embeddings_rerank_and_sparse_playgrounds(page, gateway, upstream)
         await page.fill("#query", "capital of France")
         await page.click("#run")
         await page.wait_for_selector(".bar-row")
-        scores = [float(v) for v in await page.locator(".bar-row").evaluate_all("rows => rows.map(r => r.dataset.value)")]
+        values = await page.locator(".bar-row").evaluate_all("rows => rows.map(r => r.dataset.value)")
+        scores = [float(v) for v in values]
         assert scores == sorted(scores, reverse=True) and len(scores) == 4
         await shot(page, "playground-rerank")
 
