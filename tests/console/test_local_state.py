@@ -10,11 +10,12 @@ import aiohttp
 import pytest
 
 from engines import cpu
+from engines.models import builtin_models
 from proxy.server import create_app
-from tests.engines.conftest import E5, _PRESENT, local_settings
+from tests.engines.conftest import E5, local_settings
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(E5 not in _PRESENT, reason=f"local model package for {E5} not installed")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(E5 not in {m.model_id for m in builtin_models()},
+                                                   reason=f"the local model package of {E5} is not installed")]
 E5_EP = ".multilingual-e5-small-elasticsearch"
 
 
