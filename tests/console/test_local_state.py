@@ -12,6 +12,7 @@ import pytest
 from engines import cpu
 from engines.models import builtin_models
 from proxy.server import create_app
+from tests.console.conftest import shot
 from tests.engines.conftest import E5, local_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(E5 not in {m.model_id for m in builtin_models()},
@@ -25,15 +26,22 @@ async def _status(http, server) -> dict:
         return await resp.json()
 
 
-async def test_local_model_state_unloaded_loading_ready(aiohttp_server, tmp_path, monkeypatch):
-    gate = threading.Event()
+@pytest.fixture
+def gate(monkeypatch):
+    """E5's weights load only once the test opens this gate, so `loading` lasts as long as it needs."""
+    opened = threading.Event()
     real_load = cpu.E5Engine._load
 
     def held_load(self):
-        gate.wait(30)
+        opened.wait(30)
         real_load(self)
 
     monkeypatch.setattr(cpu.E5Engine, "_load", held_load)
+    yield opened
+    opened.set()
+
+
+async def test_local_model_state_unloaded_loading_ready(aiohttp_server, tmp_path, gate):
     app = create_app(local_settings(tmp_path, local_models_include=[E5], local_preload=False))
     server = await aiohttp_server(app)
     async with aiohttp.ClientSession() as http:
@@ -51,3 +59,23 @@ async def test_local_model_state_unloaded_loading_ready(aiohttp_server, tmp_path
             assert resp.status == 200, await resp.text()
         state = (await _status(http, server))["endpoints"][E5_EP]
         assert state["state"] == "ready" and state["load_seconds"] > 0 and state["engine"]
+
+
+async def test_the_endpoints_page_shows_a_model_loading(aiohttp_server, tmp_path, gate, page):
+    server = await aiohttp_server(create_app(local_settings(tmp_path, local_models_include=[E5], local_preload=False)))
+    await page.goto(str(server.make_url("/_console/")))
+    row = f"tr[data-id='{E5_EP}']"
+    await page.wait_for_selector(f"{row} [data-state=unloaded]")
+    assert await page.is_hidden("#local-models") is False
+    assert "0 of 1 loaded" in await page.inner_text("#local-models")
+    async with aiohttp.ClientSession() as http:
+        request = asyncio.create_task(http.post(server.make_url(f"/_inference/{E5_EP}"), json={"input": "hi"}))
+        await page.wait_for_selector(f"{row} [data-state=loading]")  # the page polls every 3 s
+        assert "1 loading" in await page.inner_text("#local-models")
+        await shot(page, "endpoints-local-loading")
+        gate.set()
+        async with await request as resp:
+            assert resp.status == 200
+    await page.wait_for_selector(f"{row} [data-state=ready]")
+    assert "loaded in" in await page.inner_text(row)
+    assert "1 of 1 loaded" in await page.inner_text("#local-models")
