@@ -85,7 +85,8 @@ async def test_sign_in_create_an_endpoint_and_stream_a_chat(page, gateway, keys,
     stored = gateway.app[appkeys.REGISTRY].get("chat")
     assert stored.secrets == {"api_key": upstream.api_key}
     assert stored.service_settings["rate_limit"] == {"requests_per_minute": 600}
-    assert upstream.api_key not in await page.content()
+    content = await page.content()
+    assert upstream.api_key not in content and keys["admin"] not in content  # no secret in the page
     await shot(page, "endpoints")
 
     # the playground streams: text shows while the answer is still arriving (the fake waits 0.2 s a chunk)
@@ -287,3 +288,21 @@ async def test_completion_streams_and_upstream_errors_are_shown(page, gateway, u
     await page.wait_for_selector("#answer-0[data-done]")
     assert await page.inner_text("#answer-0") == "<0>A<1>B<2>C<3><4>"
     assert await page.inner_text("[data-stat=chunks] b") == "5"
+
+
+async def test_the_policy_refuses_inline_scripts_and_other_origins(page, gateway, upstream):
+    await page.goto(console_url(gateway))
+    await page.wait_for_selector("#endpoint-list")
+    inline_ran = await page.evaluate("""() => {
+        const el = document.createElement('script');
+        el.textContent = 'window.injected = true';
+        document.body.append(el);
+        return window.injected === true;
+    }""")
+    assert inline_ran is False
+    outcome = await page.evaluate("url => fetch(url).then(() => 'fetched', () => 'refused')", upstream.url)
+    assert outcome == "refused"  # connect-src 'self': the upstream is another origin
+    # chromium reports both refusals; the page itself had nothing to report
+    assert all("Content Security Policy" in p for p in page.problems), page.problems
+    assert any("inline script" in p for p in page.problems) and any("connect" in p for p in page.problems)
+    page.problems.clear()
