@@ -11,18 +11,13 @@ from proxy import appkeys
 from tests.console.conftest import shot
 from tests.fakes.custom_upstream import FakeCustom
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import LiveServer
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture
@@ -209,53 +204,49 @@ async def test_update_keeps_the_secret_and_delete_shows_the_dry_run_first(page, 
     assert registry.get("chat") is None
 
 
-async def test_embeddings_rerank_and_sparse_playgrounds(page, gateway, upstream):
-    custom = FakeCustom()
-    server = await LiveServer(custom.app()).start()
-    try:
-        await put(gateway, None, "text_embedding", "emb", {"service": "openai", "service_settings": {
-            "api_key": upstream.api_key, "model_id": "m", "url": f"{upstream.url}/v1/embeddings"}})
-        await put(gateway, None, "rerank", "rr", {"service": "openshift_ai", "service_settings": {
-            "api_key": upstream.api_key, "model_id": "r", "url": f"{upstream.url}/v1/rerank"}})
-        await put(gateway, None, "sparse_embedding", "sparse", {"service": "custom", "service_settings": {
-            "url": f"{server.url}/v1/sparse", "headers": {"Authorization": "Bearer ${api_key}"},
-            "query_parameters": [["key", "${api_key}"]],
-            "request": '{"input": ${input}}', "secret_parameters": {"api_key": custom.api_key},
-            "response": {"json_parser": {
-                "token_path": "$.result.sparse_embeddings[*].embedding[*].token_id",
-                "weight_path": "$.result.sparse_embeddings[*].embedding[*].weight"}}}})
+async def test_embeddings_rerank_and_sparse_playgrounds(page, gateway, upstream, serve_fake):
+    custom = await serve_fake(FakeCustom())
+    await put(gateway, None, "text_embedding", "emb", {"service": "openai", "service_settings": {
+        "api_key": upstream.api_key, "model_id": "m", "url": f"{upstream.url}/v1/embeddings"}})
+    await put(gateway, None, "rerank", "rr", {"service": "openshift_ai", "service_settings": {
+        "api_key": upstream.api_key, "model_id": "r", "url": f"{upstream.url}/v1/rerank"}})
+    await put(gateway, None, "sparse_embedding", "sparse", {"service": "custom", "service_settings": {
+        "url": f"{custom.url}/v1/sparse", "headers": {"Authorization": "Bearer ${api_key}"},
+        "query_parameters": [["key", "${api_key}"]],
+        "request": '{"input": ${input}}', "secret_parameters": {"api_key": custom.api_key},
+        "response": {"json_parser": {
+            "token_path": "$.result.sparse_embeddings[*].embedding[*].token_id",
+            "weight_path": "$.result.sparse_embeddings[*].embedding[*].weight"}}}})
 
-        # no key exists: the console opens on loopback without signing in
-        await page.goto(console_url(gateway) + "#/playground/emb")
-        await page.wait_for_selector("#run")
-        assert await page.inner_text("#who-role") == "no API keys"
-        await page.click("#run")
-        await page.wait_for_selector("svg.heat")
-        assert await page.inner_text("[data-stat=dims] b") == "8"  # the fake's vectors
-        cells = page.locator("svg.heat rect")
-        assert await cells.count() == 16
-        diagonal = [float(await cells.nth(i * 5).get_attribute("data-value")) for i in range(4)]
-        assert diagonal == pytest.approx([1.0] * 4, abs=1e-4)
-        await shot(page, "playground-embeddings")
+    # no key exists: the console opens on loopback without signing in
+    await page.goto(console_url(gateway) + "#/playground/emb")
+    await page.wait_for_selector("#run")
+    assert await page.inner_text("#who-role") == "no API keys"
+    await page.click("#run")
+    await page.wait_for_selector("svg.heat")
+    assert await page.inner_text("[data-stat=dims] b") == "8"  # the fake's vectors
+    cells = page.locator("svg.heat rect")
+    assert await cells.count() == 16
+    diagonal = [float(await cells.nth(i * 5).get_attribute("data-value")) for i in range(4)]
+    assert diagonal == pytest.approx([1.0] * 4, abs=1e-4)
+    await shot(page, "playground-embeddings")
 
-        await page.click("a[href='#/playground/rr']")
-        await page.fill("#query", "capital of France")
-        await page.click("#run")
-        await page.wait_for_selector(".bar-row")
-        values = await page.locator(".bar-row").evaluate_all("rows => rows.map(r => r.dataset.value)")
-        scores = [float(v) for v in values]
-        assert scores == sorted(scores, reverse=True) and len(scores) == 4
-        await shot(page, "playground-rerank")
+    await page.click("a[href='#/playground/rr']")
+    await page.fill("#query", "capital of France")
+    await page.click("#run")
+    await page.wait_for_selector(".bar-row")
+    values = await page.locator(".bar-row").evaluate_all("rows => rows.map(r => r.dataset.value)")
+    scores = [float(v) for v in values]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 4
+    await shot(page, "playground-rerank")
 
-        await page.click("a[href='#/playground/sparse']")
-        await page.fill("#inputs", "a bb ccc")
-        await page.click("#run")
-        await page.wait_for_selector(".bar-row")
-        names = await page.locator(".bar-row .name").all_inner_texts()
-        assert names == ["3", "2", "1"]  # the fake weighs a token id by word length
-        await shot(page, "playground-sparse")
-    finally:
-        await server.stop()
+    await page.click("a[href='#/playground/sparse']")
+    await page.fill("#inputs", "a bb ccc")
+    await page.click("#run")
+    await page.wait_for_selector(".bar-row")
+    names = await page.locator(".bar-row .name").all_inner_texts()
+    assert names == ["3", "2", "1"]  # the fake weighs a token id by word length
+    await shot(page, "playground-sparse")
 
 
 async def test_stop_ends_the_stream_and_cancels_the_upstream(page, gateway, upstream):

@@ -19,19 +19,14 @@ from proxy import appkeys
 from proxy.server import create_app
 from tests.conftest import make_settings
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = sorted(p.name for p in (ROOT / "proxy" / "console").iterdir())
 
 
 @pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
+async def upstream(serve_fake):
+    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture
