@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import glob
 import os
+from typing import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -65,6 +66,12 @@ class Metrics:
         merged = CollectorRegistry(auto_describe=False)
         merged.register(_WorkerFiles(self.multiprocess_dir))
         return generate_latest(merged) + _answering_process()
+
+    def families(self) -> Iterable[Metric]:
+        """The metric families a scrape reads: this process's, or with `--workers N` all workers' merged."""
+        if self.multiprocess_dir is None:
+            return self.registry.collect()
+        return _WorkerFiles(self.multiprocess_dir).collect()
 
 
 class _WorkerFiles:

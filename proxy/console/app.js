@@ -30,7 +30,8 @@ async function start() {
   const who = document.getElementById("who");
   who.hidden = false;
   document.getElementById("who-name").textContent = session.auth ? session.name : "open on loopback";
-  document.getElementById("who-role").textContent = session.auth ? session.role : "no API keys";
+  const roles = session.auth ? session.roles.join(", ") || "API key" : "no API keys";
+  document.getElementById("who-role").textContent = roles;
   document.getElementById("sign-out").hidden = !session.auth;
   route();
 }

@@ -60,15 +60,15 @@ export function mount(main) {
       card("Errors per second", "answers ≥ 400, by endpoint", charts.errors),
       table));
 
-  const last = new Map(); // pid -> previous snapshot
-  const samples = []; // {t, pid, dt, endpoints: {id: deltas}, latency, ttft}
+  const last = new Map(); // source (a process, or all workers merged) -> previous snapshot
+  const samples = []; // {t, source, dt, endpoints: {id: deltas}, latency, ttft}
   const totals = {};
   let timer = null;
   let alive = true;
 
   function ingest(snap) {
-    const prev = last.get(snap.pid);
-    last.set(snap.pid, snap);
+    const prev = last.get(snap.source);
+    last.set(snap.source, snap);
     for (const [id, e] of Object.entries(snap.endpoints)) totals[id] = e;
     if (!prev || snap.time <= prev.time) return false;
     const endpoints = {};
@@ -76,17 +76,19 @@ export function mount(main) {
       const p = prev.endpoints[id] || { requests: 0, errors: 0, tokens_in: 0, tokens_out: 0 };
       endpoints[id] = Object.fromEntries(Object.keys(e).map((k) => [k, Math.max(0, e[k] - (p[k] || 0))]));
     }
-    samples.push({ t: snap.time, pid: snap.pid, dt: snap.time - prev.time, endpoints,
+    samples.push({ t: snap.time, source: snap.source, dt: snap.time - prev.time, endpoints,
       latency: minus(snap.latency, prev.latency), ttft: minus(snap.ttft, prev.ttft) });
     while (samples.length && samples[0].t < snap.time - WINDOW_S - 60) samples.shift();
     return true;
   }
 
-  // rates at the time of sample i: each worker's latest sample, summed (one worker: just sample i)
+  // rates at the time of sample i: each source's latest sample, summed (one source: just sample i)
   function ratesAt(i) {
     const t = samples[i].t;
     const latest = new Map();
-    for (let j = i; j >= 0 && samples[j].t > t - 10; j--) if (!latest.has(samples[j].pid)) latest.set(samples[j].pid, samples[j]);
+    for (let j = i; j >= 0 && samples[j].t > t - 10; j--) {
+      if (!latest.has(samples[j].source)) latest.set(samples[j].source, samples[j]);
+    }
     const out = { total: 0, tokens_in: 0, tokens_out: 0, by: {}, errors: {} };
     for (const smp of latest.values()) {
       for (const [id, d] of Object.entries(smp.endpoints)) {
@@ -145,7 +147,7 @@ export function mount(main) {
       h("thead", {}, h("tr", {}, ["Endpoint", "Requests", "Errors", "Tokens in", "Tokens out"].map((t) => h("th", {}, t)))),
       h("tbody", {}, ids.map((id) => h("tr", {}, h("td", { class: "mono" }, id),
         ["requests", "errors", "tokens_in", "tokens_out"].map((k) => h("td", {}, String(Math.round(totals[id][k]))))))))
-      : h("div", { class: "empty" }, "No inference request yet (totals since this worker started)."));
+      : h("div", { class: "empty" }, "No inference request yet (totals since the gateway started)."));
   }
 
   async function poll() {

@@ -22,7 +22,8 @@ from typing import Any, Callable
 from aiohttp import web
 
 from .. import appkeys
-from ..auth import MANAGE, ROLES, AuthorizationError
+from ..auth import AuthorizationError, may_see, principal
+from ..keys import MANAGE
 from ..catalogue import SERVICES, Setting
 from ..types import TaskType
 from .es import json_response
@@ -103,19 +104,15 @@ def _loopback(remote: str | None) -> bool:
 
 async def session(request: web.Request) -> web.Response:
     """Who the caller is: the page shows admin controls only to a key with `manage_inference`."""
-    keys = request.app[appkeys.KEYS]
-    if not keys.enabled:
+    if not request.app[appkeys.KEYS].enabled:
         # Without keys the API is open; the console still opens only to this machine.
         if not _loopback(request.remote):
             raise AuthorizationError("the console opens without an API key only on loopback; create a key "
                                      "(inference-proxy keys create) to use it from another host")
-        return json_response({"auth": False, "name": None, "role": None, "admin": True})
-    # the auth middleware has already accepted this credential (ApiKey or Bearer)
-    record = keys.verify(request.headers.get("Authorization", "").partition(" ")[2].strip())
-    if record is None:  # revoked between the middleware and here
-        raise AuthorizationError("the API key is no longer valid")
-    return json_response({"auth": True, "name": record.name, "role": record.role,
-                          "admin": MANAGE in ROLES[record.role]})
+        return json_response({"auth": False, "name": None, "roles": [], "admin": True})
+    key = principal(request)  # the auth middleware has accepted the credential and set it
+    assert key is not None
+    return json_response({"auth": True, "name": key.name, "roles": key.role_names, "admin": key.may(MANAGE)})
 
 
 def _setting(s: Setting) -> dict[str, Any]:
@@ -177,6 +174,8 @@ async def status(request: web.Request) -> web.Response:
     app = request.app
     states: dict[str, Any] = {}
     for ep in app[appkeys.REGISTRY].all():
+        if not may_see(request, ep.inference_id, ep.task_type.value):  # a key limited to some endpoints
+            continue
         state: dict[str, Any] = {"state": "ready"}
         for source in STATE_SOURCES:
             found = source(app, ep)
@@ -205,13 +204,16 @@ def _add_bucket(hist: dict[float, float], labels: dict[str, str], value: float) 
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """A snapshot of this process's counters; the page differences successive snapshots into rates.
+    """A snapshot of the counters `/metrics` shows; the page differences successive snapshots into rates.
 
     Only inference requests count (those that named an endpoint), so the console's own polling and
-    reads of `/_inference` do not show as traffic. `pid` lets the page difference each worker
-    separately when `--workers` answers from several processes.
+    reads of `/_inference` do not show as traffic; a key limited to some endpoints sees only theirs.
+    `source` names what was counted: one process (its pid; the page differences each one apart, as a
+    balancer may send its polls to any), or every worker merged (`--workers N`); `process` answered.
     """
+    metrics_ = request.app[appkeys.METRICS]
     endpoints: dict[str, dict[str, float]] = {}
+    tasks: dict[str, str] = {}
     latency: dict[float, float] = {}
     ttft: dict[float, float] = {}
     in_flight = 0.0
@@ -219,11 +221,12 @@ async def metrics(request: web.Request) -> web.Response:
     def entry(name: str) -> dict[str, float]:
         return endpoints.setdefault(name, {"requests": 0, "errors": 0, "tokens_in": 0, "tokens_out": 0})
 
-    for family in request.app[appkeys.METRICS].registry.collect():
+    for family in metrics_.families():
         for sample in family.samples:
             labels, value = sample.labels, sample.value
             if family.name == _REQUESTS and sample.name.endswith("_total") and labels.get("endpoint"):
                 e = entry(labels["endpoint"])
+                tasks[labels["endpoint"]] = labels.get("task", "")
                 e["requests"] += value
                 if labels.get("status", "").isdigit() and int(labels["status"]) >= 400:
                     e["errors"] += value
@@ -234,13 +237,15 @@ async def metrics(request: web.Request) -> web.Response:
             elif family.name == _TOKENS and sample.name.endswith("_total") and labels.get("endpoint"):
                 entry(labels["endpoint"])["tokens_" + ("in" if labels.get("direction") == "in" else "out")] += value
             elif family.name == _IN_FLIGHT:
-                in_flight = value
+                in_flight += value
 
     def histogram(h: dict[float, float]) -> list[list[float | None]]:
         return [[None if math.isinf(le) else le, h[le]] for le in sorted(h)]  # None is +Inf (JSON has no inf)
 
-    return json_response({"pid": os.getpid(), "time": time.time(), "in_flight": in_flight,
-                          "endpoints": endpoints, "latency": histogram(latency), "ttft": histogram(ttft)})
+    visible = {name: e for name, e in endpoints.items() if may_see(request, name, tasks.get(name, ""))}
+    source = "workers" if metrics_.multiprocess_dir else str(os.getpid())
+    return json_response({"source": source, "process": os.getpid(), "time": time.time(), "in_flight": in_flight,
+                          "endpoints": visible, "latency": histogram(latency), "ttft": histogram(ttft)})
 
 
 async def _console_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from proxy import appkeys
+from proxy.keys import encoded
 from tests.console.conftest import shot
 from tests.fakes.custom_upstream import FakeCustom
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -21,10 +22,10 @@ async def upstream(serve_fake):
 
 
 @pytest.fixture
-def keys(gateway):
-    store = gateway.app[appkeys.KEYS]  # what `inference-proxy keys create` does
-    _, admin = store.create("ops", "inference_admin")
-    _, user = store.create("search-app", "inference_user")
+async def keys(gateway):
+    ring = gateway.app[appkeys.KEYS]  # what `inference-proxy keys create` does
+    admin = encoded(*await ring.create("ops", "ops", roles=["inference_admin"]))
+    user = encoded(*await ring.create("search-app", "search-app", roles=["inference_user"]))
     return {"admin": admin, "user": user}
 
 

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from proxy import appkeys
+from proxy.keys import encoded
 from proxy.server import create_app
 from tests.conftest import make_settings
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -36,9 +37,10 @@ async def http(gateway):
 
 
 @pytest.fixture
-def keys(gateway):
-    store = gateway.app[appkeys.KEYS]
-    return {"admin": store.create("ops", "inference_admin")[1], "user": store.create("app", "inference_user")[1]}
+async def keys(gateway):
+    ring = gateway.app[appkeys.KEYS]
+    return {"admin": encoded(*await ring.create("ops", "ops", roles=["inference_admin"])),
+            "user": encoded(*await ring.create("app", "app", roles=["inference_user"]))}
 
 
 def auth(key: str) -> dict[str, str]:
@@ -87,15 +89,15 @@ async def test_json_routes_need_a_key_and_say_who_is_signed_in(http, keys):
         async with http.get(f"/_console/api/{route}", headers=auth(keys["user"])) as resp:
             assert resp.status == 200
     async with http.get("/_console/api/session", headers=auth(keys["admin"])) as resp:
-        assert await resp.json() == {"auth": True, "name": "ops", "role": "inference_admin", "admin": True}
+        assert await resp.json() == {"auth": True, "name": "ops", "roles": ["inference_admin"], "admin": True}
     async with http.get("/_console/api/session", headers={"Authorization": f"Bearer {keys['user']}"}) as resp:
-        assert await resp.json() == {"auth": True, "name": "app", "role": "inference_user", "admin": False}
+        assert await resp.json() == {"auth": True, "name": "app", "roles": ["inference_user"], "admin": False}
 
 
 async def test_open_on_loopback_without_keys(http):
     async with http.get("/_console/api/session") as resp:
         assert resp.status == 200
-        assert await resp.json() == {"auth": False, "name": None, "role": None, "admin": True}
+        assert await resp.json() == {"auth": False, "name": None, "roles": [], "admin": True}
 
 
 def _non_loopback_address() -> str | None:
@@ -197,3 +199,26 @@ def test_the_built_wheel_ships_the_console(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"proxy/console/{a}" for a in ASSETS} <= names
     assert set(ASSETS) == {p.name for p in (resources.files("proxy") / "console").iterdir()}
+
+
+async def test_a_key_limited_to_some_endpoints_sees_only_theirs(gateway, http, upstream):
+    ring = gateway.app[appkeys.KEYS]
+    admin = encoded(*await ring.create("ops", "ops", roles=["inference_admin"]))
+    scoped = {"team-a": {"cluster": ["monitor_inference"], "applications": [
+        {"application": "inference-proxy", "privileges": ["*"], "resources": ["team-a-*"]}]}}
+    team_a = encoded(*await ring.create("svc", "ops", role_descriptors=scoped))
+    for name in ("team-a-emb", "team-b-emb"):
+        body = {"service": "openai", "service_settings": {"api_key": upstream.api_key, "model_id": "m",
+                                                          "url": f"{upstream.url}/v1/embeddings"}}
+        async with http.put(f"/_inference/text_embedding/{name}", json=body, headers=auth(admin)) as resp:
+            assert resp.status == 200
+        async with http.post(f"/_inference/text_embedding/{name}", json={"input": "x"}, headers=auth(admin)) as r:
+            assert r.status == 200
+    async with http.get("/_console/api/session", headers=auth(team_a)) as resp:
+        assert await resp.json() == {"auth": True, "name": "svc", "roles": ["team-a"], "admin": False}
+    async with http.get("/_console/api/status", headers=auth(team_a)) as resp:
+        assert list((await resp.json())["endpoints"]) == ["team-a-emb"]
+    async with http.get("/_console/api/metrics", headers=auth(team_a)) as resp:
+        assert list((await resp.json())["endpoints"]) == ["team-a-emb"]
+    async with http.get("/_console/api/metrics", headers=auth(admin)) as resp:
+        assert sorted((await resp.json())["endpoints"]) == ["team-a-emb", "team-b-emb"]
