@@ -93,12 +93,15 @@ function stateCell(state) {
   const line = details.filter(([, v]) => typeof v !== "object").map(([k, v]) =>
     k === "load_seconds" ? `loaded in ${Number(v).toFixed(1)} s` : `${k.replace(/_/g, " ")}: ${v}`).join(" · ");
   if (line) cell.push(h("div", { class: "detail" }, line));
-  // structured details (a router's members and breakers, for instance) as a small table
+  // structured details (a router's targets and their breakers) as a small table
   for (const [key, value] of details) {
     if (Array.isArray(value) && value.length && typeof value[0] === "object") {
       const cols = Object.keys(value[0]);
-      cell.push(h("table", { class: "detail" }, h("caption", {}, key),
-        value.map((row) => h("tr", {}, cols.map((c) => h("td", {}, String(row[c] ?? "")))))));
+      cell.push(h("table", { class: "mini", "data-detail": key },
+        h("tr", {}, cols.map((c) => h("th", {}, c))),
+        value.map((row) => h("tr", { "data-target": row.target }, cols.map((c) => h("td", {},
+          c === "breaker" ? h("span", { class: "badge chip " + row[c], "data-breaker": row[c] }, row[c])
+            : String(row[c] ?? "")))))));
     }
   }
   return cell;

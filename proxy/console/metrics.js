@@ -48,6 +48,7 @@ export function mount(main) {
   const card = (title, note, chart) => h("div", { class: "card chart" },
     h("h2", {}, title, h("span", { class: "muted" }, note)), chart.element);
   const table = h("div", { class: "card", id: "metrics-table" });
+  const routing = h("div", { class: "card chart", id: "routing", hidden: true });
   const note = h("span", { class: "muted small", id: "metrics-note" }, "Waiting for the second sample…");
   main.append(
     h("div", { class: "page-head" }, h("h1", {}, "Metrics"), note),
@@ -58,7 +59,8 @@ export function mount(main) {
       card("Time to first token", `streams, p50 and p99 over ${QUANTILE_WINDOW_S} s`, charts.ttft),
       card("Tokens per second", "reported by upstreams and engines", charts.tokens),
       card("Errors per second", "answers ≥ 400, by endpoint", charts.errors),
-      table));
+      table),
+    routing);
 
   const last = new Map(); // source (a process, or all workers merged) -> previous snapshot
   const samples = []; // {t, source, dt, endpoints: {id: deltas}, latency, ttft}
@@ -157,6 +159,7 @@ export function mount(main) {
       if (ingest(snap)) note.textContent = `Sampled every ${POLL_MS / 1000} s, up to the last ${WINDOW_S / 60} minutes, kept in this page`;
       // in flight counts this very request, which is not inference
       draw(snap.time, Math.max(0, snap.in_flight - 1));
+      drawRouting(routing, snap.routers || {});
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return;
       note.textContent = err.message;
@@ -165,4 +168,21 @@ export function mount(main) {
   }
   poll();
   return () => { alive = false; clearTimeout(timer); };
+}
+
+// each router's targets: the breaker as last seen, and what each answered, failed or was passed over for
+function drawRouting(box, routers) {
+  const rows = [];
+  for (const [router, targets] of Object.entries(routers).sort()) {
+    for (const [target, c] of Object.entries(targets)) {
+      rows.push(h("tr", { dataset: { router, target } }, h("td", { class: "mono" }, router), h("td", { class: "mono" }, target),
+        h("td", {}, h("span", { class: "badge chip " + c.breaker, "data-breaker": c.breaker }, c.breaker)),
+        ["chosen", "failures", "skipped"].map((k) => h("td", {}, String(Math.round(c[k] || 0))))));
+    }
+  }
+  box.hidden = !rows.length;
+  clear(box, h("h2", {}, "Routing", h("span", { class: "muted" }, "routers' targets and circuit breakers")),
+    h("table", { class: "list" },
+      h("thead", {}, h("tr", {}, ["Router", "Target", "Breaker", "Answered", "Failed", "Passed over"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows)));
 }

@@ -17,14 +17,14 @@ import os
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 
-from .. import appkeys
+from .. import appkeys, routing
 from ..auth import AuthorizationError, may_see, principal
-from ..keys import MANAGE
 from ..catalogue import SERVICES, Setting
+from ..keys import MANAGE
 from ..types import TaskType
 from .es import json_response
 
@@ -146,19 +146,10 @@ async def catalogue(request: web.Request) -> web.Response:
                           "local_models": models})
 
 
-# Who can say more about an endpoint than "ready": each source maps the app and an endpoint to a
-# state (`ready`, `loading`, `failed`, `unloaded`, ...) with details, or None when it has nothing to say.
-# Local models say whether their weights are loaded; routers (issue 19) add their members' and
-# breakers' state by appending a source here.
-StateSource = Callable[[web.Application, Any], "dict[str, Any] | None"]
-STATE_SOURCES: list[StateSource] = []
-
-
-def _local_model_state(app: web.Application, ep: Any) -> dict[str, Any] | None:
+def _local_model_state(app: web.Application, ep: Any) -> dict[str, Any]:
+    """Whether a local model's weights are loaded (`unloaded`, `loading`, `ready`, `failed`)."""
     local = app.get(appkeys.LOCAL)
-    if local is None or not ep.spec.local:
-        return None
-    model = local.resolve(str(ep.service_settings.get("model_id") or ""))
+    model = local.resolve(str(ep.service_settings.get("model_id") or "")) if local is not None else None
     if model is None:
         return {"state": "failed", "error": "model not available on this gateway"}
     entry = next((m for m in local.status() if m["model_id"] == model.model_id), {})
@@ -166,23 +157,38 @@ def _local_model_state(app: web.Application, ep: Any) -> dict[str, Any] | None:
             "load_seconds": entry.get("load_seconds"), "error": entry.get("error")}
 
 
-STATE_SOURCES.append(_local_model_state)
+_BREAKER_STATES = {0: "closed", 1: "open", 2: "half-open"}  # the gauge's values (proxy.breaker.State)
+
+
+def _router_state(ep: Any, seen: dict[str, Any]) -> dict[str, Any]:
+    """A router's targets with their breakers as last seen and what each answered or failed for it;
+    `ready` while every breaker is closed, `degraded` while some are not, `open` when none is."""
+    targets = []
+    for target in routing.target_ids(ep.service_settings):
+        counts = seen["routers"].get(ep.inference_id, {}).get(target, {})
+        targets.append({"target": target, "breaker": seen["breakers"].get(target, "closed"),
+                        "answered": int(counts.get("chosen", 0)), "failed": int(counts.get("failures", 0))})
+    closed = sum(t["breaker"] == "closed" for t in targets)
+    state = "ready" if closed == len(targets) else "open" if closed == 0 else "degraded"
+    return {"state": state, "strategy": ep.service_settings.get("strategy", "fallback"), "targets": targets}
 
 
 async def status(request: web.Request) -> web.Response:
-    """The state of every endpoint, and a count of local models loading (the page's progress bar)."""
+    """The state of every endpoint the caller may see, and a count of local models loading (the page's
+    progress bar)."""
     app = request.app
+    seen = _routing_seen(app[appkeys.METRICS].families())
     states: dict[str, Any] = {}
     for ep in app[appkeys.REGISTRY].all():
         if not may_see(request, ep.inference_id, ep.task_type.value):  # a key limited to some endpoints
             continue
-        state: dict[str, Any] = {"state": "ready"}
-        for source in STATE_SOURCES:
-            found = source(app, ep)
-            if found is not None:
-                state = {k: v for k, v in found.items() if v is not None}
-                break
-        states[ep.inference_id] = state
+        if ep.spec.local:
+            state = _local_model_state(app, ep)
+        elif ep.spec.composite:
+            state = _router_state(ep, seen)
+        else:
+            state = {"state": "ready"}
+        states[ep.inference_id] = {k: v for k, v in state.items() if v is not None}
     local = app.get(appkeys.LOCAL)
     models = local.status() if local is not None else []
     return json_response({"endpoints": states, "local_models": {
@@ -196,6 +202,26 @@ _LATENCY = "inference_proxy_request_duration_seconds"
 _TTFT = "inference_proxy_time_to_first_token_seconds"
 _TOKENS = "inference_proxy_tokens"
 _IN_FLIGHT = "inference_proxy_in_flight_requests"
+_BREAKER = "inference_proxy_circuit_breaker_state"
+_ROUTER_COUNTS = {"inference_proxy_router_chosen": "chosen", "inference_proxy_router_failures": "failures",
+                  "inference_proxy_router_skipped": "skipped"}
+
+
+def _routing_seen(families: Any) -> dict[str, Any]:
+    """Routers' counts per target and breakers' states, from the router metrics (proxy/router.py)."""
+    routers: dict[str, dict[str, dict[str, float]]] = {}
+    breakers: dict[str, str] = {}
+    for family in families:
+        if family.name == _BREAKER:
+            for sample in family.samples:
+                breakers[sample.labels["target"]] = _BREAKER_STATES.get(int(sample.value), "closed")
+        elif family.name in _ROUTER_COUNTS:
+            kind = _ROUTER_COUNTS[family.name]
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts = routers.setdefault(sample.labels["router"], {}).setdefault(sample.labels["target"], {})
+                    counts[kind] = counts.get(kind, 0) + sample.value
+    return {"routers": routers, "breakers": breakers}
 
 
 def _add_bucket(hist: dict[float, float], labels: dict[str, str], value: float) -> None:
@@ -221,7 +247,8 @@ async def metrics(request: web.Request) -> web.Response:
     def entry(name: str) -> dict[str, float]:
         return endpoints.setdefault(name, {"requests": 0, "errors": 0, "tokens_in": 0, "tokens_out": 0})
 
-    for family in metrics_.families():
+    families = list(metrics_.families())
+    for family in families:
         for sample in family.samples:
             labels, value = sample.labels, sample.value
             if family.name == _REQUESTS and sample.name.endswith("_total") and labels.get("endpoint"):
@@ -243,9 +270,17 @@ async def metrics(request: web.Request) -> web.Response:
         return [[None if math.isinf(le) else le, h[le]] for le in sorted(h)]  # None is +Inf (JSON has no inf)
 
     visible = {name: e for name, e in endpoints.items() if may_see(request, name, tasks.get(name, ""))}
+    seen = _routing_seen(families)
+    registry = request.app[appkeys.REGISTRY]
+    routers = {}
+    for router, counts in seen["routers"].items():
+        ep = registry.get(router)
+        if ep is not None and may_see(request, router, ep.task_type.value):
+            routers[router] = {t: {**c, "breaker": seen["breakers"].get(t, "closed")} for t, c in counts.items()}
     source = "workers" if metrics_.multiprocess_dir else str(os.getpid())
     return json_response({"source": source, "process": os.getpid(), "time": time.time(), "in_flight": in_flight,
-                          "endpoints": visible, "latency": histogram(latency), "ttft": histogram(ttft)})
+                          "endpoints": visible, "latency": histogram(latency), "ttft": histogram(ttft),
+                          "routers": routers})
 
 
 async def _console_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -298,3 +298,30 @@ async def test_the_policy_refuses_inline_scripts_and_other_origins(page, gateway
     assert all("Content Security Policy" in p for p in page.problems), page.problems
     assert any("inline script" in p for p in page.problems) and any("connect" in p for p in page.problems)
     page.problems.clear()
+
+
+async def test_a_router_shows_its_targets_and_breakers(page, gateway, serve_fake):
+    good, bad = await serve_fake(FakeOpenAI()), await serve_fake(FakeOpenAI())
+    bad.fail_next(500, "down", times=20)
+    for name, fake in (("good", good), ("bad", bad)):
+        await put(gateway, None, "text_embedding", name, {"service": "openai", "service_settings": {
+            "api_key": fake.api_key, "model_id": "m", "url": f"{fake.url}/v1/embeddings"}})
+    await put(gateway, None, "text_embedding", "router", {"service": "router", "service_settings": {
+        "targets": ["bad", "good"], "retries": 0, "circuit_breaker": {"failure_threshold": 1, "cooldown": "10m"}}})
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):  # the first fails over from bad (its breaker opens), the second passes it over
+            async with http.post(gateway.make_url("/_inference/text_embedding/router"), json={"input": "x"}) as r:
+                assert r.status == 200 and r.headers["X-Inference-Target"] == "good"
+    await page.goto(console_url(gateway))
+    row = "tr[data-id=router]"
+    await page.wait_for_selector(f"{row} [data-state=degraded]")
+    assert await page.get_attribute(f"{row} tr[data-target=bad] [data-breaker]", "data-breaker") == "open"
+    assert await page.get_attribute(f"{row} tr[data-target=good] [data-breaker]", "data-breaker") == "closed"
+    assert (await page.inner_text(f"{row} tr[data-target=good]")).split()[-2:] == ["2", "0"]  # answered, failed
+    assert "strategy: fallback" in await page.inner_text(row)
+    await shot(page, "endpoints-router")
+    await page.click("#nav a[data-page=metrics]")
+    await page.wait_for_selector("#routing:not([hidden]) tr[data-target=bad]")
+    cells = (await page.inner_text("#routing tr[data-target=bad]")).split()
+    assert cells == ["router", "bad", "open", "0", "1", "1"]  # answered, failed, passed over
+    await shot(page, "metrics-routing")
