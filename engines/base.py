@@ -89,6 +89,9 @@ class EngineOptions:
     slots: int = 4  # generation: concurrent sequences (llama.cpp `n_parallel`, vLLM `max_num_seqs`)
     context_len: int = 2048  # generation: context per sequence
     max_waiting_generations: int = 64  # generation requests waiting for a slot before 429
+    gguf_f16_dir: str = ""  # generation: dequantise a quantised GGUF once to F16 in this folder ("": run as shipped)
+    default_max_tokens: int = 256  # generation: length when the request sets none
+    max_generation_s: float = 0.0  # generation: time budget when the request sets no max_tokens (0: none)
 
 
 class EngineState(str, enum.Enum):

