@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 import tempfile
 import time
@@ -67,6 +68,18 @@ def worker(settings, index: int, ready: Any) -> None:
     sys.exit(serve(settings, reuse_port=True, ready=ready))
 
 
+def prepare_sqlite(settings) -> None:
+    """Create the SQLite store, switch it to WAL and create or migrate its tables before the workers
+    start: N workers doing it at once on a fresh data directory raced, and one died with "database is
+    locked" (SQLite does not wait for a lock when switching a file to WAL)."""
+    from .store import sqlite_path
+    from .store.sqlite import prepare
+
+    path = sqlite_path(settings)
+    if path is not None:  # PostgreSQL migrates under an advisory lock instead
+        prepare(path)
+
+
 _RESTART_PAUSE_S = 1.0  # a worker that dies sooner than this after its start is restarted after a pause
 
 
@@ -89,9 +102,14 @@ def supervise(settings) -> int:
     if settings.port == 0:
         print("inference-proxy: --workers needs a fixed --port", file=sys.stderr)
         return 2
-    # the key file, if any, is created here once, not raced by N workers
+    # the key file, if any, and the SQLite files are created here once, not raced by N workers
     settings.data_path.mkdir(parents=True, exist_ok=True)
     SecretBox.load(settings.secret_key, settings.data_path)
+    try:
+        prepare_sqlite(settings)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"inference-proxy: cannot start: the SQLite store cannot be prepared: {exc}", file=sys.stderr)
+        return 2
     # one /metrics for all workers: prometheus_client's multiprocess mode, chosen when the (spawned)
     # workers import it, so the variable is set before they start
     metrics_dir = tempfile.mkdtemp(prefix="inference-proxy-metrics-")

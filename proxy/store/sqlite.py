@@ -6,7 +6,8 @@ the database: all calls go through a single-thread executor, which also serialis
 
 Several processes may share the file (`--workers N`): `watch` polls `PRAGMA data_version` on that
 same thread every 250 ms, which changes only when another connection committed, and then asks the
-registry to compare its map with the file.
+registry to compare its map with the file. The supervisor of `--workers` calls `prepare` before the
+workers start, so they never race to create the file or switch it to WAL.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -22,6 +24,7 @@ from .base import ChangeCallback, StoredEndpoint, StoredKey, UsageRow
 
 R = TypeVar("R")
 POLL_INTERVAL = 0.25
+BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's lock before "database is locked"
 log = logging.getLogger("proxy.store")
 
 _SCHEMA = """
@@ -72,6 +75,49 @@ _KEY_COLUMNS = "id, name, owner, digest, created_at, expiration, invalidated_at,
 _USAGE_COLUMNS = "bucket, key_id, endpoint, requests, errors, input_tokens, output_tokens"
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in WAL mode with the schema in place, that waits for locks instead of failing.
+
+    The busy timeout comes first, so every later statement waits up to BUSY_TIMEOUT_S for another
+    process's lock. Switching the file to WAL is the exception: SQLite answers SQLITE_BUSY at once,
+    without calling the busy handler, when another connection holds a lock at that moment ("database
+    is locked" in a worker started next to another on a fresh file), so that switch is retried until
+    the same deadline. `prepare` does it all once before `--workers` processes start, after which the
+    file is in WAL already and no worker needs to switch it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}
+        if columns and "doc" not in columns:
+            with conn:  # one transaction: a crash leaves the old table as it was
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _KEYS_FROM_ROLES:
+                    conn.execute(statement)
+        conn.execute(_KEYS_SCHEMA)
+        conn.execute(_USAGE_SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def prepare(path: Path) -> None:
+    """Create the file, switch it to WAL and create or migrate the tables, once, before several processes
+    open it."""
+    connect(path).close()
+
+
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -84,21 +130,7 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute(_SCHEMA)
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}
-        if columns and "doc" not in columns:
-            with conn:  # one transaction: a crash leaves the old table as it was
-                conn.execute("BEGIN IMMEDIATE")
-                for statement in _KEYS_FROM_ROLES:
-                    conn.execute(statement)
-        conn.execute(_KEYS_SCHEMA)
-        conn.execute(_USAGE_SCHEMA)
-        self._conn = conn
+        self._conn = connect(self.path)
 
     async def open(self) -> None:
         await self._run(self._connect)

@@ -11,6 +11,8 @@ import asyncio
 import os
 import re
 import signal
+import sqlite3
+import threading
 import time
 
 import aiohttp
@@ -18,8 +20,11 @@ import pytest
 
 from proxy.registry import Registry
 from proxy.secrets import SecretBox
+from proxy.settings import load
+from proxy.store import sqlite as sqlite_store
 from proxy.store.sqlite import SqliteStore
 from proxy.types import TaskType
+from proxy.workers import prepare_sqlite
 from tests.fakes.openai_upstream import fake_vector
 from tests.shared.conftest import embedding_body, eventually, unique
 
@@ -155,3 +160,48 @@ async def test_workers_that_cannot_start_stop_the_supervisor(gateways):
     gw = gateways("w", workers=2, store="mysql://nowhere/db")
     assert gw.proc.wait(timeout=60) == 2
     assert "unsupported store" in gw.log() and "before it listened" in gw.log()
+
+
+# ------------------------------------------------------------------------------ a fresh data directory
+
+
+def _writer_holding_the_lock(path, seconds: float) -> None:
+    """Another process's connection in the middle of a write transaction, for `seconds`."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE IF NOT EXISTS other (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO other VALUES (1)")
+    threading.Timer(seconds, lambda: (other.execute("COMMIT"), other.close())).start()
+
+
+def test_switching_a_busy_file_to_wal_waits_instead_of_failing(tmp_path):
+    path = tmp_path / "endpoints.db"
+    _writer_holding_the_lock(path, 0.3)
+    # what a worker did before: SQLite does not wait for a lock when switching to WAL, busy timeout or not
+    plain = sqlite3.connect(path, isolation_level=None, timeout=5)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        plain.execute("PRAGMA journal_mode=WAL")
+    plain.close()
+    conn = sqlite_store.connect(path)  # waits for the writer, then switches
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+        assert conn.execute("SELECT count(*) FROM other").fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+def test_the_supervisor_prepares_the_sqlite_store_before_the_workers_start(tmp_path):
+    prepare_sqlite(load({"data_dir": str(tmp_path / "data")}, env={}))
+    prepare_sqlite(load({"data_dir": str(tmp_path / "other"), "store": f"sqlite://{tmp_path / 'elsewhere.db'}"}, env={}))
+    prepare_sqlite(load({"data_dir": str(tmp_path / "pg"), "store": "postgresql://nowhere/db"}, env={}))
+    for path in (tmp_path / "data" / "endpoints.db", tmp_path / "elsewhere.db"):
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            assert {"endpoints", "api_keys", "usage"} <= tables
+        finally:
+            conn.close()
+    assert not (tmp_path / "other" / "endpoints.db").exists()  # the store lives elsewhere
+    assert not (tmp_path / "pg").exists() or not list((tmp_path / "pg").iterdir())
