@@ -84,6 +84,8 @@ class _Slot:
     loads: int = 0
     load_seconds: float | None = None
     options: EngineOptions | None = None
+    order: tuple[int, int] | None = None  # (2, 4): the second of four startup loads
+    loading: Engine | None = None  # the engine while its weights load, for the step it is at
 
 
 class EngineManager:
@@ -249,6 +251,7 @@ class EngineManager:
         log.info("loading %d local models in the background; requests for a model get 503 until it has loaded",
                  len(slots))
         for n, slot in enumerate(slots, 1):
+            slot.order = (n, len(slots))
             slot.load_task = asyncio.create_task(self._load(slot, f"{n}/{len(slots)}"), name=f"load-{slot.model.model_id}")
 
     async def close(self) -> None:
@@ -356,6 +359,7 @@ class EngineManager:
             log.info("loading local model [%s]%s: %s from %s", slot.model.model_id, where, slot.model.description,
                      slot.model.source)
             began = time.perf_counter()
+            slot.loading = engine
             try:
                 await engine.start()
             except asyncio.CancelledError:
@@ -366,6 +370,8 @@ class EngineManager:
                 slot.error = f"{type(exc).__name__}: {exc}"
                 log.exception("local model [%s] failed to load", slot.model.model_id)
                 return
+            finally:
+                slot.loading = None
             slot.load_seconds = time.perf_counter() - began
             slot.engine = engine
             slot.options = options
@@ -376,6 +382,21 @@ class EngineManager:
             slot.last_used = time.monotonic()
             log.info("local model [%s] ready in %.1f s%s", slot.model.model_id, slot.load_seconds,
                      f" ({progress})" if progress else "")
+
+    def _progress(self, slot: _Slot) -> str:
+        """Where a startup load is: queued behind other models, or the step its engine is at."""
+        waited = time.monotonic() - slot.queued_at if slot.queued_at else 0.0
+        place = f"model {slot.order[0]} of {slot.order[1]} loaded at startup" if slot.order else "loading"
+        if slot.loading is None:
+            ahead = sum(1 for s in self._slots.values() if s.state == EngineState.LOADING and s.order
+                        and slot.order and s.order < slot.order)
+            return f"{place}, waiting for {ahead} model{'s' if ahead != 1 else ''} ahead of it ({waited:.0f} s so far)"
+        step = getattr(slot.loading, "step", "loading the weights")
+        return f"{place}, now {step} ({waited:.0f} s so far)"
+
+    def loading(self) -> list[str]:
+        """The models still loading (what `/_ready` names)."""
+        return sorted(s.model.model_id for s in self._slots.values() if s.state == EngineState.LOADING)
 
     def _begin_load(self, slot: _Slot) -> None:
         slot.state = EngineState.LOADING
@@ -392,10 +413,9 @@ class EngineManager:
             self._begin_load(slot)
         if slot.state == EngineState.LOADING:
             if slot.startup:
-                waited = time.monotonic() - slot.queued_at if slot.queued_at else 0.0
                 raise ServiceUnavailableError(
-                    f"Model [{slot.model.model_id}] of inference endpoint [{ep.inference_id}] is still loading "
-                    f"({waited:.0f}s so far); it answers once loaded, retry shortly", headers={"Retry-After": "2"})
+                    f"Model [{slot.model.model_id}] of inference endpoint [{ep.inference_id}] is still loading: "
+                    f"{self._progress(slot)}; it answers once loaded, retry shortly", headers={"Retry-After": "2"})
             assert slot.load_task is not None
             remaining = ctx.remaining() if ctx is not None else None
             try:

@@ -19,7 +19,7 @@ from proxy import appkeys
 from proxy.endpoint import Endpoint
 from proxy.server import create_app
 from proxy.types import TaskType
-from tests.engines.conftest import E5, local_settings
+from tests.engines.conftest import E5, SMOLLM, local_settings
 
 E5_EP = ".multilingual-e5-small-elasticsearch"
 
@@ -174,3 +174,60 @@ def test_folders_named_in_the_settings_get_preconfigured_endpoints(tmp_path):
     assert endpoints[".my-minilm-bi-encoder-rerank-elasticsearch"].service_settings["rerank_method"] == \
         "bi_encoder_cosine"
     assert manager.resolve("My-MiniLM") is manager.resolve("my-minilm")
+
+
+async def test_while_models_load_the_listing_is_complete_and_each_answer_says_how_far_it_got(
+        aiohttp_server, tmp_path, monkeypatch):
+    gate = threading.Event()
+    real_load = cpu.E5Engine._load
+
+    def slow_load(self):
+        gate.wait(30)
+        real_load(self)
+
+    monkeypatch.setattr(cpu.E5Engine, "_load", slow_load)
+    # the chat model as shipped (no F16 copy): it loads in about a second once its turn comes
+    server, manager = await _start(aiohttp_server, tmp_path, local_models_include=[E5, SMOLLM],
+                                   local_gguf_f16=False)
+    chat = ".smollm2-135m-instruct-chat-elasticsearch"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.make_url("/_inference")) as resp:
+                assert resp.status == 200
+                listed = {e["inference_id"] for e in (await resp.json())["endpoints"]}
+            assert {E5_EP, chat} <= listed  # listed at once, before anything has loaded
+            async with http.get(server.make_url("/_ready")) as resp:
+                assert resp.status == 503
+                assert (await resp.json())["loading"] == sorted([E5, SMOLLM])
+            async with http.post(server.make_url(f"/_inference/{E5_EP}"), json={"input": "hi"}) as resp:
+                assert resp.status == 503 and resp.headers["Retry-After"] == "2"
+                reason = (await resp.json())["error"]["reason"]
+            assert "model 1 of 2 loaded at startup, now loading the weights" in reason, reason
+            completion = ".smollm2-135m-instruct-completion-elasticsearch"
+            async with http.post(server.make_url(f"/_inference/completion/{completion}"), json={"input": "hi"}) as resp:
+                assert resp.status == 503
+                reason = (await resp.json())["error"]["reason"]
+            assert "model 2 of 2 loaded at startup, waiting for 1 model ahead of it" in reason, reason
+            gate.set()
+            await _until(lambda: not manager.loading(), timeout=120)
+            async with http.get(server.make_url("/_ready")) as resp:
+                assert resp.status == 200
+            async with http.post(server.make_url(f"/_inference/{E5_EP}"), json={"input": "hi"}) as resp:
+                assert resp.status == 200
+    finally:
+        gate.set()
+
+
+def test_llama_cpp_leaves_one_core_to_the_event_loop(tmp_path):
+    manager = EngineManager(local_settings(tmp_path, local_preload=False))
+    model = manager.resolve(SMOLLM)
+    assert model is not None
+    slot = manager._slot(model, "cpu")
+    for cpus, threads in ((1, 1), (2, 1), (8, 7)):
+        manager.cpus = cpus
+        assert manager._options(slot).threads == threads  # the default endpoints: adaptive allocations
+    slot.users["a"] = _endpoint("a", TaskType.CHAT_COMPLETION, model_id=SMOLLM, num_allocations=2, num_threads=2)
+    assert manager._options(slot).threads == 4
+    options = manager._options(slot)
+    assert options.gguf_f16_dir == str(tmp_path / "data" / "models")
+    assert (options.default_max_tokens, options.max_generation_s) == (256, 5.0)
