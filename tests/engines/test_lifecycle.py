@@ -231,3 +231,16 @@ def test_llama_cpp_leaves_one_core_to_the_event_loop(tmp_path):
     options = manager._options(slot)
     assert options.gguf_f16_dir == str(tmp_path / "data" / "models")
     assert (options.default_max_tokens, options.max_generation_s) == (256, 5.0)
+
+
+def test_torch_models_run_on_the_gpu_when_torch_sees_one(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert (cpu.torch_device("auto"), cpu.torch_device("cpu")) == ("cuda", "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cpu.torch_device("auto") == "cpu"
+    for engine, device in (("auto", "auto"), ("cpu", "cpu")):
+        manager = EngineManager(local_settings(tmp_path, local_preload=False, engine=engine))
+        slot = manager._slot(manager.resolve(E5), "cpu")
+        assert manager._options(slot).device == device

@@ -342,3 +342,17 @@ async def test_rerank_long_document_strategy_chunk_finds_text_beyond_the_truncat
             scores[strategy] = {r["index"]: r["relevance_score"] for r in (await resp.json())["rerank"]}
     assert scores["chunk"][0] > scores["chunk"][1]  # the chunk with the answer is scored
     assert scores["chunk"][0] > scores["truncate"][0] + 0.1
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_on_a_gpu_without_vllm_the_torch_models_run_there(local_gateway):
+    status = {s["model_id"]: s for s in local_gateway.manager.status()}
+    assert status[MINILM]["device"] == "cuda" and status[SPLADE]["device"] == "cuda", status
+    assert status[SMOLLM]["device"] == "cpu"  # the xllamacpp wheel is a CPU build
