@@ -35,8 +35,8 @@ from proxy.errors import GatewayError, ServiceUnavailableError, StatusError, Too
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, InputType, RankedDoc,
                          RerankRequest, RerankResult, SparseEmbedResult, TaskType, Usage)
 
-from .base import Engine, EngineOptions, EngineState, Health, LocalModel, ModelKind, message_dicts
 from . import gguf_f16
+from .base import Engine, EngineOptions, EngineState, Health, LocalModel, ModelKind, message_dicts
 from .batching import Batcher
 from .loops import RepeatGuard
 
