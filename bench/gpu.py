@@ -112,7 +112,8 @@ async def engine_figures(data_dir: str, n: int, gen_tokens: int) -> dict:
     await emb.close()
 
     gen_slot = manager._slot(manager.resolve(SMOLLM), family)
-    gen = manager._create_engine(gen_slot, EngineOptions(slots=16, context_len=1024, threads=max(1, (os.cpu_count() or 2) - 1),
+    threads = max(1, (os.cpu_count() or 2) - 1)  # as the manager gives llama.cpp
+    gen = manager._create_engine(gen_slot, EngineOptions(slots=16, context_len=1024, threads=threads,
                                                          gguf_f16_dir=str(Path(data_dir) / "models")))
     began = time.perf_counter()
     await gen.start()
@@ -248,7 +249,8 @@ def main() -> None:
           f"generation on {eng['generation_device']}; torch {info['torch']}, vllm {info['vllm']}")
     print(f"{'figure':<34} {'engine':>10} {'HTTP':>10}")
     for b in BATCHES:
-        print(f"{f'embeddings/s, batch {b}':<34} {eng['embeddings_per_s'][b]:>10.1f} {web['embeddings_per_s'][b]:>10.1f}")
+        label = f"embeddings/s, batch {b}"
+        print(f"{label:<34} {eng['embeddings_per_s'][b]:>10.1f} {web['embeddings_per_s'][b]:>10.1f}")
     print(f"{'rerank pairs/s (1 x 64)':<34} {eng['rerank_pairs_per_s']:>10.1f} {web['rerank_pairs_per_s']:>10.1f}")
     for s in (1, 16):
         print(f"{f'generation tok/s, {s} stream(s)':<34} {eng['generation_tokens_per_s'][s]:>10.1f} "

@@ -79,7 +79,8 @@ def test_the_f16_copy_keeps_every_tensor_and_the_metadata(local_gateway):
 
 
 async def test_capital_of_france(es_default_timeout):
-    resp = await es_default_timeout.inference.completion(inference_id=COMPLETION, input="What is the capital of France?")
+    resp = await es_default_timeout.inference.completion(inference_id=COMPLETION,
+                                                         input="What is the capital of France?")
     answer = resp.body["completion"][0]["result"]
     assert "Paris" in answer, answer
     assert len(answer) < 200, answer  # an answer, not a loop

@@ -193,7 +193,8 @@ def test_switching_a_busy_file_to_wal_waits_instead_of_failing(tmp_path):
 
 def test_the_supervisor_prepares_the_sqlite_store_before_the_workers_start(tmp_path):
     prepare_sqlite(load({"data_dir": str(tmp_path / "data")}, env={}))
-    prepare_sqlite(load({"data_dir": str(tmp_path / "other"), "store": f"sqlite://{tmp_path / 'elsewhere.db'}"}, env={}))
+    elsewhere = f"sqlite://{tmp_path / 'elsewhere.db'}"
+    prepare_sqlite(load({"data_dir": str(tmp_path / "other"), "store": elsewhere}, env={}))
     prepare_sqlite(load({"data_dir": str(tmp_path / "pg"), "store": "postgresql://nowhere/db"}, env={}))
     for path in (tmp_path / "data" / "endpoints.db", tmp_path / "elsewhere.db"):
         conn = sqlite3.connect(path)
