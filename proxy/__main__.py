@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="processes serving the port (env INFERENCE_PROXY_WORKERS, "
                                                    "default 1)")
     serve.add_argument("--insecure", action="store_true", default=None,
-                       help="allow binding a non-loopback address while no API key exists")
+                       help="serve a non-loopback address without API keys (only while no key was ever created)")
     keys = sub.add_parser("keys", help="manage API keys", parents=[_store_options(argparse.SUPPRESS)])
     key_sub = keys.add_subparsers(dest="keys_command", required=True)
     # the store options go before or after the subcommand: `keys create --data-dir D` and `keys --data-dir D create`
@@ -65,14 +65,15 @@ def _store_options(default) -> argparse.ArgumentParser:
 
 
 async def _keys_in_store(settings, args: dict) -> int:
-    from .keys import KeyRing, encoded
+    from .keys import REQUIRED_MARKER, KeyRing, encoded
     from .store import make_store
+    from .store.files import private_dir
 
-    settings.data_path.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_path)
     store = make_store(settings)
     await store.open()
     try:
-        ring = KeyRing(store)
+        ring = KeyRing(store, marker=settings.data_path / REQUIRED_MARKER)
         await ring.load()
         command = args["keys_command"]
         if command == "create":
@@ -167,13 +168,22 @@ def main(argv: list[str] | None = None) -> int:
     if command == "serve":
         import asyncio
 
-        if not _loopback(settings.host) and not asyncio.run(_any_key(settings)):
-            if not insecure:
-                print(f"inference-proxy: refusing to bind {settings.host}: no API key exists, so anyone who can "
-                      f"reach it could use it. Create one (`inference-proxy keys create --role inference_admin "
-                      f"--name admin`) or pass --insecure.", file=sys.stderr)
-                return 2
-            logging.getLogger("proxy").warning("serving %s without API keys (--insecure)", settings.host)
+        from .keys import REQUIRED_MARKER
+
+        marker = settings.data_path / REQUIRED_MARKER
+        if insecure or not _loopback(settings.host):
+            if marker.exists() or asyncio.run(_any_key(settings)):
+                if insecure:
+                    logging.getLogger("proxy").warning("--insecure is ignored: API keys exist or existed for this "
+                                                       "gateway (%s), so every request needs one", marker)
+            elif not _loopback(settings.host):
+                if not insecure:
+                    print(f"inference-proxy: refusing to bind {settings.host}: no API key exists, so anyone who "
+                          f"can reach it could use it. Create one (`inference-proxy keys create --role "
+                          f"inference_admin --name admin`) or pass --insecure.", file=sys.stderr)
+                    return 2
+                logging.getLogger("proxy").warning("serving %s without API keys (--insecure): anyone who can "
+                                                   "reach it can use it", settings.host)
         from .workers import serve, supervise
 
         if settings.workers > 1:

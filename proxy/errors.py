@@ -10,6 +10,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from .scrubbing import scrub_text, secret_strings
+
 
 class GatewayError(Exception):
     """Base error: `status` is the HTTP status, `es_type` the Elasticsearch exception type."""
@@ -134,20 +136,11 @@ def malformed(what: str = "response") -> UpstreamError:
     return UpstreamError(f"The upstream service sent a malformed {what}", upstream_status=502, status=502)
 
 
-def _secret_strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if len(value) >= 4 else []
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _secret_strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _secret_strings(v)]
-    return []
-
-
 def redact(err: GatewayError, secrets: Any) -> GatewayError:
-    """Replace every secret string found in `secrets` (an endpoint's) in the error's message."""
-    for secret in _secret_strings(secrets):
-        if secret in err.reason:
-            err.reason = err.reason.replace(secret, "[redacted]")
-            err.args = (err.reason,)
+    """Replace every secret string found in `secrets` (an endpoint's) in the error's message, plainly
+    or in any of the encodings an upstream may echo it in (proxy/scrubbing.py)."""
+    reason = scrub_text(err.reason, secret_strings(secrets))
+    if reason != err.reason:
+        err.reason = reason
+        err.args = (reason,)
     return err

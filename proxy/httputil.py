@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from array import array
+from itertools import accumulate
 from typing import Any, Iterable
 
 import msgspec
@@ -43,7 +46,8 @@ async def read_body(request: web.Request) -> bytes:
 
 
 async def read_raw(request: web.Request) -> bytes:
-    """The body, within the client read timeout: a client that trickles its body cannot pin a handler."""
+    """The body, within the client read timeout: a client that trickles its body cannot pin a handler.
+    `body_first` has normally read it already (aiohttp keeps it), so this returns at once."""
     if request.content.is_eof():  # the usual case for small bodies: already received, no timer needed
         return await request.read()
     timeout = request.app[appkeys.SETTINGS].client_read_timeout
@@ -52,6 +56,36 @@ async def read_raw(request: web.Request) -> bytes:
             return await request.read()
     except TimeoutError:
         raise StatusError(f"The request body did not arrive within [{timeout:g}s]", status=408) from None
+
+
+@web.middleware
+async def body_first(request: web.Request, handler) -> web.StreamResponse:
+    """Receive the whole body, within `client_read_timeout`, before the request takes an in-flight
+    slot: clients that send headers and then trickle their bodies must not hold the slots meant for
+    work (the admission middleware runs after this one). Bodies nested deeper than `max_json_depth`
+    are refused here, before any decoder or validator recurses into them."""
+    if request.body_exists:
+        check_depth(await read_raw(request), request.app[appkeys.SETTINGS].max_json_depth)
+    return await handler(request)
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def check_depth(body: bytes, limit: int) -> None:
+    """Refuse JSON nested deeper than `limit` arrays and objects (the decoders recurse, so a body
+    nested 100,000 deep would otherwise raise RecursionError). Counting brackets is enough for
+    almost every body; only one with more brackets than the limit is scanned, strings left out."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return
+    steps = array("b", _STRING.sub(b"", body).translate(_STEP, _NOT_BRACKETS))  # +1 per opening, -1 per closing
+    deepest = max(accumulate(steps), default=0)
+    if deepest > limit:
+        raise ParseError(f"Document nesting depth ({deepest}) exceeds the maximum allowed ({limit})")
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as signed bytes: +1, +1, -1, -1
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:

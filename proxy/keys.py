@@ -14,7 +14,9 @@ may use only endpoints whose id matches a resource pattern, for those task types
 A descriptor without such an entry is not limited to endpoints.
 
 Limits per key live in its metadata (`inference_limits`, see proxy/budgets.py). Once any key has
-existed, access control stays on, even after every key is invalidated.
+existed, access control stays on, even after every key is invalidated, and even when the store loses
+its keys: a key's creation (and any gateway that finds keys in its store) first writes the marker
+`keys.required` into the data directory, and a ring whose marker exists is never open.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import fnmatch
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import time
+from pathlib import Path
 from typing import Any, Iterable
 
 import msgspec
@@ -40,6 +44,7 @@ MONITOR = "monitor_inference"
 MANAGE_KEYS = "manage_api_key"
 MANAGE_OWN_KEYS = "manage_own_api_key"
 APPLICATION = "inference-proxy"
+REQUIRED_MARKER = "keys.required"  # in the data directory: API keys exist or existed
 
 # what each cluster privilege grants, after ES ClusterPrivilegeResolver (only those the gateway enforces)
 _GRANTS: dict[str, frozenset[str]] = {
@@ -176,17 +181,42 @@ def decode_credential(encoded: str) -> tuple[str, str] | None:
     return (key_id, secret) if sep else None
 
 
+def _write_marker(path: Path) -> None:
+    """The marker, durably (the file and its directory entry), owner-only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"API keys exist or existed here: anonymous requests are refused\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class KeyRing:
     """Every key of the store, in memory: verifying one costs no I/O. Writes go to the store first;
-    changes made elsewhere (another replica, the CLI) arrive through the store's change feed."""
+    changes made elsewhere (another replica, the CLI) arrive through the store's change feed.
+    `marker`: the data directory's `keys.required`, which keeps access control on for good."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, marker: Path | None = None) -> None:
         self._store = store
         self._keys: dict[str, ApiKey] = {}
         self._reload: asyncio.Task | None = None
+        self._marker = marker
+        self._required = marker is not None and marker.exists()
+
+    def _mark_required(self) -> None:
+        if self._marker is not None and not self._required:
+            _write_marker(self._marker)
+        self._required = True
 
     async def load(self) -> None:
         self._keys = {k.id: ApiKey.from_stored(k) for k in await self._store.load_keys()}
+        if self._keys:
+            self._mark_required()  # keys made elsewhere (the CLI, another replica, an older version)
 
     def follow(self) -> None:
         self._store.watch_keys(self._changed)
@@ -208,8 +238,8 @@ class KeyRing:
 
     @property
     def enabled(self) -> bool:
-        """Access control is on once any key exists, invalidated ones included."""
-        return bool(self._keys)
+        """Access control is on once any key exists, invalidated ones included, or ever existed here."""
+        return self._required or bool(self._keys)
 
     def verify(self, encoded: str) -> ApiKey | None:
         pair = decode_credential(encoded)
@@ -230,6 +260,7 @@ class KeyRing:
                      metadata=metadata or {})
         secret = secrets.token_urlsafe(32)
         now = time.time()
+        self._mark_required()  # before the key exists anywhere: a lost store cannot reopen the gateway
         stored = StoredKey(id=secrets.token_urlsafe(15), name=name, owner=owner, digest=_digest(secret),
                            created_at=now, expiration=None if expires_in is None else now + expires_in,
                            doc=_doc_encoder.encode(doc))

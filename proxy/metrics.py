@@ -26,6 +26,10 @@ class Metrics:
                                  ["route", "service", "task"], buckets=_LATENCY_BUCKETS, registry=r)
         self.ttft = Histogram("inference_proxy_time_to_first_token_seconds", "Time to the first streamed delta",
                               ["service", "task"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.connections_closed = Counter("inference_proxy_connections_closed",
+                                          "Client connections closed by the gateway: over max_connections "
+                                          "(limit) or headers slower than header_read_timeout (header_timeout)",
+                                          ["reason"], registry=r)
         self.in_flight = Gauge("inference_proxy_in_flight_requests", "Requests being handled", registry=r,
                                multiprocess_mode="livesum")
         self.upstream_errors = Counter("inference_proxy_upstream_errors", "Failed upstream attempts",

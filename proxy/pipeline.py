@@ -91,7 +91,7 @@ class Call:
 
 def scrub(request: web.Request, err: GatewayError) -> GatewayError:
     """Last line of defence: no secret of the endpoint being served appears in an error message,
-    whatever an upstream echoed or an adapter put in it."""
+    plainly or encoded, whatever an upstream echoed or an adapter put in it."""
     ep = request.get(appkeys.ENDPOINT)
     return err if ep is None else redact(err, ep.secrets)
 

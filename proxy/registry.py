@@ -27,6 +27,7 @@ from .store import StartupError, Store, StoredEndpoint
 from .types import TaskType
 from .validation import ValidatedConfig, unknown_settings_error, validate_create, validate_update
 
+_MAX_DOC_ID_BYTES = 512  # ES IndexRequest: an _id longer than this is refused
 _VALID_ID = re.compile(r"[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?")
 log = logging.getLogger("proxy.registry")
 _BODY_KEYS = ("task_type", "service", "service_settings", "task_settings", "chunking_settings")
@@ -236,6 +237,14 @@ class Registry:
             raise RequestValidationError(
                 f"Invalid inference_id; '{inference_id}' can contain lowercase alphanumeric (a-z and 0-9), "
                 f"hyphens or underscores; must start and end with alphanumeric")
+        doc_id = f"model_{inference_id}"
+        if len(doc_id.encode()) > _MAX_DOC_ID_BYTES:
+            # ES stores an endpoint as document `model_<id>` (Model.documentId) in the .inference and
+            # .secrets-inference indices, and IndexRequest.validate() refuses ids over 512 bytes; the bulk
+            # request fails with both items' messages. ES wraps them in a 500 ("Failed to store inference
+            # endpoint", ModelRegistry.storeModel); a client error is a 400 here, with ES's messages.
+            message = f"id [{doc_id}] is too long, must be no longer than 512 bytes but was: {len(doc_id.encode())}"
+            raise RequestValidationError([message, message])
         if inference_id in self._preconfigured:
             raise StatusError(f"[{inference_id}] is a reserved inference ID. Cannot create a new inference "
                               f"endpoint with a reserved ID.")

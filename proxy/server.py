@@ -12,7 +12,8 @@ from .auth import authenticate
 from .backends import Backends
 from .budgets import Budgets, parse_limits
 from .errors import AlreadyExistsError, GatewayError, StatusError
-from .keys import KeyRing
+from .httputil import body_first
+from .keys import REQUIRED_MARKER, KeyRing
 from .limits import Admission
 from .metrics import Metrics
 from .observability import observe, stamp_request_id, stamp_target
@@ -27,9 +28,10 @@ from .secrets import SecretBox
 from .settings import Settings
 from .shared_limits import RedisLink
 from .store import is_shared, make_store
+from .store.files import private_dir
 from .tracing import Tracing
 from .usage import UsageRecorder
-from .upstream import Transport
+from .upstream import Transport, check_loop
 
 log = logging.getLogger("proxy.server")
 
@@ -82,6 +84,19 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
             await budgets.spend(link, key, limits, used[0] + used[1])
 
 
+@web.middleware
+async def loop_guard(request: web.Request, handler) -> web.StreamResponse:
+    """Refuse a request this gateway sent itself (its `Via` token), and teach the egress policy the
+    address clients reach us on, so an endpoint's url cannot point back at it."""
+    via = request.headers.getall("Via", ())
+    if via:
+        check_loop(via)
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    if sockname:
+        request.app[appkeys.TRANSPORT].egress.add_listening(sockname[0], sockname[1])
+    return await handler(request)
+
+
 async def _product_header(request: web.Request, response: web.StreamResponse) -> None:
     # The elasticsearch client refuses any 2xx answer without this header (its product check).
     response.headers["X-Elastic-Product"] = "Elasticsearch"
@@ -96,8 +111,9 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     """`tracer_provider`: an OpenTelemetry TracerProvider to trace into (tests); by default the
     OTEL_* environment decides (proxy/tracing.py)."""
     gate = Admission(settings.max_in_flight)
-    app = web.Application(middlewares=[observe, error_middleware, gate.middleware, auth_middleware],
-                          client_max_size=settings.max_body_bytes)
+    # the body is read (within its own deadline) after authentication and before an in-flight slot is taken
+    app = web.Application(middlewares=[observe, error_middleware, loop_guard, auth_middleware, body_first,
+                                       gate.middleware], client_max_size=settings.max_body_bytes)
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics(settings.metrics_dir)
     app[appkeys.BUDGETS] = Budgets()
@@ -119,14 +135,14 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
 async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     data_dir = settings.data_path
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     box = SecretBox.load(settings.secret_key, data_dir)
     if is_shared(settings) and not settings.secret_key:
         log.warning("a shared store with the key file of %s: every gateway sharing the store needs the same key; "
                     "set INFERENCE_PROXY_SECRET_KEY on all of them", data_dir)
     store = make_store(settings)
     await store.open()
-    keys = KeyRing(store)
+    keys = KeyRing(store, marker=data_dir / REQUIRED_MARKER)
     await keys.load()
     app[appkeys.KEYS] = keys
     app[appkeys.LOCAL] = None

@@ -65,6 +65,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_input_chars: int = 1_000_000  # characters in one input
     max_in_flight: int = 2_048  # requests handled at once; more get 429
     client_read_timeout: float = 60.0  # seconds a client may take to send its body
+    header_read_timeout: float = 10.0  # seconds from a request's first byte to the end of its headers
+    keepalive_timeout: float = 75.0  # seconds an idle keep-alive connection stays open
+    max_connections: int = 4_096  # open client connections; beyond it new ones are closed at once
+    max_json_depth: int = 100  # nesting of arrays and objects in a request body
+    # egress policy, applied to the resolved address of every upstream connection (proxy/egress.py)
+    egress_deny_private: bool = False  # also deny loopback and private ranges (10/8, 172.16/12, 192.168/16, fc00::/7)
+    egress_allow: list[str] = []  # CIDRs: when set, upstream connections may go only there
     # shared state for several replicas or workers: see README "Several replicas and workers"
     store: str | None = None  # postgresql://... (shared) or sqlite:///path; None: endpoints.db in data_dir
     redis: str | None = None  # redis://...: rate limits across replicas, and the embedding cache
@@ -128,6 +135,8 @@ def read_config_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
 _ENV_FIELDS = {"host": str, "port": int, "data_dir": str, "log_level": str, "secret_key": str,
                "upstream_proxy": str, "engine": str, "max_body_bytes": int, "max_inputs": int,
                "max_input_chars": int, "max_in_flight": int, "client_read_timeout": float,
+               "header_read_timeout": float, "keepalive_timeout": float, "max_connections": int,
+               "max_json_depth": int,
                "store": str, "redis": str, "embedding_cache_ttl": int, "workers": int,
                "local_idle_unload_s": float, "local_queue_size": int, "local_batch_tokens": int,
                "usage_flush_s": float}
@@ -155,6 +164,12 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
             if name.startswith(ENV_PREFIX + prefix) and value:
                 service = name[len(ENV_PREFIX + prefix):].lower()
                 merged.setdefault(key, {})[service] = value
+    deny_private = env.get(ENV_PREFIX + "EGRESS_DENY_PRIVATE")
+    if deny_private:
+        merged["egress_deny_private"] = deny_private.lower() not in ("0", "false", "no")
+    allow = env.get(ENV_PREFIX + "EGRESS_ALLOW")
+    if allow:
+        merged["egress_allow"] = [c.strip() for c in allow.split(",") if c.strip()]
     local = env.get(ENV_PREFIX + "LOCAL_MODELS")
     if local:
         merged["local_models"] = local.lower() not in ("0", "false", "no")
@@ -167,6 +182,14 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
         raise ValueError("workers must be at least 1")
     if settings.embedding_cache_ttl < 0:
         raise ValueError("embedding_cache_ttl must be 0 (off) or a number of seconds")
+    for name in ("header_read_timeout", "keepalive_timeout", "client_read_timeout"):
+        if getattr(settings, name) <= 0:
+            raise ValueError(f"{name} must be a positive number of seconds")
+    if settings.max_connections < 1 or settings.max_json_depth < 1:
+        raise ValueError("max_connections and max_json_depth must be at least 1")
+    from .egress import parse_networks  # the CIDRs are checked here, so a typo stops the start
+
+    parse_networks(settings.egress_allow)
     if settings.embedding_cache_ttl and not settings.redis:
         raise ValueError("embedding_cache_ttl needs a Redis (--redis redis://...)")
     return settings

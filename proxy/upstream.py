@@ -1,7 +1,9 @@
 """The one transport that moves bytes to providers: a pooled `aiohttp.ClientSession`.
 
 It applies the gateway's routing settings (per-service origin overrides, an outbound proxy, TLS
-options) and turns aiohttp failures into `UpstreamError`s. It knows nothing of any provider.
+options) and egress policy (`egress.py`), marks each call with a `Via` header naming this gateway
+process (so a request that comes back to it through an endpoint is refused, see `loop_guard`), and
+turns aiohttp failures into `UpstreamError`s. It knows nothing of any provider.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import ssl
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Mapping
@@ -19,7 +22,8 @@ import aiohttp.http_exceptions
 from yarl import URL
 
 from .contract import UpstreamRequest
-from .errors import UpstreamError
+from .egress import EgressPolicy
+from .errors import StatusError, UpstreamError
 from .settings import Settings
 from .tracing import Tracing, record_outcome
 
@@ -46,6 +50,21 @@ def wire_url(url: str) -> URL:
     return URL(url, encoded=True) if _ENCODED_URL.fullmatch(url) else URL(url)
 
 
+class LoopDetected(StatusError):
+    status = 508
+
+
+# RFC 9110 `Via`: each gateway process adds its own token, and refuses a request that already carries it
+VIA_TOKEN = f"inference-proxy-{secrets.token_hex(8)}"
+_VIA = f"1.1 {VIA_TOKEN}"
+
+
+def check_loop(via_headers: list[str]) -> None:
+    if any(VIA_TOKEN in v for v in via_headers):
+        raise LoopDetected("The request came back to the gateway that sent it: an endpoint's url points at this "
+                           "gateway")
+
+
 def _normalise(service: str) -> str:
     return service.lower().replace("-", "_")
 
@@ -62,9 +81,14 @@ class Transport:
             log.warning("TLS certificate verification is OFF for service [%s]: use this for tests only", service)
             self._ssl[_normalise(service)] = False
         self._session: aiohttp.ClientSession | None = None
+        self.egress = EgressPolicy(deny_private=settings.egress_deny_private, allow=settings.egress_allow)
+        if settings.port:
+            self.egress.add_listening(settings.host, settings.port)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        # socket_factory sees each resolved address before the connect: the egress check cannot be raced by DNS
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True,
+                                         socket_factory=self.egress.socket_factory)
         # trust_env=False: proxies come from our settings only (HTTPS_PROXY is read there)
         self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True,
                                               skip_auto_headers=("User-Agent",))
@@ -121,7 +145,7 @@ class Transport:
     async def _send(self, service: str, up: UpstreamRequest, url: str, headers: Mapping[str, str],
                     timeout: float) -> tuple[int, Mapping[str, str], bytes]:
         try:
-            async with self.session.request(up.method, wire_url(url), data=up.body, headers=headers,
+            async with self.session.request(up.method, wire_url(url), data=up.body, headers=_via(headers),
                                             timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
                                             **self._options(service)) as resp:
                 return resp.status, resp.headers, await resp.read()
@@ -156,7 +180,7 @@ class Transport:
         try:
             # the request's deadline bounds the wait for the response headers; only the body may take longer
             async with asyncio.timeout(connect_timeout):
-                resp = await self.session.request(up.method, wire_url(url), data=up.body, headers=headers,
+                resp = await self.session.request(up.method, wire_url(url), data=up.body, headers=_via(headers),
                                                   timeout=timeout, allow_redirects=False, **self._options(service))
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream service did not answer within [{connect_timeout:g}s]") from None
@@ -179,6 +203,7 @@ class ServiceSession:
 
     def request(self, method: str, url: str, **kwargs):
         options = {"allow_redirects": False, **self._transport._options(self._service), **kwargs}
+        options["headers"] = _via(options.get("headers") or {})
         return self._transport.session.request(method, self._transport.route_url(self._service, url), **options)
 
     def post(self, url: str, **kwargs):
@@ -207,7 +232,13 @@ async def iter_body(resp: aiohttp.ClientResponse, idle_timeout: float) -> AsyncI
         raise UpstreamUnreachable(f"The upstream stream failed: {_describe(exc)}") from None
 
 
-def _unreachable(exc: aiohttp.ClientError) -> UpstreamUnreachable:
+def _via(headers: Mapping[str, str]) -> dict[str, str]:
+    return {**headers, "Via": _VIA}
+
+
+def _unreachable(exc: aiohttp.ClientError) -> UpstreamError:
+    if "egress policy" in str(exc):  # EgressDenied, alone or among the errors of several resolved addresses
+        return UpstreamError(f"The upstream service was not called: {_describe(exc)}", upstream_status=403)
     # a certificate that fails verification will fail again: retrying only burns the deadline
     retryable = not isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError))
     return UpstreamUnreachable(f"Failed to reach the upstream service: {_describe(exc)}", retryable=retryable)

@@ -6,7 +6,9 @@ unknownSettingsError) and the chunking settings classes; ES `ServiceUtils` (erro
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from .catalogue import DEFAULT_CHUNKING, Service, Setting
 from .errors import IllegalArgumentError, StatusError, ValidationError
@@ -31,6 +33,62 @@ def java_str(value: Any) -> str:
 
 def unknown_settings_error(leftover: Mapping[str, Any], service: str) -> StatusError:
     return StatusError(f"Configuration contains settings [{java_str(dict(leftover))}] unknown to the [{service}] service")
+
+
+# settings that name a URL the gateway will call (azureaistudio's `target` is one)
+URL_SETTINGS = frozenset({"url", "streaming_url", "token_url", "target"})
+_URI_ILLEGAL = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+
+
+def _uri_component(url: str, at: int) -> str:
+    """Which part of a URL java.net.URI was parsing at `at`: the word its `Illegal character in ...` uses."""
+    head, colon, rest = url.partition(":")
+    if colon and _SCHEME.fullmatch(head):
+        if at < len(head):
+            return "scheme name"
+        start = len(head) + 1
+        if rest.startswith("//"):
+            end = min((i for i in (url.find(c, start + 2) for c in "/?#") if i >= 0), default=len(url))
+            if at < end:
+                return "authority"
+            start = end
+    else:
+        start = 0
+    query, fragment = url.find("?", start), url.find("#", start)
+    if fragment >= 0 and at > fragment:
+        return "fragment"
+    if query >= 0 and at > query and (fragment < 0 or query < fragment):
+        return "query"
+    return "path"
+
+
+def url_problem(url: str, scope: str, name: str) -> str | None:
+    """ES's message for a url setting it cannot parse (ServiceUtils.invalidUrlErrorMsg around
+    createUri's `unable to parse url [..]. Reason: ..`), or None when the url is fine. Beyond ES,
+    which takes any URI java.net.URI parses, the gateway calls only http and https URLs with a host:
+    `file:`, `gopher:` and relative URLs are refused at PUT and _update. `${name}` placeholders (the
+    custom service fills them per request) count as plain text."""
+    if url == "":
+        return f"[{scope}] Invalid value empty string. [{name}] must be a non-empty string"
+    invalid = f"[{scope}] Invalid url [{url}] received for field [{name}]. Error: "
+    plain = _PLACEHOLDER.sub("x", url)
+    bad = _URI_ILLEGAL.search(plain)
+    if bad is not None:
+        where = _uri_component(plain, bad.start())
+        return invalid + f"unable to parse url [{url}]. Reason: Illegal character in {where}"
+    scheme, colon, rest = plain.partition(":")
+    if not colon or not _SCHEME.fullmatch(scheme) or scheme.lower() not in ("http", "https"):
+        return invalid + "only http and https urls can be called"
+    try:
+        parts = urlsplit(plain)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        return invalid + f"unable to parse url [{url}]. Reason: {exc}"
+    if not rest.startswith("//") or not parts.hostname:
+        return invalid + "the url has no host"
+    return None
 
 
 def _type_ok(kind: str, value: Any) -> bool:
@@ -65,6 +123,11 @@ def _check_value(setting: Setting, value: Any, scope: str, errors: list[str]) ->
                           f"[{', '.join(sorted(setting.choices))}]")
             return None
         value = canonical
+    if setting.name in URL_SETTINGS and isinstance(value, str):
+        problem = url_problem(value, scope, setting.name)
+        if problem is not None:
+            errors.append(problem)
+            return None
     if setting.positive and isinstance(value, (int, float)) and value <= 0:
         errors.append(f"[{scope}] Invalid value [{java_str(value)}]. [{setting.name}] must be a positive integer")
         return None

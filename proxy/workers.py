@@ -21,8 +21,6 @@ import tempfile
 import time
 from typing import Any
 
-from aiohttp import web
-
 
 def serve(settings, reuse_port: bool | None = None, ready: Any = None) -> int:
     """Run the gateway in this process until SIGTERM/SIGINT; `ready.set()` once it listens."""
@@ -33,11 +31,10 @@ def serve(settings, reuse_port: bool | None = None, ready: Any = None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    from .connections import run
     from .server import create_app
     try:
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, handler_cancellation=True,
-                    access_log=None, reuse_port=reuse_port,
-                    print=lambda msg: _listening(msg, ready))
+        run(create_app(settings), settings, reuse_port, lambda msg: _listening(msg, ready))
     except StartupError as exc:
         logging.getLogger("proxy").error("cannot start: %s", exc)
         print(f"inference-proxy: cannot start: {exc}", file=sys.stderr)
@@ -94,6 +91,7 @@ def supervise(settings) -> int:
     from prometheus_client.multiprocess import mark_process_dead
 
     from .secrets import SecretBox
+    from .store.files import private_dir
 
     log = logging.getLogger("proxy")
     if not hasattr(socket, "SO_REUSEPORT"):
@@ -103,7 +101,7 @@ def supervise(settings) -> int:
         print("inference-proxy: --workers needs a fixed --port", file=sys.stderr)
         return 2
     # the key file, if any, and the SQLite files are created here once, not raced by N workers
-    settings.data_path.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_path)
     SecretBox.load(settings.secret_key, settings.data_path)
     try:
         prepare_sqlite(settings)

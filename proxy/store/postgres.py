@@ -30,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - the `shared` extra is not installed
     asyncpg = None  # type: ignore[assignment]
 
-from ..errors import StatusError
+from ..errors import ServiceUnavailableError
 from .base import ChangeCallback, StartupError, StoredEndpoint, StoredKey, UsageRow, redact
 
 log = logging.getLogger("proxy.store")
@@ -116,11 +116,18 @@ def _record(row: Any) -> StoredEndpoint:
                           secrets=bytes(row[4]))
 
 
+# SQLSTATE classes of a database that cannot serve now: 08 connection, 53 insufficient resources,
+# 57 operator intervention (shutdown, terminated backend), 58 system error
+_OUTAGE_CLASSES = ("08", "53", "57", "58")
+
+
 def _unreachable(exc: BaseException) -> bool:
     if asyncpg is None:
         return False
-    return isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
-                            asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError))
+    if isinstance(exc, asyncpg.PostgresError):
+        return (getattr(exc, "sqlstate", None) or "")[:2] in _OUTAGE_CLASSES
+    # InternalClientError: asyncpg's pool or protocol losing track of a connection killed mid-call
+    return isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError))
 
 
 class PostgresStore:
@@ -274,7 +281,7 @@ class PostgresStore:
         except Exception as exc:
             if _unreachable(exc):
                 log.warning("endpoint store unreachable: %s: %s", type(exc).__name__, exc)
-                raise StatusError("The endpoint store is unavailable; retry later", status=503) from exc
+                raise ServiceUnavailableError("The endpoint store is unavailable; retry later") from exc
             raise
 
     async def load_all(self) -> list[StoredEndpoint]:

@@ -20,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from ..errors import ServiceUnavailableError
 from .base import ChangeCallback, StoredEndpoint, StoredKey, UsageRow
+from .files import private_file
 
 R = TypeVar("R")
 POLL_INTERVAL = 0.25
@@ -84,7 +86,8 @@ def connect(path: Path) -> sqlite3.Connection:
     is locked" in a worker started next to another on a fresh file), so that switch is retried until
     the same deadline. `prepare` does it all once before `--workers` processes start, after which the
     file is in WAL already and no worker needs to switch it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_file(path)  # 0600 before SQLite creates it, so its -wal and -shm files are 0600 too
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
     try:
         conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
@@ -127,7 +130,11 @@ class SqliteStore:
         self._key_listeners: list[Callable[[], None]] = []
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error, read-only file
+            log.warning("endpoint store unavailable: %s", exc)
+            raise ServiceUnavailableError("The endpoint store is unavailable; retry later") from exc
 
     def _connect(self) -> None:
         self._conn = connect(self.path)
@@ -173,7 +180,7 @@ class SqliteStore:
                 await asyncio.sleep(POLL_INTERVAL)
                 try:
                     version = await self._run(self._data_version)
-                except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: executor shut down
+                except (sqlite3.Error, ServiceUnavailableError, RuntimeError) as exc:  # RuntimeError: shut down
                     log.warning("polling the endpoint store for changes failed: %s", exc)
                     continue
                 if version != seen:

@@ -7,7 +7,7 @@ import logging
 import struct
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -28,7 +28,8 @@ class EmbeddingsBody(msgspec.Struct, kw_only=True):
     model: str
     input: str | list[Any]  # strings, or token ids (rejected: the backends take text)
     encoding_format: str = "float"
-    dimensions: int | None = None
+    # OpenAI: an integer of at least 1; the upper bound is Java's Integer.MAX_VALUE, the type of ES `dimensions`
+    dimensions: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
     user: str | None = None
 
 
