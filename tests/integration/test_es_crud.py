@@ -17,6 +17,7 @@ from elasticsearch import ApiError, BadRequestError, NotFoundError
 from proxy import appkeys
 from proxy.catalogue import SERVICES, Service, Setting
 from proxy.types import TaskType
+from proxy.validation import URL_SETTINGS
 
 PRODUCT = "Elasticsearch"
 VND = "application/vnd.elasticsearch+json; compatible-with=9"
@@ -1039,6 +1040,8 @@ def _plausible(setting: Setting, marker: str | None = None) -> Any:
         return {"k": marker} if setting.kind == "map" else marker
     if setting.choices:
         return setting.choices[0]
+    if setting.name in URL_SETTINGS:  # url settings must be http(s) URLs
+        return "https://upstream.example/v1/x-value"
     if setting.kind == "object" and setting.fields:
         return {f.name: _plausible(f) for f in setting.fields if f.required}
     return {"str": "x-value", "int": 1, "float": 0.5, "bool": True, "map": {"x": "y"}, "list": ["x-value"],
