@@ -16,7 +16,7 @@ from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
 _MIN_SECRET = 4  # shorter values (flags, small numbers) would redact ordinary words
-_HEX_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+_HEX_ESCAPE = re.compile(r"(%[0-9A-F]{2})")
 _MIN_BASE64_CORE = 8  # the part of an encoding that depends on the secret alone must be this long to be matched
 
 
@@ -29,6 +29,11 @@ def secret_strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in secret_strings(v)]
     return []
+
+
+def _either_case(escape: str) -> str:
+    """`%2F` as a pattern that also matches `%2f`."""
+    return "%" + "".join(f"[{c}{c.lower()}]" if c.isalpha() else c for c in escape[1:])
 
 
 def _base64_cores(raw: bytes) -> set[str]:
@@ -47,20 +52,22 @@ def _base64_cores(raw: bytes) -> set[str]:
 
 
 @lru_cache(maxsize=1024)
-def variants(secret: str) -> tuple[str, ...]:
-    """The secret as it may appear in text: plain, JSON-escaped, percent-encoded, base64 (standard and
-    URL-safe, any alignment). Longest first, so a longer form is replaced before a shorter one inside it."""
+def pattern(secret: str) -> re.Pattern[str]:
+    """The secret as it may appear in text: plain, JSON-escaped, percent-encoded (hex digits in
+    either case), base64 (standard and URL-safe, any alignment). Longest first, so a longer form is
+    replaced before a shorter one inside it."""
     raw = secret.encode()
-    found = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-             quote(secret, safe=""), quote_plus(secret, safe="")}
-    found |= {_HEX_ESCAPE.sub(lambda m: m.group(0).lower(), v) for v in found}  # percent-encoding, lower-case hex
-    found |= _base64_cores(raw)
-    return tuple(sorted((v for v in found if len(v) >= _MIN_SECRET), key=len, reverse=True))
+    forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    forms |= _base64_cores(raw)
+    alternatives = [re.escape(f) for f in forms if len(f) >= _MIN_SECRET]
+    for encoded in {quote(secret, safe=""), quote_plus(secret, safe="")}:
+        # split with a capturing group: text, escape, text, escape, ...
+        parts = _HEX_ESCAPE.split(encoded)
+        alternatives.append("".join(_either_case(p) if i % 2 else re.escape(p) for i, p in enumerate(parts)))
+    return re.compile("|".join(sorted(set(alternatives), key=len, reverse=True)))
 
 
 def scrub_text(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
-        for form in variants(secret):
-            if form in text:
-                text = text.replace(form, REDACTED)
+        text = pattern(secret).sub(REDACTED, text)
     return text
