@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import traceback
 from functools import lru_cache
 from typing import Any, Iterable
 from urllib.parse import quote, quote_plus
@@ -71,3 +72,8 @@ def scrub_text(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         text = pattern(secret).sub(REDACTED, text)
     return text
+
+
+def scrubbed_traceback(exc: BaseException, secrets: Iterable[str]) -> str:
+    """An unexpected exception's traceback fit for the log: its messages may quote what an upstream sent."""
+    return scrub_text("".join(traceback.format_exception(exc)), secrets)

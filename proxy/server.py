@@ -18,6 +18,7 @@ from .limits import Admission
 from .metrics import Metrics
 from .observability import observe, stamp_request_id, stamp_target
 from .pipeline import scrub
+from .scrubbing import scrubbed_traceback, secret_strings
 from .registry import Registry
 from .routes import console as console_routes
 from .routes import es as es_routes
@@ -59,8 +60,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return render_error(request, StatusError(exc.text or "request body is too large", status=413))
     except web.HTTPException:
         raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+    except Exception as exc:
+        ep = request.get(appkeys.ENDPOINT)
+        log.error("unhandled error on %s %s\n%s", request.method, request.path,
+                  scrubbed_traceback(exc, secret_strings(ep.secrets) if ep is not None else []))
         return render_error(request, GatewayError("An internal error occurred while handling the request"))
 
 

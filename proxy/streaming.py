@@ -16,6 +16,7 @@ from aiohttp import web
 
 from . import appkeys
 from .errors import GatewayError
+from .scrubbing import scrubbed_traceback, secret_strings
 from .types import ChatDelta, Usage
 from .wire import StreamRenderer
 
@@ -52,8 +53,9 @@ async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta | list[Chat
     except (ConnectionResetError, ConnectionError):
         log.debug("client left %s during the stream", request.path)
         return response
-    except Exception:
-        log.exception("stream failed on %s", request.path)
+    except Exception as exc:
+        secrets = secret_strings(ep.secrets) if ep is not None else []
+        log.error("stream failed on %s\n%s", request.path, scrubbed_traceback(exc, secrets))
         await response.write(renderer.error(GatewayError("An internal error occurred during the stream")))
     finally:
         # releases the upstream connection or aborts the engine request, also on cancellation

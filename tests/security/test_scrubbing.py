@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from urllib.parse import quote, quote_plus
 
 import aiohttp
 import pytest
 from aiohttp import web
+
+from proxy import appkeys
+from proxy.server import create_app
+from tests.conftest import make_settings
 
 # characters that change under every encoding: `/` and `+` (base64 alphabets, percent-encoding),
 # `"` and `\` (JSON escapes), `=` and a space
@@ -119,3 +124,26 @@ async def test_stream_error_events_never_echo_the_key(http, echoing, encoding):
             text = await resp.text()
         assert "Incorrect API key provided" in text, text  # the in-band error event came through
         assert leaks(text) == [], (path, text)
+
+
+async def test_unexpected_errors_are_logged_without_the_key(tmp_path, aiohttp_server, caplog):
+    """A bug whose exception quotes what an upstream sent: the traceback in the log is scrubbed too.
+    The route that raises is the test's; the gateway around it (middlewares, registry, log) is real."""
+    app = create_app(make_settings(tmp_path))
+
+    async def buggy(request: web.Request) -> web.Response:
+        request[appkeys.ENDPOINT] = request.app[appkeys.REGISTRY].get("emb")
+        raise RuntimeError(f"unexpected answer {ENCODINGS['base64'](SECRET)} / {ENCODINGS['percent'](SECRET)}")
+
+    app.router.add_post("/_inference/_test_bug", buggy)
+    gateway = await aiohttp_server(app)
+    caplog.set_level(logging.INFO)
+    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as http:
+        body = {"service": "openai", "service_settings": {"api_key": SECRET, "model_id": "m"}}
+        async with http.put("/_inference/text_embedding/emb", json=body) as resp:
+            assert resp.status == 200
+        async with http.post("/_inference/_test_bug") as resp:
+            assert resp.status == 500
+            assert leaks(await resp.text()) == []
+    assert "unexpected answer" in caplog.text and "RuntimeError" in caplog.text
+    assert leaks(caplog.text) == [], caplog.text
