@@ -30,6 +30,7 @@ class GuardedHandler(RequestHandler):
         self._guard = manager
         self._header_timer: asyncio.TimerHandle | None = None
         self._counted = False
+        self._last_payload: Any = None  # the body of the last request whose headers completed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self._guard
@@ -55,8 +56,9 @@ class GuardedHandler(RequestHandler):
         super().data_received(data)
         if self._request_count != before:  # a request's headers are complete
             self._disarm()
-        elif self._header_timer is None and self._waiter is not None and not self._waiter.done():
-            self._arm()  # the first bytes of the next request on a kept-alive connection
+            self._last_payload = self._messages[-1][1] if self._messages else None
+        elif self._header_timer is None and (self._last_payload is None or self._last_payload.is_eof()):
+            self._arm()  # not body bytes: the start of the next request's headers on a kept-alive connection
 
     def _arm(self) -> None:
         self._header_timer = self._loop.call_later(self._guard.settings.header_read_timeout, self._headers_late)
@@ -68,9 +70,11 @@ class GuardedHandler(RequestHandler):
 
     def _headers_late(self) -> None:
         self._header_timer = None
-        if self._waiter is not None and not self._waiter.done():  # still waiting for a complete request
+        if self._waiter is not None and not self._waiter.done():  # idle, and the request started is incomplete
             self._guard.closed("header_timeout")
             self.force_close()
+        elif not self._force_close:
+            self._arm()  # a request is being handled; the next one's headers started early (pipelining)
 
 
 class GuardedServer(web.Server):

@@ -65,8 +65,7 @@ async def test_headers_sent_a_line_at_a_time_are_cut_off(tmp_path, processes):
     reader, writer = await open_raw(gw.port)
     writer.write(b"GET /_health HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
-    first = await asyncio.wait_for(reader.read(1000), timeout=5)
-    assert first.startswith(b"HTTP/1.1 200"), first
+    assert (await asyncio.wait_for(read_response(reader), timeout=5)).startswith(b"HTTP/1.1 200")
     writer.write(b"GET /_inference HTTP/1.1\r\n")
     await writer.drain()
     assert await closed_by_peer(reader, within=6)
@@ -91,3 +90,31 @@ async def test_connections_beyond_the_cap_are_closed_and_counted(tmp_path, proce
     status, metrics = await _get(gw.base, "/metrics")
     assert status == 200
     assert re.search(r'inference_proxy_connections_closed_total\{reason="limit"\} [1-9]', metrics), metrics
+
+
+async def test_a_body_slower_than_the_header_timeout_is_still_read(tmp_path, processes):
+    """The header timer must not fire on body bytes: a body may take up to client_read_timeout."""
+    gw = processes(data_dir=tmp_path / "data", config=LIMITS)
+    await gw.wait_ready()
+    body = b'{"service": "openai", "service_settings": {"api_key": "sk-slow-body", "model_id": "m"}}'
+    reader, writer = await open_raw(gw.port)
+    writer.write(b"PUT /_inference/text_embedding/slow-but-fine HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    for i in range(0, len(body), 20):  # 2.5 s in all, header_read_timeout is 1 s
+        writer.write(body[i:i + 20])
+        await writer.drain()
+        await asyncio.sleep(0.5)
+    assert (await asyncio.wait_for(read_response(reader), timeout=5)).startswith(b"HTTP/1.1 200")
+    # and the kept-alive connection still serves the next request
+    writer.write(b"GET /_inference/slow-but-fine HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    assert (await asyncio.wait_for(read_response(reader), timeout=5)).startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One whole response (Content-Length framed): its head."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    await reader.readexactly(int(length.group(1)) if length else 0)
+    return head
