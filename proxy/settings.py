@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import msgspec
 import yaml
 
+from .egress import parse_networks
+
 ENV_PREFIX = "INFERENCE_PROXY_"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -187,9 +189,7 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
             raise ValueError(f"{name} must be a positive number of seconds")
     if settings.max_connections < 1 or settings.max_json_depth < 1:
         raise ValueError("max_connections and max_json_depth must be at least 1")
-    from .egress import parse_networks  # the CIDRs are checked here, so a typo stops the start
-
-    parse_networks(settings.egress_allow)
+    parse_networks(settings.egress_allow)  # checked here, so a typo in a CIDR stops the start
     if settings.embedding_cache_ttl and not settings.redis:
         raise ValueError("embedding_cache_ttl needs a Redis (--redis redis://...)")
     return settings
