@@ -7,7 +7,7 @@ about to connect to, after DNS resolution (aiohttp's `socket_factory` hook), so 
 resolves to a denied address is refused whatever it resolved to earlier (DNS rebinding).
 
 Always denied: link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254,
-the AWS IPv6 metadata service), unspecified addresses (0.0.0.0/8, ::), and the gateway's own
+an IPv6 cloud metadata address), unspecified addresses (0.0.0.0/8, ::), and the gateway's own
 listening address. Optionally (`egress_deny_private`) loopback and private ranges, or
 (`egress_allow`) everything outside a list of networks. With an outbound proxy the proxy connects
 for us: only its own address is checked here.

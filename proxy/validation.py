@@ -35,7 +35,7 @@ def unknown_settings_error(leftover: Mapping[str, Any], service: str) -> StatusE
     return StatusError(f"Configuration contains settings [{java_str(dict(leftover))}] unknown to the [{service}] service")
 
 
-# settings that name a URL the gateway will call (azureaistudio's `target` is one)
+# settings that name a URL the gateway will call (`target` is one service's URL setting)
 URL_SETTINGS = frozenset({"url", "streaming_url", "token_url", "target"})
 _URI_ILLEGAL = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
