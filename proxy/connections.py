@@ -1,7 +1,8 @@
 """Client connections: a header-read timeout, keep-alive timeout and a cap on open connections.
 
-aiohttp bounds idle keep-alive connections but not a client that trickles its request headers a
-line at a time, nor how many connections are open. `GuardedServer` hands out request handlers
+aiohttp bounds a connection that waits for a request only by its keep-alive timeout, however
+slowly the request's headers trickle in, and does not bound how many connections are open.
+`GuardedServer` hands out request handlers
 that close a connection whose headers take longer than `header_read_timeout` from their first
 byte (or from the connection's start), and refuse connections beyond `max_connections` by closing
 them at once; both are counted in `inference_proxy_connections_closed_total`. `run` serves an
@@ -11,7 +12,6 @@ application with them until SIGTERM or SIGINT (what `web.run_app` does, with our
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from typing import Any, Callable
 
@@ -20,8 +20,6 @@ from aiohttp.web_protocol import RequestHandler
 
 from . import appkeys
 from .settings import Settings
-
-log = logging.getLogger("proxy.connections")
 
 
 class GuardedHandler(RequestHandler):
