@@ -132,8 +132,14 @@ class SqliteStore:
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error, read-only file
+        except (sqlite3.OperationalError, sqlite3.InternalError) as exc:
+            # locked past busy_timeout, disk full, I/O error, a read-only or vanished file
             log.warning("endpoint store unavailable: %s", exc)
+            raise ServiceUnavailableError("The endpoint store is unavailable; retry later") from exc
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:  # integrity and programming errors are not outages
+                raise
+            log.error("endpoint store unreadable: %s", exc)  # "database disk image is malformed"
             raise ServiceUnavailableError("The endpoint store is unavailable; retry later") from exc
 
     def _connect(self) -> None:
