@@ -24,6 +24,8 @@ TELEMETRY_HEADERS = frozenset({
     "x-sdk-version", "x-sdk-platform", "x-stainless-helper-method", "x-stainless-raw-response",
     "x-llamastack-client-version", "x-amzn-trace-id",
 })
+# Headers the gateway adds as an intermediary: `Via` (RFC 9110) carries its loop-detection token (proxy/upstream.py).
+GATEWAY_HEADERS = frozenset({"via"})
 TELEMETRY_PREFIXES = ("x-stainless-", "x-speakeasy-", "x-ibm-", "x-watsonx-")
 
 
@@ -147,7 +149,7 @@ def _contract_headers(headers: Mapping[str, str], ignore: Iterable[str]) -> dict
     skip = set(ignore)
     out = {}
     for k, v in headers.items():
-        if k in TELEMETRY_HEADERS or k.startswith(TELEMETRY_PREFIXES) or k in skip:
+        if k in TELEMETRY_HEADERS or k in GATEWAY_HEADERS or k.startswith(TELEMETRY_PREFIXES) or k in skip:
             continue
         out[k] = v.split(";")[0].strip().lower() if k == "content-type" else v
     return out
