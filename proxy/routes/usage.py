@@ -46,8 +46,9 @@ async def get_usage(request: web.Request) -> web.Response:
     interval = parse_time(q["interval"], "interval") if "interval" in q else None
     if interval is not None and (interval < BUCKET_S or interval % BUCKET_S):
         raise IllegalArgumentError(f"[interval] must be a whole number of minutes, got [{q['interval']}]")
+    # minutes that began by `to` count, the current one too (its bucket starts at or before `to`)
     rows = await request.app[appkeys.USAGE].query(q.get("key"), q.get("endpoint"),
-                                                  int(start) // BUCKET_S * BUCKET_S, int(end))
+                                                  int(start) // BUCKET_S * BUCKET_S, int(end) + 1)
     prices = request.app[appkeys.SETTINGS].prices
     keys = request.app[appkeys.KEYS]
     names = {k.id: k.name for k in keys.find()}

@@ -278,3 +278,18 @@ async def test_usage_is_readable_in_the_cli_too(aiohttp_server, tmp_path, upstre
     assert lines[0].split("\t") == ["key", "key_name", "endpoint", "requests", "errors", "input_tokens",
                                     "output_tokens"]
     assert lines[1].split("\t") == ["-", "-", "chat", "2", "0", "6", "2"]
+
+
+async def test_usage_of_the_current_minute_counts_from_its_first_second(gateway, upstream):
+    """A request in the first second of a minute is in a bucket that starts at the very second `to` names."""
+    import time
+
+    left = 60 - time.time() % 60
+    await asyncio.sleep(left + 0.05)  # just into a new minute
+    async with client(gateway) as es:
+        await es.inference.put(task_type="text_embedding", inference_id="emb",
+                               inference_config=_openai_endpoint(upstream, "/v1/embeddings"))
+        await es.inference.text_embedding(inference_id="emb", input=["x"])
+        assert time.time() % 60 < 1, "too slow to test the first second"
+        usage = (await es.perform_request("GET", "/_inference/_usage", headers={"accept": "application/json"})).body
+    assert usage["totals"]["requests"] == 1
