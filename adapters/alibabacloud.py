@@ -143,6 +143,12 @@ class AlibabaCloudSearchAdapter(Adapter):
     framing = Framing.NONE  # ES streams nothing from this service (no supportedStreamingTasks override)
     embed_batch_size: ClassVar[int | None] = EMBED_BATCH
 
+    @classmethod
+    def data_location(cls, settings: Mapping[str, Any]) -> tuple[str, str] | None:
+        # AI Search hosts name their region: `default-j01.platform-cn-shanghai.opensearch.aliyuncs.com` (ES docs)
+        region = host_region(settings.get("host"), r"platform-([a-z]+-[a-z0-9-]+?)\.opensearch\.aliyuncs\.com$")
+        return ("alibaba", region) if region else None
+
     def _url(self) -> str:
         kind = PATHS.get(self.task)
         if kind is None:

@@ -382,6 +382,11 @@ class AwsAdapter(Adapter):
     framing = Framing.AWS_EVENTSTREAM
     signing_name: ClassVar[str]
 
+    @classmethod
+    def data_location(cls, settings: Mapping[str, Any]) -> tuple[str, str] | None:
+        region = settings.get("region")  # the region is the host: bedrock-runtime.{region}.amazonaws.com
+        return ("aws", region) if isinstance(region, str) and _REGION.fullmatch(region) else None
+
     def region(self) -> str:
         region = self.setting("region")
         if not isinstance(region, str) or not _REGION.fullmatch(region):

@@ -26,7 +26,7 @@ from proxy.errors import StatusError
 from proxy.types import (CanonicalRequest, ChatRequest, ChatResult, EmbedRequest, InputType, RerankRequest,
                          TaskType)
 
-from .base import UpstreamRequest, malformed, map_input_type, unsupported
+from .base import UpstreamRequest, host_region, malformed, map_input_type, unsupported
 from .openai_compat import OpenAICompatible
 from .rerank_compat import rerank_body
 
@@ -69,6 +69,12 @@ _realtime_decoder = msgspec.json.Decoder(_Realtime)
 
 class AzureAIStudioAdapter(OpenAICompatible):
     service = "azureaistudio"
+
+    @classmethod
+    def data_location(cls, settings: Mapping[str, Any]) -> tuple[str, str] | None:
+        # serverless `{deployment}.{region}.models.ai.azure.com`, managed `{endpoint}.{region}.inference.ml.azure.com`
+        region = host_region(settings.get("target"), r"\.([a-z0-9]+)\.(?:models\.ai|inference\.ml)\.azure\.com$")
+        return ("azure", region) if region else None
     display_name: ClassVar[str] = "Azure AI Studio"  # ES AzureAiStudioService.SERVICE_NAME
     sends_model = False
     # verified: AzureAiStudioEmbeddingsRequestEntity.convertToString; others fail ES validateInputType

@@ -7,6 +7,8 @@ I/O, retries, batching and rate limiting around it.
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
 from typing import Any, ClassVar, Mapping, Protocol
 
 import msgspec
@@ -97,6 +99,14 @@ def map_input_type(input_type: InputType | None, mapping: Mapping[InputType, str
         raise ValidationError(f"Input type [{input_type.value}] is not supported for [{service}]") from None
 
 
+def host_region(url: Any, pattern: str) -> str | None:
+    """The region named in a URL's host, by a pattern with one group (for `data_location`)."""
+    if not isinstance(url, str):
+        return None
+    m = re.search(pattern, urlsplit(url if "//" in url else f"//{url}").hostname or "")
+    return m.group(1) if m else None
+
+
 def unsupported(param: str, service: str) -> RequestValidationError:
     return RequestValidationError(f"The [{service}] service does not support the [{param}] parameter")
 
@@ -114,6 +124,12 @@ class Adapter:
     def __init__(self, endpoint: EndpointView) -> None:
         self.endpoint = endpoint
         self.task = endpoint.task_type
+
+    @classmethod
+    def data_location(cls, settings: Mapping[str, Any]) -> tuple[str, str] | None:
+        """Where an endpoint's data is processed, `(cloud, region)`, as its settings tell; None when they do
+        not (the region policy, `proxy/region.py`, then allows it under no policy)."""
+        return None
 
     def setting(self, name: str, default: Any = None) -> Any:
         settings = self.endpoint.service_settings

@@ -25,7 +25,8 @@ from proxy.errors import StatusError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, EmbedRequest, EmbedResult, RankedDoc,
                          RerankRequest, RerankResult, TaskType, Usage)
 
-from .base import Adapter, ProviderError, StreamParser, UpstreamRequest, generic_error, map_input_type
+from .base import (Adapter, ProviderError, StreamParser, UpstreamRequest, generic_error, host_region,
+                   map_input_type)
 from .google import (GOOGLE_INPUT_TYPES, GeminiStreamParser, check_embed_user, gemini_chat_body, google_error,
                      malformed, parse_gemini_chat)
 from .tokens import ExpiringTokens
@@ -201,6 +202,21 @@ class GoogleVertexAiAdapter(Adapter):
     # ES GoogleVertexAiResponseHandler retries 500, 503 and 429 (as AI Studio's handler does)
     retry_statuses: ClassVar[frozenset[int]] = frozenset({429, 500, 503})
     tokens: ClassVar[TokenCache] = TokenCache()
+
+    @classmethod
+    def data_location(cls, settings: Mapping[str, Any]) -> tuple[str, str] | None:
+        # `location` names the regional host (ES GoogleVertexAiUtils.resolveHost); Model Garden endpoints
+        # carry it in their URL: `{location}-aiplatform.googleapis.com` or a dedicated
+        # `{id}.{location}-{project}.prediction.vertexai.goog`
+        loc = settings.get("location")
+        if isinstance(loc, str) and loc:
+            return ("gcp", loc)
+        for url in (settings.get("url"), settings.get("streaming_url")):
+            found = (host_region(url, r"^([a-z]+-[a-z]+\d+)-aiplatform\.googleapis\.com$")
+                     or host_region(url, r"\.([a-z]+-[a-z]+\d+)-[^.]+\.prediction\.vertexai\.goog$"))
+            if found:
+                return ("gcp", found)
+        return None
 
     def __init__(self, endpoint: Any) -> None:
         super().__init__(endpoint)

@@ -246,6 +246,12 @@ class WatsonxAIAdapter(Adapter):
     # The IAM token URL; the `client` given to authorize() applies the gateway's `upstreams` override to it.
     iam_url: ClassVar[str] = IAM_URL
 
+    @classmethod
+    def data_location(cls, settings: Mapping[str, Any]) -> tuple[str, str] | None:
+        # watsonx.ai runtime hosts are regional: `{region}.ml.cloud.ibm.com` (us-south, eu-de, jp-tok, ...)
+        region = host_region(settings.get("url"), r"^([a-z]+-[a-z]+)\.ml\.cloud\.ibm\.com$")
+        return ("ibm", region) if region else None
+
     # -- URLs ---------------------------------------------------------------------------------
     def _url(self, kind: str) -> str:
         base = str(self.setting("url") or "").strip().rstrip("/")

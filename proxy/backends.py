@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from adapters import load_adapter
+from adapters import adapter_class, load_adapter
 from adapters.base import Adapter
 
 from .cache import CachingBackend

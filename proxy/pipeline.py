@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from . import appkeys, surfaces, tracing
+from . import appkeys, region, surfaces, tracing
 from .auth import check_endpoint
 from .contract import Backend, CallContext
 from .endpoint import Endpoint
@@ -40,6 +40,7 @@ def bind(request: web.Request, ep: Endpoint, *, stream: bool = False) -> "Call":
     check_endpoint(request, MONITOR, ep.inference_id, ep.task_type.value)
     request[appkeys.ENDPOINT] = ep
     tracing.bind(request, ep)
+    enforce_region_policy(request, ep)
     surfaces.choose(request, surfaces.of(request).for_task(ep.task_type))
     if stream:
         check_streamable(ep, ep.task_type)
@@ -87,6 +88,16 @@ class Call:
         request = self.request
         return await pump(request, self._backend().stream(req, ctx), renderer,
                           lambda usage: count_usage(request, usage), lambda err: scrub(request, err))
+
+
+def enforce_region_policy(request: web.Request, ep: Endpoint) -> None:
+    """Inference on an endpoint whose data location the region policy does not allow is refused (403)."""
+    body = request.app[appkeys.REGISTRY].document(region.DOC_ID)
+    if body is None:
+        return
+    where = region.endpoint_location(ep, region.parse_location(request.app[appkeys.SETTINGS].location))
+    if not region.allows(region.decode_doc(body).region_policy, where):
+        raise region.denied_error(ep.inference_id)
 
 
 def scrub(request: web.Request, err: GatewayError) -> GatewayError:

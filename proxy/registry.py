@@ -23,7 +23,7 @@ from .catalogue import Service
 from .endpoint import Endpoint
 from .errors import AlreadyExistsError, NotFoundError, RequestValidationError, StatusError
 from .secrets import SecretBox
-from .store import StartupError, Store, StoredEndpoint
+from .store import StartupError, Store, StoredEndpoint, is_document_id
 from .types import TaskType
 from .validation import ValidatedConfig, unknown_settings_error, validate_create, validate_update
 
@@ -65,6 +65,8 @@ class Registry:
         self._remote_all = False  # the feed could not say which: compare everything
         self._wake = asyncio.Event()
         self._follower: asyncio.Task | None = None
+        self._documents: dict[str, bytes] = {}  # gateway-wide documents (the region policy), by id
+        self._document_lock = asyncio.Lock()  # one document write or reload at a time
 
     # ------------------------------------------------------------------ persistence
 
@@ -94,6 +96,7 @@ class Registry:
                     f"(or the same key file)") from None
         self._endpoints = endpoints
         self._stored = {r.inference_id: r for r in records}
+        self._documents = await self._store.load_documents()
 
     # ------------------------------------------------------------------ changes made elsewhere
 
@@ -148,6 +151,9 @@ class Registry:
 
     async def refresh(self, inference_id: str) -> None:
         """Reload one endpoint from the store, after another process changed or deleted it."""
+        if is_document_id(inference_id):
+            await self._reload_document(inference_id)
+            return
         for _ in range(50):
             while inference_id in self._pending:
                 await asyncio.sleep(0.005)
@@ -160,6 +166,8 @@ class Registry:
 
     async def _resync(self) -> None:
         """Compare the whole store with the map and apply the differences."""
+        async with self._document_lock:
+            self._documents = await self._store.load_documents()
         since = self._generation
         records = {r.inference_id: r for r in await self._store.load_all()}
         later: list[str] = []
@@ -201,6 +209,30 @@ class Registry:
     def _changed(self, inference_id: str, ep: Endpoint | None) -> None:
         for listener in self._listeners:
             listener(inference_id, ep)
+
+    # ------------------------------------------------------------------ documents
+
+    async def _reload_document(self, doc_id: str) -> None:
+        async with self._document_lock:
+            body = await self._store.get_document(doc_id)
+            if body is None:
+                self._documents.pop(doc_id, None)
+            else:
+                self._documents[doc_id] = body
+
+    def document(self, doc_id: str) -> bytes | None:
+        return self._documents.get(doc_id)
+
+    async def put_document(self, doc_id: str, body: bytes) -> None:
+        async with self._document_lock:
+            await self._store.put_document(doc_id, body)
+            self._documents[doc_id] = body
+
+    async def delete_document(self, doc_id: str) -> bool:
+        async with self._document_lock:
+            found = await self._store.delete_document(doc_id)
+            self._documents.pop(doc_id, None)
+            return found
 
     # ------------------------------------------------------------------ reads
 

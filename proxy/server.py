@@ -25,6 +25,7 @@ from .routes import es as es_routes
 from .routes import openai as openai_routes
 from .routes import ops as ops_routes
 from .routes import security as security_routes
+from .routes import region as region_routes
 from .secrets import SecretBox
 from .settings import Settings
 from .shared_limits import RedisLink
@@ -129,6 +130,7 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     app.cleanup_ctx.append(_registry_ctx)
     ops_routes.add_routes(app)
     security_routes.add_routes(app)
+    region_routes.add_routes(app)  # before es_routes: its fixed path wins over `/_inference/{id}`
     es_routes.add_routes(app)
     openai_routes.add_routes(app)
     console_routes.add_routes(app)

@@ -103,6 +103,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     vllm_gpu_memory_utilization: float | None = None
     vllm_max_model_len: int | None = None
     vllm_dtype: str | None = None
+    # where this gateway (and so its local models) runs, `<csp>/<region>` e.g. aws/eu-west-1: the region policy
+    # allows or denies local endpoints by it; unset, no region policy allows them
+    location: str | None = None
 
     def __repr__(self) -> str:
         return f"Settings(host={self.host!r}, port={self.port}, data_dir={self.data_dir!r})"
@@ -141,7 +144,7 @@ _ENV_FIELDS = {"host": str, "port": int, "data_dir": str, "log_level": str, "sec
                "max_json_depth": int,
                "store": str, "redis": str, "embedding_cache_ttl": int, "workers": int,
                "local_idle_unload_s": float, "local_queue_size": int, "local_batch_tokens": int,
-               "usage_flush_s": float}
+               "usage_flush_s": float, "location": str}
 
 
 def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -190,6 +193,10 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     if settings.max_connections < 1 or settings.max_json_depth < 1:
         raise ValueError("max_connections and max_json_depth must be at least 1")
     parse_networks(settings.egress_allow)  # checked here, so a typo in a CIDR stops the start
+    if settings.location:
+        from .region import parse_location
+
+        parse_location(settings.location)  # raises ValueError on a malformed value
     if settings.embedding_cache_ttl and not settings.redis:
         raise ValueError("embedding_cache_ttl needs a Redis (--redis redis://...)")
     return settings

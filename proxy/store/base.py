@@ -43,6 +43,10 @@ class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
 
+def is_document_id(key: str) -> bool:
+    """Ids on the change feed that name a document rather than an endpoint."""
+    return key.startswith("_")
+
 
 class StartupError(RuntimeError):
     """The gateway cannot start with this store (unreachable, newer schema, a secret key that does not fit)."""
@@ -77,6 +81,15 @@ class Store(Protocol):
     async def add_usage(self, rows: list[UsageRow]) -> None: ...
     async def query_usage(self, key_id: str | None, endpoint: str | None, start: int, end: int) -> list[UsageRow]:
         """Rows with start <= bucket < end, optionally of one key and one endpoint."""
+
+    # Gateway-wide documents next to the endpoints (the region policy: ES keeps it in the `.inference`
+    # index as document `region_policy_elastic`, `RegionPolicyDoc.DOCUMENT_ID`). Their ids start with
+    # `_`, which no endpoint id can, so one change feed carries both.
+    async def load_documents(self) -> dict[str, bytes]: ...
+    async def get_document(self, doc_id: str) -> bytes | None: ...
+    async def put_document(self, doc_id: str, body: bytes) -> None: ...
+    async def delete_document(self, doc_id: str) -> bool:
+        """Remove a document; False when it did not exist."""
 
     # Optional change feed: stores that other processes can write to call `callback` for changes made
     # elsewhere (never, or harmlessly, for this process's own writes) until `close`.

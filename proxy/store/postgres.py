@@ -103,6 +103,24 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             PRIMARY KEY (bucket, key_id, endpoint)
         )""",
     ]),
+    (3, [
+        # gateway-wide documents (the region policy), announced on the endpoints' channel by their id
+        """CREATE TABLE documents (
+            doc_id     text PRIMARY KEY,
+            body       bytea NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )""",
+        """CREATE OR REPLACE FUNCTION inference_proxy_notify_document() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('inference_proxy_' || md5(current_database() || '.' || TG_TABLE_SCHEMA),
+                      (CASE TG_OP WHEN 'DELETE' THEN OLD.doc_id ELSE NEW.doc_id END)
+                      || '|' || current_setting('application_name'));
+    RETURN NULL;
+END
+$$""",
+        """CREATE TRIGGER documents_changed AFTER INSERT OR UPDATE OR DELETE ON documents
+           FOR EACH ROW EXECUTE FUNCTION inference_proxy_notify_document()""",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _KEY_COLUMNS = "id, name, owner, digest, created_at, expiration, invalidated_at, doc"
@@ -350,3 +368,19 @@ class PostgresStore:
             start, end, key_id, endpoint)
         return [UsageRow(bucket=r[0], key_id=r[1], endpoint=r[2], requests=r[3], errors=r[4], input_tokens=r[5],
                          output_tokens=r[6]) for r in rows]
+
+    async def load_documents(self) -> dict[str, bytes]:
+        rows = await self._call("fetch", "SELECT doc_id, body FROM documents")
+        return {r[0]: bytes(r[1]) for r in rows}
+
+    async def get_document(self, doc_id: str) -> bytes | None:
+        body = await self._call("fetchval", "SELECT body FROM documents WHERE doc_id = $1", doc_id)
+        return None if body is None else bytes(body)
+
+    async def put_document(self, doc_id: str, body: bytes) -> None:
+        await self._call("execute", "INSERT INTO documents (doc_id, body) VALUES ($1, $2) ON CONFLICT (doc_id) "
+                                    "DO UPDATE SET body = excluded.body, updated_at = now()", doc_id, body)
+
+    async def delete_document(self, doc_id: str) -> bool:
+        status = await self._call("execute", "DELETE FROM documents WHERE doc_id = $1", doc_id)
+        return status == "DELETE 1"

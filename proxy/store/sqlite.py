@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     updated_at   REAL NOT NULL DEFAULT (julianday('now'))
 )
 """
+_DOCUMENTS = "CREATE TABLE IF NOT EXISTS documents (doc_id TEXT PRIMARY KEY, body BLOB NOT NULL)"
 
 _KEYS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -109,6 +110,7 @@ def connect(path: Path) -> sqlite3.Connection:
                     conn.execute(statement)
         conn.execute(_KEYS_SCHEMA)
         conn.execute(_USAGE_SCHEMA)
+        conn.execute(_DOCUMENTS)
     except BaseException:
         conn.close()
         raise
@@ -301,3 +303,33 @@ class SqliteStore:
 
     async def query_usage(self, key_id: str | None, endpoint: str | None, start: int, end: int) -> list[UsageRow]:
         return await self._run(self._query_usage, key_id, endpoint, start, end)
+
+    def _load_documents(self) -> dict[str, bytes]:
+        assert self._conn is not None
+        return {r[0]: bytes(r[1]) for r in self._conn.execute("SELECT doc_id, body FROM documents")}
+
+    def _get_document(self, doc_id: str) -> bytes | None:
+        assert self._conn is not None
+        r = self._conn.execute("SELECT body FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        return None if r is None else bytes(r[0])
+
+    def _put_document(self, doc_id: str, body: bytes) -> None:
+        assert self._conn is not None
+        self._conn.execute("INSERT INTO documents (doc_id, body) VALUES (?, ?) "
+                           "ON CONFLICT (doc_id) DO UPDATE SET body = excluded.body", (doc_id, body))
+
+    def _delete_document(self, doc_id: str) -> bool:
+        assert self._conn is not None
+        return self._conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,)).rowcount == 1
+
+    async def load_documents(self) -> dict[str, bytes]:
+        return await self._run(self._load_documents)
+
+    async def get_document(self, doc_id: str) -> bytes | None:
+        return await self._run(self._get_document, doc_id)
+
+    async def put_document(self, doc_id: str, body: bytes) -> None:
+        await self._run(self._put_document, doc_id, body)
+
+    async def delete_document(self, doc_id: str) -> bool:
+        return await self._run(self._delete_document, doc_id)

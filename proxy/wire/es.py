@@ -300,7 +300,12 @@ def error_body(err: GatewayError) -> dict[str, Any]:
     if err.simple:
         return {"error": err.reason, "status": err.status}
     cause = {"type": err.es_type, "reason": err.reason}
+    metadata = getattr(err, "metadata", None)  # ES prints exception metadata right after the reason
+    if metadata:
+        cause.update(metadata)
     error: dict[str, Any] = {"root_cause": [cause], "type": err.es_type, "reason": err.reason}
+    if metadata:
+        error.update(metadata)
     caused_by = getattr(err, "caused_by", None)
     if isinstance(caused_by, GatewayError):
         error["caused_by"] = {"type": caused_by.es_type, "reason": caused_by.reason}

@@ -329,3 +329,24 @@ async def test_a_replica_cut_off_from_the_database_serves_from_memory_and_catche
         await direct.close()
         await cut_off.close()
         await relay.cut()
+
+
+async def test_the_region_policy_reaches_the_other_replica(pg_dsn, gateways, session, upstream):
+    """The policy is stored next to the endpoints and announced on their change feed (ES keeps it in the
+    `.inference` index); a replica enforces what another one stored."""
+    key = new_key()
+    a = gateways("a", store=pg_dsn, secret_key=key)
+    b = gateways("b", store=pg_dsn, secret_key=key)
+    await asyncio.gather(a.wait_ready(session), b.wait_ready(session))
+    ep = unique("anywhere")
+    async with session.put(f"{a.base}/_inference/text_embedding/{ep}", json=embedding_body(upstream)) as resp:
+        assert resp.status == 200, await resp.text()
+    policy = {"region_policy": {"allowed_geos": ["eu"]}}
+    async with session.put(f"{a.base}/_inference/_region_policy?force", json=policy) as resp:
+        assert resp.status == 200, await resp.text()
+    await eventually(lambda: _is(session, f"{b.base}/_inference/_region_policy", 200), 1.0)
+    async with session.post(f"{b.base}/_inference/text_embedding/{ep}", json={"input": "x"}) as resp:
+        assert resp.status == 403, await resp.text()
+    async with session.delete(f"{b.base}/_inference/_region_policy") as resp:
+        assert resp.status == 200
+    await eventually(lambda: _is(session, f"{a.base}/_inference/_region_policy", 404), 1.0)

@@ -1,0 +1,160 @@
+"""The region policy (ES 9.5 `_inference/_region_policy`) through the official client's
+`put_region_policy` / `get_region_policy` / `delete_region_policy`, and its enforcement on inference.
+
+Request bodies are the specification's examples (elastic/elasticsearch-specification
+`specification/inference/put_region_policy/examples/request/PutRegionPolicyRequestExample{1,2}.yaml`);
+errors are those of ES `PutRegionPolicyAction.Request`, `RegionPolicy`, `TransportGetRegionPolicyAction`,
+`TransportDeleteRegionPolicyAction` and `TransportPutRegionPolicyAction`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from elasticsearch import ApiError, BadRequestError, ConflictError, NotFoundError
+
+from tests.conftest import make_settings
+from tests.fakes.aws_upstream import FakeBedrock
+from tests.fakes.server import LiveServer
+
+EXAMPLE_REGIONS = {"allowed_regions": [{"csp": "aws", "region": "us-east-1"}, {"csp": "aws", "region": "eu-west-1"}]}
+EXAMPLE_GEOS = {"allowed_geos": ["us", "eu"]}
+ISO_MILLIS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@pytest.fixture
+async def bedrock():
+    fake = FakeBedrock(region="eu-west-1")
+    server = await LiveServer(fake.app()).start()
+    fake.url = server.url
+    yield fake
+    await server.stop()
+
+
+@pytest.fixture
+def gateway_settings(tmp_path, bedrock):
+    return make_settings(tmp_path, upstreams={"amazonbedrock": bedrock.url})
+
+
+async def _bedrock_endpoint(es, bedrock, inference_id: str, region: str) -> None:
+    await es.inference.put(task_type="text_embedding", inference_id=inference_id, inference_config={
+        "service": "amazonbedrock", "service_settings": {
+            "access_key": bedrock.key.access_key, "secret_key": bedrock.key.secret_key, "region": region,
+            "model": "amazon.titan-embed-text-v2:0", "provider": "amazontitan"}})
+
+
+async def test_no_policy_is_404_on_get_and_delete(es):
+    for call in (es.inference.get_region_policy, es.inference.delete_region_policy):
+        with pytest.raises(NotFoundError) as info:
+            await call()
+        assert info.value.body["error"]["type"] == "resource_not_found_exception"
+        assert info.value.body["error"]["reason"] == "No region policy is configured for this deployment"
+
+
+async def test_put_get_replace_delete_round_trip(es):
+    created = (await es.inference.put_region_policy(region_policy=EXAMPLE_REGIONS)).body
+    assert created["region_policy"] == EXAMPLE_REGIONS
+    assert ISO_MILLIS.match(created["created_at"]) and "updated_at" not in created
+    assert (await es.inference.get_region_policy()).body == created
+
+    replaced = (await es.inference.put_region_policy(region_policy=EXAMPLE_GEOS, force=True)).body
+    assert replaced["region_policy"] == EXAMPLE_GEOS
+    assert replaced["created_at"] == created["created_at"]  # kept across a replace
+    assert ISO_MILLIS.match(replaced["updated_at"])
+    assert list(replaced) == ["region_policy", "created_at", "updated_at"]  # RegionPolicyDoc.toXContent order
+    assert (await es.inference.get_region_policy()).body == replaced
+
+    assert (await es.inference.delete_region_policy()).body == {"acknowledged": True}
+    with pytest.raises(NotFoundError):
+        await es.inference.get_region_policy()
+
+
+async def test_region_policy_is_not_an_endpoint_id(es):
+    await es.inference.put_region_policy(region_policy=EXAMPLE_GEOS)
+    assert (await es.inference.get()).body == {"endpoints": []}
+
+
+@pytest.mark.parametrize("body, es_type, reason, cause", [
+    ({"region_policy": {"allowed_geos": ["us"], "allowed_regions": [{"csp": "aws", "region": "us-east-1"}]}},
+     "x_content_parse_exception", "[put_region_policy_request] failed to parse field [region_policy]",
+     {"type": "illegal_argument_exception",
+      "reason": "The following fields are not allowed together: [allowed_geos, allowed_regions] "}),
+    ({"region_policy": {"allowed_regions": []}}, "action_request_validation_exception",
+     "Validation Failed: 1: [region_policy.allowed_regions] must not be empty;", None),
+    ({"region_policy": {"allowed_geos": []}}, "action_request_validation_exception",
+     "Validation Failed: 1: [region_policy.allowed_geos] must not be empty;", None),
+    ({"region_policy": {"allowed_geo": ["us"]}}, "x_content_parse_exception",
+     "[put_region_policy_request] failed to parse field [region_policy]", None),
+    ({"region_policy": {"allowed_regions": [{"csp": "aws"}]}}, "x_content_parse_exception",
+     "[put_region_policy_request] failed to parse field [region_policy]", None),
+    ({"policy": {}}, "x_content_parse_exception", "[put_region_policy_request] unknown field [policy]", None),
+])
+async def test_put_errors_are_elasticsearch_errors(es, body, es_type, reason, cause):
+    with pytest.raises(BadRequestError) as info:
+        await es.inference.put_region_policy(body=body)
+    error = info.value.body["error"]
+    assert error["type"] == es_type
+    assert error["reason"].endswith(reason)
+    if cause:
+        assert error["caused_by"] == cause
+    with pytest.raises(NotFoundError):  # nothing was stored
+        await es.inference.get_region_policy()
+
+
+async def test_missing_region_policy_is_required(es, http, gateway):
+    async with http.put(gateway.make_url("/_inference/_region_policy"), json={}) as resp:
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+    assert error["type"] == "illegal_argument_exception" and error["reason"] == "Required [region_policy]"
+
+
+async def test_policy_is_enforced_on_inference_and_needs_force_for_endpoints_in_use(es, bedrock):
+    await _bedrock_endpoint(es, bedrock, "eu-emb", "eu-west-1")
+    await _bedrock_endpoint(es, bedrock, "us-emb", "us-east-1")
+
+    # a policy that would deny an existing endpoint: 409 with the ids, nothing stored
+    with pytest.raises(ConflictError) as info:
+        await es.inference.put_region_policy(region_policy={"allowed_geos": ["eu"]})
+    error = info.value.body["error"]
+    assert error["type"] == "status_exception"
+    assert error["reason"] == ("Cannot put the region policy because it would deny access to the following in-use "
+                               "inference endpoints: [us-emb]. Ensure that these inference endpoints are not in use, "
+                               "or use force to ignore this warning and proceed anyway.")
+    assert error["denied_endpoint_ids"] == "us-emb"
+    with pytest.raises(NotFoundError):
+        await es.inference.get_region_policy()
+
+    # with force it is stored; the EU endpoint still answers, the US one gets ES's 403
+    await es.inference.put_region_policy(region_policy={"allowed_geos": ["eu"]}, force=True)
+    ok = await es.inference.text_embedding(inference_id="eu-emb", input=["hello"])
+    assert len(ok.body["text_embedding"]) == 1
+    calls = len(bedrock.requests)
+    with pytest.raises(ApiError) as info:
+        await es.inference.text_embedding(inference_id="us-emb", input=["hello"])
+    assert info.value.status_code == 403
+    assert info.value.body["error"]["reason"] == (
+        "Received a permission denied error status code for request from inference entity id [us-emb] status "
+        "[403]. Error message: [Requested model is not available in the allowed inference regions]")
+    assert len(bedrock.requests) == calls  # refused before anything left the gateway
+
+    # allowed_regions match cloud and region exactly
+    await es.inference.put_region_policy(region_policy=EXAMPLE_REGIONS)  # both endpoints allowed: no force needed
+    await es.inference.text_embedding(inference_id="eu-emb", input=["hello"])
+    with pytest.raises(ConflictError):
+        await es.inference.put_region_policy(region_policy={"allowed_regions": [{"csp": "gcp", "region": "eu-west-1"}]})
+
+    # deleting the policy lifts it
+    await es.inference.put_region_policy(region_policy={"allowed_geos": ["apac"]}, force=True)
+    with pytest.raises(ApiError):
+        await es.inference.text_embedding(inference_id="eu-emb", input=["hello"])
+    await es.inference.delete_region_policy()
+    await es.inference.text_embedding(inference_id="eu-emb", input=["hello"])
+
+
+async def test_an_endpoint_of_unknown_location_is_allowed_by_no_policy(es, bedrock):
+    await es.inference.put(task_type="text_embedding", inference_id="anywhere", inference_config={
+        "service": "openai", "service_settings": {"api_key": "sk-test", "model_id": "text-embedding-3-small"}})
+    with pytest.raises(ConflictError) as info:
+        await es.inference.put_region_policy(region_policy={"allowed_geos": ["us", "eu", "apac"]})
+    assert info.value.body["error"]["denied_endpoint_ids"] == "anywhere"
