@@ -7,7 +7,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from . import appkeys, surfaces
+from . import appkeys, params, surfaces
 from .auth import authenticate
 from .backends import Backends
 from .budgets import Budgets, parse_limits
@@ -24,8 +24,8 @@ from .routes import console as console_routes
 from .routes import es as es_routes
 from .routes import openai as openai_routes
 from .routes import ops as ops_routes
-from .routes import security as security_routes
 from .routes import region as region_routes
+from .routes import security as security_routes
 from .secrets import SecretBox
 from .settings import Settings
 from .shared_limits import RedisLink
@@ -116,7 +116,7 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     OTEL_* environment decides (proxy/tracing.py)."""
     gate = Admission(settings.max_in_flight)
     # the body is read (within its own deadline) after authentication and before an in-flight slot is taken
-    app = web.Application(middlewares=[observe, error_middleware, loop_guard, auth_middleware, body_first,
+    app = web.Application(middlewares=[observe, params.middleware(render_error), error_middleware, loop_guard, auth_middleware, body_first,
                                        gate.middleware], client_max_size=settings.max_body_bytes)
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics(settings.metrics_dir)
