@@ -36,7 +36,7 @@ from typing import Any, AsyncIterator
 from proxy.catalogue import DEFAULT_CHUNKING, Service
 from proxy.contract import CallContext
 from proxy.endpoint import Endpoint
-from proxy.errors import GatewayError, NotFoundError, ServiceUnavailableError, StatusError
+from proxy.errors import GatewayError, ServiceUnavailableError, StatusError
 from proxy.settings import Settings
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
                          SparseEmbedResult, TaskType)
@@ -177,15 +177,16 @@ class EngineManager:
         """PUT-time validation of a local endpoint; adds what GET should show (`rerank_method`)."""
         ss = cfg.service_settings
         model_id = ss.get("model_id")  # the `elser` service's catalogue entry defaults it to .elser_model_2
+        deployment = ss.get("deployment_id")
+        if deployment is not None:
+            self._attach(ss, str(deployment), task)
+            model_id = ss["model_id"]
         if not model_id:
             raise StatusError("[service_settings] does not contain the required setting [model_id]")
         model = self._require_model(str(model_id), task)
         if task not in model.tasks:
             served = ", ".join(sorted(t.value for t in model.tasks))
             raise StatusError(f"Model [{model_id}] cannot serve task type [{task.value}]; it serves [{served}]")
-        deployment = ss.get("deployment_id")
-        if deployment is not None and self.resolve(str(deployment)) is None and deployment != model_id:
-            raise NotFoundError(f"Cannot find deployment [{deployment}]")
         self._family(ss)
         if task == TaskType.RERANK:
             method = rerank_method(model.kind)
@@ -193,6 +194,36 @@ class EngineManager:
             if asked is not None and asked != method:
                 raise StatusError(f"Model [{model_id}] reranks by [{method}], not [{asked}]")
             ss["rerank_method"] = method
+
+    def _attach(self, ss: dict[str, Any], deployment: str, task: TaskType) -> None:
+        """An endpoint on an existing deployment (a model this gateway serves) takes its model, threads and
+        allocations from it (ES `ElasticsearchInternalService.validateAgainstDeployment`)."""
+        model = self.resolve(deployment)
+        if model is None:
+            raise StatusError(f"Cannot find deployment [{deployment}]", status=404)
+        given = ss.get("model_id")
+        if given is not None and self.resolve(str(given)) is not model:
+            raise StatusError(f"Deployment [{deployment}] uses model [{model.model_id}] which does not match the "
+                              f"model [{given}] in the request.")
+        if task not in model.tasks:
+            # ES names the deployed model's inference config: text_expansion, text_embedding, text_similarity
+            config = {TaskType.TEXT_EMBEDDING: "text_embedding", TaskType.SPARSE_EMBEDDING: "text_expansion",
+                      TaskType.RERANK: "text_similarity"}
+            kind = next((name for t, name in config.items() if t in model.tasks),
+                        str(getattr(model.kind, "value", model.kind)))
+            raise StatusError(f"Deployed model [{model.model_id}] with type [{kind}] does not match the "
+                              f"requested task type [{task.value}]")
+        filled = {k: v for k, v in ss.items()}
+        if filled.get("num_allocations") is None and filled.get("adaptive_allocations") is None:
+            filled["adaptive_allocations"] = dict(DEFAULT_ALLOCATIONS)
+        filled.setdefault("num_threads", DEFAULT_THREADS)
+        filled["model_id"] = given if given is not None else model.model_id
+        # ES prints num_allocations, num_threads, model_id, adaptive_allocations, deployment_id
+        # (ElasticsearchInternalServiceSettings.addInternalSettingsToXContent)
+        order = ("num_allocations", "num_threads", "model_id", "adaptive_allocations", "deployment_id")
+        ss.clear()
+        ss.update({k: filled[k] for k in order if k in filled})
+        ss.update({k: v for k, v in filled.items() if k not in order})
 
     # ------------------------------------------------------------------ preconfigured endpoints
 

@@ -9,7 +9,7 @@ rate_limit). Sources: the Elasticsearch specification (`specification/inference/
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .types import TaskType
 
@@ -62,6 +62,8 @@ class Service:
     composite: bool = False  # performs by calling other endpoints (the router; see routing.py)
     deprecation: str | None = None
     defaults: Mapping[TaskType, Mapping[str, Any]] = field(default_factory=dict)
+    # rules across several settings, run on valid settings: may normalise them in place, returns messages
+    cross_check: Callable[[TaskType, dict[str, Any]], list[str]] | None = None
 
     def stream_tasks(self) -> frozenset[TaskType]:
         if self.streaming is not None:
@@ -109,6 +111,50 @@ INPUT_TYPE_ALL = _s("input_type", choices=("classification", "clustering", "inge
 
 def _tasks(*names: TaskType) -> frozenset[TaskType]:
     return frozenset(names)
+
+
+def _local_deployment(task: TaskType, ss: dict[str, Any]) -> list[str]:
+    """The `elasticsearch` service: with `deployment_id` the model, threads and allocations come from that
+    deployment (ES `ElasticsearchInternalService.validateAgainstDeployment`; the local engine fills them in);
+    without it `num_threads`, `model_id` and one allocation style are required
+    (`ElasticsearchInternalServiceSettings.validateRequiredFields`)."""
+    if ss.get("num_allocations") is not None and ss.get("adaptive_allocations") is not None:
+        return ["[service_settings] must have only one of the [num_allocations] or the [adaptive_allocations] key set"]
+    if ss.get("deployment_id") is not None:
+        return []
+    errors = [f"[service_settings] does not contain the required setting [{name}]"
+              for name in ("num_threads", "model_id") if ss.get(name) is None]
+    if ss.get("num_allocations") is None and ss.get("adaptive_allocations") is None:
+        errors.append("[service_settings] does not contain one of the required settings "
+                      "[num_allocations, adaptive_allocations]")
+    return errors
+
+
+def _vertex_generation(task: TaskType, ss: dict[str, Any]) -> list[str]:
+    """ES `GoogleVertexAiChatCompletionServiceSettings.validateServiceSettings` (completion, chat_completion):
+    a Model Garden provider needs `url` or `streaming_url` (Vertex fields allowed, not needed); Google (the
+    default) takes no URL and needs location, project_id and model_id. GET prints the provider as the enum's
+    name (`provider.name()`), GOOGLE when none was given."""
+    if task not in (T.COMPLETION, T.CHAT_COMPLETION):
+        return []
+    provider = str(ss.get("provider") or "google").lower()
+    ss["provider"] = provider.upper()
+    url, streaming = ss.get("url"), ss.get("streaming_url")
+    java = lambda v: "null" if v is None else str(v)  # noqa: E731 - Java's %s of a null
+    if provider != "google":
+        if url is None and streaming is None:
+            return [f"Google Model Garden provider={provider} selected. Either 'uri' or 'streaming_uri' must be "
+                    f"provided"]
+        return []
+    if url is not None or streaming is not None:
+        return [f"'provider' is either GOOGLE or null. For Google Vertex AI models 'uri' and 'streaming_uri' must "
+                f"not be provided. Remove 'url' and 'streaming_url' fields. Provided values: uri={java(url)}, "
+                f"streaming_uri={java(streaming)}"]
+    missing = [ss.get(k) for k in ("location", "project_id", "model_id")]
+    if any(v is None for v in missing):
+        return ["For Google Vertex AI models, you must provide 'location', 'project_id', and 'model_id'. "
+                "Provided values: location={}, project_id={}, model_id={}".format(*map(java, missing))]
+    return []
 
 
 # ------------------------------------------------------------------------- the services
@@ -193,8 +239,7 @@ _SERVICES: tuple[Service, ...] = (
             (MODEL_ID, API_KEY, URL)),
     Service("elasticsearch", _tasks(T.SPARSE_EMBEDDING, T.TEXT_EMBEDDING, T.RERANK, T.COMPLETION, T.CHAT_COMPLETION),
             (_s("num_allocations", "int", positive=True, updatable=True), ADAPTIVE_ALLOCATIONS,
-             _s("num_threads", "int", required=True, positive=True), _s("model_id", required=True),
-             _s("deployment_id"),
+             _s("num_threads", "int", positive=True), _s("model_id"), _s("deployment_id"),
              _s("long_document_strategy", choices=("truncate", "chunk"), tasks=RERANK_ONLY),
              _s("max_chunks_per_doc", "int", positive=True, tasks=RERANK_ONLY),
              # gateway extension: how the local model reranks (filled in at PUT; GET shows it)
@@ -204,10 +249,7 @@ _SERVICES: tuple[Service, ...] = (
              _s("max_num_seqs", "int", positive=True), _s("max_num_batched_tokens", "int", positive=True),
              _s("gpu_memory_utilization", "float"), _s("max_model_len", "int", positive=True), _s("dtype")),
             (_s("return_documents", "bool", tasks=RERANK_ONLY),),
-            one_of=(OneOf(("num_allocations", "adaptive_allocations"), scope="service_settings",
-                          missing="[service_settings] does not contain one of the required settings "
-                                  "[num_allocations, adaptive_allocations]"),),
-            streaming=_tasks(T.COMPLETION, T.CHAT_COMPLETION), local=True),
+            streaming=_tasks(T.COMPLETION, T.CHAT_COMPLETION), local=True, cross_check=_local_deployment),
     Service("elser", _tasks(T.SPARSE_EMBEDDING),
             (_s("num_allocations", "int", positive=True, updatable=True), ADAPTIVE_ALLOCATIONS,
              _s("num_threads", "int", required=True, positive=True), _s("model_id")),
@@ -227,14 +269,21 @@ _SERVICES: tuple[Service, ...] = (
             (MODEL_ID, API_KEY, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS, RATE_LIMIT),
             rate_limit=360),
     Service("googlevertexai", _tasks(T.CHAT_COMPLETION, T.COMPLETION, T.TEXT_EMBEDDING, T.RERANK),
-            (_s("service_account_json", required=True, secret=True), MODEL_ID, _s("project_id", required=True),
-             _s("location"), _s("provider", choices=("google", "anthropic", "meta", "hugging_face", "mistral", "ai21")),
+            # model_id is required for embeddings only, project_id for embeddings and rerank
+            # (GoogleVertexAiEmbeddingsServiceSettings, GoogleVertexAiRerankServiceSettings: model_id optional);
+            # generation follows `_vertex_generation`
+            (_s("service_account_json", required=True, secret=True), _s("model_id", required=True, tasks=EMBED),
+             _s("model_id", tasks=_tasks(T.RERANK, T.COMPLETION, T.CHAT_COMPLETION)),
+             _s("project_id", required=True, tasks=_tasks(T.TEXT_EMBEDDING, T.RERANK)),
+             _s("project_id", tasks=ALL_GENERATION), _s("location"),
+             _s("provider", choices=("google", "anthropic", "meta", "hugging_face", "mistral", "ai21",
+                                     "GOOGLE", "ANTHROPIC", "META", "HUGGING_FACE", "MISTRAL", "AI21")),
              URL, _s("streaming_url"), SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS,
              _s("max_batch_size", "int", positive=True, tasks=EMBED), RATE_LIMIT),
             (_s("auto_truncate", "bool", tasks=EMBED), _s("top_n", "int", positive=True, tasks=RERANK_ONLY),
              _s("thinking_config", "object", tasks=ALL_GENERATION, fields=(_s("thinking_budget", "int"),)),
              _s("max_tokens", "int", positive=True, tasks=ALL_GENERATION)),
-            rate_limit=30000),
+            rate_limit=30000, cross_check=_vertex_generation),
     Service("groq", _tasks(T.CHAT_COMPLETION, T.COMPLETION),
             (MODEL_ID, API_KEY, URL, RATE_LIMIT), rate_limit=1000),
     Service("hugging_face", _tasks(T.CHAT_COMPLETION, T.COMPLETION, T.RERANK, T.TEXT_EMBEDDING),

@@ -225,6 +225,8 @@ def validate_create(service: Service, task: TaskType, service_settings: Any, tas
     ss, ss_leftover = _parse_settings(service.service_settings, given_ss, task, "service_settings", errors)
     ts, ts_leftover = _parse_settings(service.task_settings, given_ts, task, "task_settings", errors)
     _check_one_of(service, ss, errors)
+    if not errors and service.cross_check is not None:
+        errors.extend(service.cross_check(task, ss))
     if errors:
         raise ValidationError(errors)
     if ss_leftover:

@@ -356,3 +356,34 @@ def test_on_a_gpu_without_vllm_the_torch_models_run_there(local_gateway):
     status = {s["model_id"]: s for s in local_gateway.manager.status()}
     assert status[MINILM]["device"] == "cuda" and status[SPLADE]["device"] == "cuda", status
     assert status[SMOLLM]["device"] == "cpu"  # the xllamacpp wheel is a CPU build
+
+
+async def test_an_endpoint_on_an_existing_deployment_needs_only_its_deployment_id(es):
+    """SPEC `put_elasticsearch/examples/request/PutElasticsearchRequestExample6.yaml` (`deployment_id` alone):
+    the model, threads and allocations come from the deployment (ES `validateAgainstDeployment`)."""
+    from elasticsearch import NotFoundError
+
+    resp = await es.inference.put_elasticsearch(task_type="text_embedding", elasticsearch_inference_id="on-e5",
+                                                service="elasticsearch", service_settings={"deployment_id": E5})
+    ss = resp.body["service_settings"]
+    assert list(ss)[:4] == ["num_threads", "model_id", "adaptive_allocations", "deployment_id"]
+    assert ss["model_id"] == E5 and ss["deployment_id"] == E5 and ss["num_threads"] == 1
+    out = await es.inference.text_embedding(inference_id="on-e5", input=["hello"])
+    assert len(out.body["text_embedding"][0]["embedding"]) == 384
+    await es.inference.delete(inference_id="on-e5")
+
+    with pytest.raises(NotFoundError) as info:
+        await es.inference.put_elasticsearch(task_type="text_embedding", elasticsearch_inference_id="x",
+                                             service="elasticsearch", service_settings={"deployment_id": "nope"})
+    assert info.value.body["error"]["reason"] == "Cannot find deployment [nope]"
+    with pytest.raises(BadRequestError) as info:
+        await es.inference.put_elasticsearch(task_type="text_embedding", elasticsearch_inference_id="x",
+                                             service="elasticsearch",
+                                             service_settings={"deployment_id": E5, "model_id": MINILM})
+    assert info.value.body["error"]["reason"] == (f"Deployment [{E5}] uses model [{E5}] which does not match the "
+                                                  f"model [{MINILM}] in the request.")
+    with pytest.raises(BadRequestError) as info:
+        await es.inference.put_elasticsearch(task_type="sparse_embedding", elasticsearch_inference_id="x",
+                                             service="elasticsearch", service_settings={"deployment_id": E5})
+    assert info.value.body["error"]["reason"] == (f"Deployed model [{E5}] with type [text_embedding] does not match "
+                                                  f"the requested task type [sparse_embedding]")

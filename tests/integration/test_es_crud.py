@@ -1049,8 +1049,16 @@ def _plausible(setting: Setting, marker: str | None = None) -> Any:
 
 
 def _minimal_body(spec: Service) -> tuple[str, dict[str, Any], list[str]]:
-    """A minimal valid PUT for the service's first task (sorted: frozenset order is not stable)."""
-    task = sorted(t.value for t in spec.tasks)[0]
+    """A minimal valid PUT for the service's first task (sorted: frozenset order is not stable) whose
+    required settings alone pass the service's cross-setting rules."""
+    for task in sorted(t.value for t in spec.tasks):
+        found = _minimal_for(spec, task)
+        if spec.cross_check is None or not spec.cross_check(TaskType(task), dict(found[1]["service_settings"])):
+            return found
+    raise AssertionError(f"no task of [{spec.name}] is valid with its required settings alone")
+
+
+def _minimal_for(spec: Service, task: str) -> tuple[str, dict[str, Any], list[str]]:
     not_first = {n for group in spec.one_of for n in group.names[1:]}
     markers = []
     service_settings: dict[str, Any] = {}

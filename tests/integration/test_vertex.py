@@ -49,6 +49,8 @@ async def put(http, upstream, task: str, inference_id: str, model: str = "gemini
               task_settings: dict | None = None, **settings):
     service_settings = {"service_account_json": service_account_json(key, EMAIL, upstream.token_uri),
                         "model_id": model, "project_id": "my-project", **settings}
+    if task in ("completion", "chat_completion") and "provider" not in settings:
+        service_settings.setdefault("location", "us-central1")  # ES requires it for Gemini (validateServiceSettings)
     body = {"service": "googlevertexai", "service_settings": service_settings}
     if task_settings:
         body["task_settings"] = task_settings
@@ -237,23 +239,26 @@ async def test_stream_cut_is_an_in_band_error(http, upstream):
 
 
 async def test_own_urls_are_not_rewritten(es, http, upstream):
-    base = f"{upstream.url}/v1/projects/my-project/locations/global/publishers/google/models/gemini-own"
-    await put(http, upstream, "completion", "comp", url=f"{base}:generateContent",
-              streaming_url=f"{base}:streamGenerateContent?alt=sse")
+    # ES takes `url`/`streaming_url` from Model Garden providers only (validateServiceSettings)
+    base = f"{upstream.url}/v1/projects/my-project/locations/us-east5/publishers/anthropic/models/claude-own"
+    await put(http, upstream, "completion", "comp", provider="anthropic", url=f"{base}:rawPredict",
+              streaming_url=f"{base}:streamRawPredict")
     resp = await es.inference.completion(inference_id="comp", input="own url")
     assert resp.body == {"completion": [{"result": "OWN URL"}]}
     status, events = await stream(http, "/_inference/completion/comp/_stream", {"input": "abcd"})
     assert events[-1] == ("message", "[DONE]")
-    assert [path.rsplit("/", 1)[1] for path, _, _ in upstream.calls] == ["gemini-own:generateContent",
-                                                                         "gemini-own:streamGenerateContent"]
+    assert [path.rsplit("/", 1)[1] for path, _, _ in upstream.calls] == ["claude-own:rawPredict",
+                                                                         "claude-own:streamRawPredict"]
 
 
 # ------------------------------------------------------------------------------ Anthropic on Vertex
 
 
 async def test_anthropic_provider_uses_raw_predict(es, http, upstream):
+    base = (f"{upstream.url}/v1/projects/my-project/locations/us-east5/publishers/anthropic/models/"
+            f"claude-sonnet-4@20250514")
     await put(http, upstream, "completion", "claude", "claude-sonnet-4@20250514", provider="anthropic",
-              location="us-east5")
+              location="us-east5", url=f"{base}:rawPredict", streaming_url=f"{base}:streamRawPredict")
     resp = await es.inference.completion(inference_id="claude", input="hi claude")
     assert resp.body == {"completion": [{"result": "HI CLAUDE"}]}
     path, token, body = upstream.calls[-1]
