@@ -4,13 +4,14 @@ the pipeline."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aiohttp import web
 
 from .. import appkeys, pipeline, surfaces
 from ..endpoint import Endpoint
-from ..errors import StatusError
-from ..httputil import check_params, read_body
+from ..errors import GatewayError, ParseError, StatusError
+from ..httputil import check_params, parse_time, read_body
 from ..types import CanonicalRequest, ChatRequest, TaskType
 from ..wire import es as es_wire
 
@@ -43,18 +44,44 @@ async def perform(request: web.Request, inference_id: str, url_task: TaskType | 
     return await call.run(req, es_wire.renderer(ep.task_type, model), timeout)
 
 
+class _Parsing:
+    """ES parses the query and the body in the REST handler (`prepareRequest`), before the transport action
+    whose listener (`ServerSentEventsRestActionListener.onFailure`) frames failures as an SSE `error` event:
+    an error found while parsing (query parameters, media type, body, timeout) is the plain JSON envelope."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, GatewayError):
+            surfaces.choose(self.request, es_wire.ERRORS)
+
+
 async def stream(request: web.Request, inference_id: str, url_task_text: str | None) -> web.StreamResponse:
     """`_stream` routes: the chat schema for chat_completion, the inference schema otherwise."""
     url_task = None
-    if url_task_text is not None:
-        url_task = TaskType.parse(url_task_text)
-        if url_task is None:
-            raise StatusError(f"Unknown task_type [{url_task_text}]")
+    with _Parsing(request):
+        if url_task_text is not None:
+            url_task = TaskType.parse(url_task_text)
+            if url_task is None:
+                raise StatusError(f"Unknown task_type [{url_task_text}]")
+        check_params(request, _PERFORM_PARAMS)
+        raw = await read_body(request)
+    if url_task is not None:
         surfaces.choose(request, surfaces.of(request).for_task(url_task))
-    check_params(request, _PERFORM_PARAMS)
     ep = _endpoint(request, inference_id, url_task)
     call = pipeline.bind(request, ep, stream=True)
-    req, timeout = _request(request, await read_body(request), ep, url_task, stream=True)
+    try:
+        req, timeout = _request(request, raw, ep, url_task, stream=True)
+    except ParseError:
+        surfaces.choose(request, es_wire.ERRORS)
+        raise
+    if timeout is not None:
+        with _Parsing(request):
+            parse_time(timeout)
     assert isinstance(req, ChatRequest)
     renderer: es_wire.ChatStream | es_wire.CompletionStream
     if ep.task_type == TaskType.CHAT_COMPLETION:

@@ -371,10 +371,13 @@ class _DeltaBody(msgspec.Struct, omit_defaults=True):
     tool_calls: list[dict[str, Any]] | None = None
 
 
-class _ChunkChoice(msgspec.Struct, omit_defaults=True):
+class _ChunkChoice(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """ES `ChatCompletionChunk.Choice.toXContentChunked`: delta, finish_reason when set, then index, always
+    (a field without a default is never omitted, so index 0 is written too)."""
+
     delta: _DeltaBody
     finish_reason: str | None = None
-    index: int = 0
+    index: int
 
 
 class _Chunk(msgspec.Struct, omit_defaults=True):
@@ -418,7 +421,7 @@ def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str) -> bytes:
     choices = []
     if has_choice:
         body = _DeltaBody(delta.content, delta.refusal, delta.role, tool_call_dicts(delta))
-        choices.append(_ChunkChoice(body, delta.finish_reason))
+        choices.append(_ChunkChoice(delta=body, finish_reason=delta.finish_reason, index=0))
     chunk = _Chunk(delta.id or stream_id, choices, delta.model or model, "chat.completion.chunk", delta.usage)
     return message_frame(_encoder.encode(chunk))
 

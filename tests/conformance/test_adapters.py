@@ -84,6 +84,12 @@ def _endpoint(spec: Service, task: TaskType, chosen: dict[str, Any]) -> Endpoint
             continue
         if s.required or s.secret or any(s.name == g.names[0] for g in spec.one_of):
             (secrets if s.secret else settings)[s.name] = chosen.get(s.name, _value(s, task))
+    if spec.cross_check is not None:
+        # settings a cross-setting rule asks for by name (e.g. Vertex's location/project_id/model_id for Gemini)
+        wanted = " ".join(spec.cross_check(task, dict(settings)))
+        for s in spec.service_settings:
+            if s.applies_to(task) and not s.secret and s.name not in settings and f"'{s.name}'" in wanted:
+                settings[s.name] = chosen.get(s.name, _value(s, task))
     task_settings = {s.name: _value(s, task) for s in spec.task_settings if s.required and s.applies_to(task)}
     return Endpoint(inference_id="conformance", task_type=task, service=spec.name, service_settings=settings,
                     task_settings=task_settings, secrets=secrets)

@@ -333,3 +333,36 @@ async def test_an_upstream_echoing_the_key_never_reaches_the_client(es, http, up
         await es.inference.text_embedding(inference_id="emb", input="x")
     assert upstream.api_key not in json.dumps(exc.value.body)
     assert "bad key [redacted] given" in exc.value.body["error"]["reason"]
+
+
+async def test_every_chat_chunk_choice_carries_its_index(http, upstream):
+    """ES `ChatCompletionChunk.Choice.toXContentChunked` writes `index` always, 0 included."""
+    await put(http, "chat_completion", "chat", openai_settings(upstream, "/v1/chat/completions"))
+    async with http.post("/_inference/chat_completion/chat/_stream",
+                         json={"messages": [{"role": "user", "content": "hi"}]}) as resp:
+        events = parse_sse((await resp.read()).decode())
+    choices = [ch for _, d in events[:-1] for ch in json.loads(d)["choices"]]
+    assert choices and all(ch["index"] == 0 and list(ch)[-1] == "index" for ch in choices)
+
+
+@pytest.mark.parametrize("path, body, reason", [
+    ("/_inference/chat_completion/chat/_stream?nope=1", {"messages": [{"role": "user", "content": "hi"}]},
+     "request [/_inference/chat_completion/chat/_stream] contains unrecognized parameter: [nope]"),
+    ("/_inference/chat_completion/chat/_stream", {"messages": "not a list"},
+     "[UnifiedCompletionRequest] messages doesn't support values of type: VALUE_STRING"),
+    ("/_inference/chat_completion/chat/_stream", {"messages": [], "unknown": 1},
+     "[UnifiedCompletionRequest] unknown field [unknown]"),
+    ("/_inference/chat_completion/chat/_stream?timeout=soon", {"messages": [{"role": "user", "content": "hi"}]},
+     "failed to parse setting [timeout] with value [soon] as a time value: unit is missing or unrecognized"),
+])
+async def test_errors_found_while_parsing_a_stream_request_are_json(http, upstream, path, body, reason):
+    """ES parses parameters and body in the REST handler, before the action whose listener frames failures as
+    SSE (`ServerSentEventsRestActionListener.onFailure`): those errors are the JSON envelope."""
+    await put(http, "chat_completion", "chat", openai_settings(upstream, "/v1/chat/completions"))
+    async with http.post(path, json=body) as resp:
+        assert resp.status == 400
+        assert resp.headers["Content-Type"].startswith("application/json")
+        error = (await resp.json())["error"]
+    assert error["reason"].endswith(reason)
+    assert "root_cause" in error  # the ES envelope, not the chat-style one
+    assert upstream.requests == []
