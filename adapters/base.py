@@ -125,6 +125,15 @@ class Adapter:
         self.endpoint = endpoint
         self.task = endpoint.task_type
 
+    # True when the adapter serves the `embedding` task itself (content parts, `embeds_images`); otherwise
+    # an `embedding` endpoint is served through this adapter's text_embedding path, for text only
+    handles_embedding_task: ClassVar[bool] = False
+
+    @classmethod
+    def embeds_images(cls, settings: Mapping[str, Any]) -> bool:
+        """Whether the endpoint's model takes images on the `embedding` task."""
+        return False
+
     @classmethod
     def data_location(cls, settings: Mapping[str, Any]) -> tuple[str, str] | None:
         """Where an endpoint's data is processed, `(cloud, region)`, as its settings tell; None when they do
@@ -175,7 +184,9 @@ class Adapter:
         size = self.embed_batch_size
         if size is None or len(req.inputs) <= size:
             return [req]
-        return [msgspec.structs.replace(req, inputs=req.inputs[i:i + size]) for i in range(0, len(req.inputs), size)]
+        return [msgspec.structs.replace(req, inputs=req.inputs[i:i + size],
+                                        contents=None if req.contents is None else req.contents[i:i + size])
+                for i in range(0, len(req.inputs), size)]
 
 
 __all__ = ["Adapter", "EndpointView", "Framing", "ProviderError", "SSEEvent", "StreamCut", "StreamParser",

@@ -7,8 +7,7 @@ Sources: ES `services/jinaai/request/JinaAIEmbeddingsRequestEntity.java`, `JinaA
 `JinaAIRerankResponseEntity.java`, `JinaAIErrorResponseEntity.java`.
 
 Both `text_embedding` and `embedding` are served. The `embedding` task (multimodal models) sends each
-input as `{"text": ...}`; this gateway's request surfaces carry text only, so image inputs never reach
-the adapter.
+input as `{"text": ...}` or `{"image": <base64>}`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,8 @@ from typing import Any, ClassVar, Mapping
 
 import msgspec
 
-from proxy.types import EmbedRequest, InputType, RerankRequest, TaskType
+from proxy.errors import StatusError
+from proxy.types import EmbedPart, EmbedRequest, InputType, RerankRequest, TaskType
 
 from .base import map_input_type, unsupported
 from .embed_rerank import EmbedRerankAdapter
@@ -58,6 +58,14 @@ class JinaAIAdapter(EmbedRerankAdapter):
     embedding_type_choices = "binary, bit, float"
     # verified: ES JinaAIServiceFields.EMBEDDING_MAX_BATCH_SIZE = 2048
     embed_batch_size: ClassVar[int | None] = 2048
+    handles_embedding_task: ClassVar[bool] = True
+
+    @classmethod
+    def embeds_images(cls, settings: Mapping[str, Any]) -> bool:
+        # ES JinaAIEmbeddingServiceSettings: `multimodal_model` (default true on the `embedding` task) says the
+        # model (jina-clip-v1/v2, jina-embeddings-v4) takes `{"image": ...}` inputs
+        flag = settings.get("multimodal_model")
+        return True if flag is None else bool(flag)
 
     def multimodal(self) -> bool:
         # verified: ES JinaAIEmbeddingServiceSettings (the `embedding` task) defaults multimodal_model to true;
@@ -71,7 +79,10 @@ class JinaAIAdapter(EmbedRerankAdapter):
         if req.user:
             raise unsupported("user", self.service)
         model = self.setting("model_id")
-        inputs: list[Any] = [{"text": t} for t in req.inputs] if self.multimodal() else req.inputs
+        if req.contents is not None:
+            inputs: list[Any] = [_jina_item(group, self.service) for group in req.contents]
+        else:
+            inputs = [{"text": t} for t in req.inputs] if self.multimodal() else req.inputs
         body: dict[str, Any] = {"input": inputs, "model": model, "embedding_type": self.embedding_type()[0]}
         # the request's input_type wins over the stored one
         input_type = req.input_type or self.stored_input_type()
@@ -82,7 +93,8 @@ class JinaAIAdapter(EmbedRerankAdapter):
         if late is not None:
             # ES counts words with ICU word breaks (ChunkerUtils.countWords); whitespace splitting is our
             # approximation (unverified against ICU for non-space-separated scripts)
-            words = sum(len(t.split()) for t in req.inputs)
+            words = sum(len(p.value.split()) for g in req.contents for p in g if p.type == "text") \
+                if req.contents is not None else sum(len(t.split()) for t in req.inputs)
             body["late_chunking"] = bool(late) and words <= MAX_WORDS_FOR_LATE_CHUNKING
         dims = req.dimensions if req.dimensions is not None else self.setting("dimensions")
         if dims is not None:
@@ -94,3 +106,18 @@ class JinaAIAdapter(EmbedRerankAdapter):
         # return_documents (root, else task setting)
         top_n = req.top_n if req.top_n is not None else self.task_setting(req, "top_n")
         return rerank_body(msgspec.structs.replace(req, top_n=top_n), model=self.setting("model_id"))
+
+
+def _jina_item(group: list[EmbedPart], service: str) -> dict[str, str]:
+    """Jina takes one text or one image per input (`{"text": ...}` / `{"image": ...}`); an image goes as its
+    base64 payload, without a `data:` URI prefix (Jina's API takes a URL or plain base64)."""
+    if len(group) != 1:
+        raise StatusError(f"The [{service}] service embeds one item per input; several items in one content "
+                          f"object are not supported")
+    part = group[0]
+    if part.type == "text":
+        return {"text": part.value}
+    value = part.value
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]
+    return {"image": value}

@@ -176,6 +176,8 @@ class EngineManager:
     def check(self, spec: Service, task: TaskType, cfg: Any) -> None:
         """PUT-time validation of a local endpoint; adds what GET should show (`rerank_method`)."""
         ss = cfg.service_settings
+        if task == TaskType.EMBEDDING:  # text on the `embedding` task is a text embedding
+            task = TaskType.TEXT_EMBEDDING
         model_id = ss.get("model_id")  # the `elser` service's catalogue entry defaults it to .elser_model_2
         deployment = ss.get("deployment_id")
         if deployment is not None:

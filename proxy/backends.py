@@ -327,7 +327,11 @@ class Backends:
                 raise StatusError(f"Local models are disabled on this gateway; endpoint [{ep.inference_id}] "
                                   f"cannot be served", status=503)
             return self.local.backend(ep)
-        adapter = load_adapter(ep)
+        if ep.task_type == TaskType.EMBEDDING and not adapter_class(ep.service).handles_embedding_task:
+            # text on the `embedding` task goes through the adapter's text_embedding path
+            adapter = load_adapter(msgspec.structs.replace(ep, task_type=TaskType.TEXT_EMBEDDING))
+        else:
+            adapter = load_adapter(ep)
         rpm = (ep.service_settings.get("rate_limit") or {}).get("requests_per_minute")
         previous = self._cache.get(ep.inference_id)
         limiter = None

@@ -8,7 +8,7 @@ rate_limit). Sources: the Elasticsearch specification (`specification/inference/
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from .types import TaskType
@@ -37,7 +37,7 @@ class Setting:
     updatable: bool = False  # secrets are always updatable
 
     def applies_to(self, task: TaskType) -> bool:
-        return self.tasks is None or task in self.tasks
+        return self.tasks is None or task in self.tasks or (task == T.EMBEDDING and T.TEXT_EMBEDDING in self.tasks)
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,13 @@ class Service:
 
     def default_rpm(self, task: TaskType) -> int | None:
         if isinstance(self.rate_limit, Mapping):
-            return self.rate_limit.get(task)
+            return self.rate_limit.get(task, self.rate_limit.get(T.TEXT_EMBEDDING) if task == T.EMBEDDING else None)
         return self.rate_limit
+
+    def defaults_for(self, task: TaskType) -> Mapping[str, Any]:
+        if task == T.EMBEDDING and task not in self.defaults:
+            return self.defaults.get(T.TEXT_EMBEDDING, {})
+        return self.defaults.get(task, {})
 
     def secret_names(self) -> frozenset[str]:
         return frozenset(s.name for s in self.service_settings if s.secret)
@@ -348,7 +353,15 @@ _SERVICES: tuple[Service, ...] = (
             rate_limit=120),
 )
 
-SERVICES: Mapping[str, Service] = {s.name: s for s in _SERVICES}
+def _with_embedding(spec: Service) -> Service:
+    """The `embedding` task (ES 9.4, `EmbeddingAction`) is served for text wherever `text_embedding` is, with
+    the same settings; which models also take images is each adapter's `embeds_images`."""
+    if T.TEXT_EMBEDDING in spec.tasks and T.EMBEDDING not in spec.tasks:
+        return replace(spec, tasks=spec.tasks | {T.EMBEDDING})
+    return spec
+
+
+SERVICES: Mapping[str, Service] = {s.name: _with_embedding(s) for s in _SERVICES}
 ALIASES: Mapping[str, str] = {"sagemaker": "amazon_sagemaker", "amazonsagemaker": "amazon_sagemaker"}
 
 DEFAULT_CHUNKING: Mapping[str, Any] = {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}

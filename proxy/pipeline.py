@@ -16,13 +16,14 @@ from aiohttp import web
 
 from . import appkeys, region, surfaces, tracing
 from .auth import check_endpoint
+from .backends import adapter_class
 from .contract import Backend, CallContext
 from .endpoint import Endpoint
 from .keys import MONITOR
 from .errors import GatewayError, StatusError, redact
 from .httputil import parse_time
 from .streaming import pump
-from .types import (CanonicalRequest, CanonicalResult, ChatRequest, RankedDoc, RerankRequest,
+from .types import (CanonicalRequest, CanonicalResult, ChatRequest, EmbedPart, RankedDoc, RerankRequest,
                     RerankResult, TaskType, Usage)
 from .wire import StreamRenderer
 
@@ -122,6 +123,20 @@ def count_usage(request: web.Request, usage: Usage | None) -> None:
         tokens.labels(ep.inference_id, "in").inc(usage.prompt_tokens)
     if usage.completion_tokens:
         tokens.labels(ep.inference_id, "out").inc(usage.completion_tokens)
+
+
+def check_embedding_content(ep: Endpoint, parsed: list[list[EmbedPart]]) -> None:
+    """Images, or several items in one embedding, go only to models that take them (`Adapter.embeds_images`)."""
+    cls = None if ep.spec.local else adapter_class(ep.service)
+    if cls is not None and cls.handles_embedding_task and cls.embeds_images(
+            {**ep.service_settings, **ep.task_settings}):
+        return
+    model = ep.service_settings.get("model_id") or ep.service_settings.get("model") or ep.inference_id
+    if any(p.type != "text" for g in parsed for p in g):
+        raise StatusError(f"Inference endpoint [{ep.inference_id}] cannot embed images: the [{ep.service}] service "
+                          f"model [{model}] takes text only")
+    raise StatusError(f"Inference endpoint [{ep.inference_id}] cannot embed several items as one embedding: the "
+                      f"[{ep.service}] service model [{model}] takes one text per embedding")
 
 
 def check_streamable(ep: Endpoint, task: TaskType) -> None:

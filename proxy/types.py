@@ -47,12 +47,22 @@ class Base(msgspec.Struct, kw_only=True, omit_defaults=True):
 # ---------------------------------------------------------------------------------- requests
 
 
+class EmbedPart(Base, kw_only=True):
+    """One item of an `embedding` input (ES `InferenceString`): `text`, or an `image` as base64 / data URI."""
+
+    type: str
+    value: str
+
+
 class EmbedRequest(Base, kw_only=True):
     inputs: list[str]
     input_type: InputType | None = None
     dimensions: int | None = None
     task_settings: dict[str, Any] = {}
     user: str | None = None
+    # the `embedding` task with images or grouped items: one list of parts per embedding (ES
+    # `InferenceStringGroup`), `inputs` then holding each group's text; None when every input is one text
+    contents: list[list[EmbedPart]] | None = None
 
 
 class RerankRequest(Base, kw_only=True):

@@ -233,7 +233,7 @@ def validate_create(service: Service, task: TaskType, service_settings: Any, tas
         raise unknown_settings_error(ss_leftover, service.name)
     if ts_leftover:
         raise unknown_settings_error(ts_leftover, service.name)
-    for key, value in service.defaults.get(task, {}).items():
+    for key, value in service.defaults_for(task).items():
         ss.setdefault(key, value)
     rpm = service.default_rpm(task)
     if rpm is not None and any(s.name == "rate_limit" for s in service.service_settings):

@@ -14,6 +14,7 @@ from ..errors import GatewayError, ParseError, StatusError
 from ..httputil import check_params, parse_time, read_body
 from ..types import CanonicalRequest, ChatRequest, TaskType
 from ..wire import es as es_wire
+from ..wire import es_embedding
 
 _PERFORM_PARAMS = ("timeout",)
 
@@ -39,6 +40,12 @@ async def perform(request: web.Request, inference_id: str, url_task: TaskType | 
     ep = _endpoint(request, inference_id, url_task)
     raw = await read_body(request)
     call = pipeline.bind(request, ep)
+    if ep.task_type == TaskType.EMBEDDING:
+        settings = request.app[appkeys.SETTINGS]
+        embed, body_timeout = es_embedding.to_request(raw, ep.spec, settings.max_inputs, settings.max_input_chars)
+        if embed.contents is not None:
+            pipeline.check_embedding_content(ep, embed.contents)
+        return await call.run(embed, es_wire.renderer(ep.task_type, ""), request.query.get("timeout") or body_timeout)
     req, timeout = _request(request, raw, ep, url_task, stream=False)
     model = es_wire.model_name(ep.service_settings, ep.inference_id, req) if isinstance(req, ChatRequest) else ""
     return await call.run(req, es_wire.renderer(ep.task_type, model), timeout)

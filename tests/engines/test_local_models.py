@@ -387,3 +387,17 @@ async def test_an_endpoint_on_an_existing_deployment_needs_only_its_deployment_i
                                              service="elasticsearch", service_settings={"deployment_id": E5})
     assert info.value.body["error"]["reason"] == (f"Deployed model [{E5}] with type [text_embedding] does not match "
                                                   f"the requested task type [sparse_embedding]")
+
+
+async def test_the_embedding_task_on_a_local_model_takes_text_and_refuses_images(es, minilm_direct):
+    await es.inference.put(task_type="embedding", inference_id="local-emb", inference_config={
+        "service": "elasticsearch", "service_settings": {"model_id": MINILM, "num_threads": 1, "num_allocations": 1}})
+    texts = ["a cat on a mat", "stock prices fell"]
+    resp = await es.inference.embedding(inference_id="local-emb", body={"input": texts})
+    got = np.array([e["embedding"] for e in resp.body["embeddings"]])
+    assert np.allclose(got, minilm_direct.encode(texts), atol=1e-4)
+    with pytest.raises(BadRequestError) as info:
+        await es.inference.embedding(inference_id="local-emb", body={"input": [
+            {"content": {"type": "image", "format": "base64", "value": "data:image/png;base64,iVBORw0KGgo="}}]})
+    assert "cannot embed images" in info.value.body["error"]["reason"]
+    await es.inference.delete(inference_id="local-emb")
