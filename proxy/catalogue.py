@@ -118,6 +118,13 @@ def _tasks(*names: TaskType) -> frozenset[TaskType]:
     return frozenset(names)
 
 
+def _dimensions_set_by_user(task: TaskType, ss: dict[str, Any]) -> list[str]:
+    """OpenShiftAiEmbeddingsServiceSettings prints `dimensions_set_by_user` always."""
+    if task in (T.TEXT_EMBEDDING, T.EMBEDDING):
+        ss["dimensions_set_by_user"] = ss.get("dimensions") is not None
+    return []
+
+
 def _local_deployment(task: TaskType, ss: dict[str, Any]) -> list[str]:
     """The `elasticsearch` service: with `deployment_id` the model, threads and allocations come from that
     deployment (ES `ElasticsearchInternalService.validateAgainstDeployment`; the local engine fills them in);
@@ -304,7 +311,9 @@ _SERVICES: tuple[Service, ...] = (
             (_s("input_type", choices=("classification", "clustering", "ingest", "search"),
                 tasks=_tasks(T.TEXT_EMBEDDING, T.EMBEDDING)),
              _s("late_chunking", "bool", tasks=_tasks(T.TEXT_EMBEDDING, T.EMBEDDING)), *RERANK_TASK_SETTINGS),
-            rate_limit=2000),
+            rate_limit=2000,
+            # JinaAIEmbeddingServiceSettings prints embedding_type always (FLOAT unless given)
+            defaults={T.TEXT_EMBEDDING: {"embedding_type": "float"}}),
     Service("llama", _tasks(T.TEXT_EMBEDDING, T.CHAT_COMPLETION, T.COMPLETION),
             (_s("url", required=True), MODEL_ID, OPTIONAL_API_KEY, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS,
              RATE_LIMIT),
@@ -329,7 +338,7 @@ _SERVICES: tuple[Service, ...] = (
              RATE_LIMIT),
             RERANK_TASK_SETTINGS,
             rate_limit=3000,
-            defaults={T.TEXT_EMBEDDING: {"similarity": "dot_product"}}),
+            defaults={T.TEXT_EMBEDDING: {"similarity": "dot_product"}}, cross_check=_dimensions_set_by_user),
     # the gateway's own service: an endpoint that routes each request to one of its targets (routing.py)
     Service("router", _tasks(T.TEXT_EMBEDDING, T.SPARSE_EMBEDDING, T.RERANK, T.COMPLETION, T.CHAT_COMPLETION),
             (_s("strategy", choices=("fallback", "round_robin", "weighted", "least_latency", "least_busy"),

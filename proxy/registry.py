@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -289,7 +289,9 @@ class Registry:
                               f"completes", status=409)
         self._pending.add(inference_id)
 
-    async def create(self, inference_id: str, url_task: TaskType | None, body: dict[str, Any]) -> Endpoint:
+    async def create(self, inference_id: str, url_task: TaskType | None, body: dict[str, Any],
+                     check: Callable[[Endpoint], Awaitable[Endpoint]] | None = None) -> Endpoint:
+        """Validate and store a new endpoint; `check` (the test inference at PUT) may refuse or complete it."""
         self._check_new_id(inference_id)
         task = _resolve_task(url_task, body.get("task_type"))
         service_name = body.get("service")
@@ -314,6 +316,10 @@ class Registry:
         ep = Endpoint(inference_id=inference_id, task_type=task, service=spec.name,
                       service_settings=cfg.service_settings, task_settings=cfg.task_settings,
                       chunking_settings=cfg.chunking_settings, secrets=cfg.secrets)
+        if check is not None:
+            ep = await check(ep)
+            if inference_id in self._endpoints:  # created elsewhere while the check ran
+                raise AlreadyExistsError(f"Inference endpoint [{inference_id}] already exists")
         self._claim(inference_id, exists_error=True)
         record = self._to_record(ep)
         try:

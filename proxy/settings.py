@@ -106,6 +106,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # where this gateway (and so its local models) runs, `<csp>/<region>` e.g. aws/eu-west-1: the region policy
     # allows or denies local endpoints by it; unset, no region policy allows them
     location: str | None = None
+    # run a test inference when an endpoint is created, as Elasticsearch does (learns dimensions; a bad key or an
+    # unreachable provider fails the PUT)
+    validate_endpoints: bool = True
 
     def __repr__(self) -> str:
         return f"Settings(host={self.host!r}, port={self.port}, data_dir={self.data_dir!r})"
@@ -175,9 +178,10 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     allow = env.get(ENV_PREFIX + "EGRESS_ALLOW")
     if allow:
         merged["egress_allow"] = [c.strip() for c in allow.split(",") if c.strip()]
-    local = env.get(ENV_PREFIX + "LOCAL_MODELS")
-    if local:
-        merged["local_models"] = local.lower() not in ("0", "false", "no")
+    for flag in ("local_models", "validate_endpoints"):
+        raw_flag = env.get(ENV_PREFIX + flag.upper())
+        if raw_flag:
+            merged[flag] = raw_flag.lower() not in ("0", "false", "no")
     exporter = _otel_traces_exporter(env)
     if exporter:
         merged["otel_traces_exporter"] = exporter

@@ -11,6 +11,9 @@ from tests.fakes.server import LiveServer
 
 
 def make_settings(tmp_path, **overrides) -> Settings:
+    # the test inference at PUT is exercised by tests/integration/test_put_validation.py; elsewhere endpoints
+    # are created without reaching a provider, as tests put many with made-up keys
+    overrides.setdefault("validate_endpoints", False)
     return Settings(data_dir=str(tmp_path / "data"), local_models=False, **overrides)
 
 

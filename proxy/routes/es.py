@@ -6,7 +6,8 @@ one segment it is an id, with two the first must be a task type. The handlers be
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -14,8 +15,10 @@ from .. import appkeys, surfaces
 from ..auth import check_endpoint, may_see
 from ..catalogue import SERVICES
 from ..errors import StatusError
-from ..httputil import bool_param, check_params, check_timeout_param, json_response, read_object
+from ..endpoint import Endpoint
+from ..httputil import bool_param, check_params, check_timeout_param, json_response, parse_time, read_object
 from ..keys import MANAGE
+from ..probe import probe
 from ..types import TaskType
 from ..wire import es as es_wire
 from . import es_perform, usage
@@ -83,7 +86,17 @@ async def put_one(request: web.Request) -> web.Response:
     body = await read_object(request)
     inference_id = request.match_info["first"]
     _check_manage(request, inference_id, body.get("task_type"))
-    return _created(await request.app[appkeys.REGISTRY].create(inference_id, None, body))
+    return _created(await request.app[appkeys.REGISTRY].create(inference_id, None, body, _probe(request, body)))
+
+
+def _probe(request: web.Request, body: dict[str, Any]) -> Callable[[Endpoint], Awaitable[Endpoint]] | None:
+    """The test inference ES runs at PUT, within the PUT's `timeout` (30s by default, `PutInferenceModelAction`)."""
+    if not request.app[appkeys.SETTINGS].validate_endpoints:
+        return None
+    text = request.query.get("timeout") or "30s"
+    given = body.get("service_settings")
+    dims_by_user = isinstance(given, dict) and given.get("dimensions") is not None
+    return functools.partial(probe, request, dims_by_user=dims_by_user, timeout_s=parse_time(text), timeout_text=text)
 
 
 async def put_two(request: web.Request) -> web.Response:
@@ -98,7 +111,7 @@ async def put_two(request: web.Request) -> web.Response:
     task = parse_task(first)
     body = await read_object(request)
     _check_manage(request, second, task.value)
-    return _created(await registry.create(second, task, body))
+    return _created(await registry.create(second, task, body, _probe(request, body)))
 
 
 async def put_update(request: web.Request) -> web.Response:

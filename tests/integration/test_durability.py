@@ -43,10 +43,10 @@ class Server:
     def __init__(self, data_dir: Path, log_path: Path) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "INFERENCE_PROXY_LOCAL_MODELS": "0", "PYTHONUNBUFFERED": "1"}
-        for name in list(env):  # the test environment must not redirect the gateway
-            if name.startswith("INFERENCE_PROXY_") and name != "INFERENCE_PROXY_LOCAL_MODELS":
-                del env[name]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_PROXY_")}
+        # the test environment must not redirect the gateway; endpoints here carry made-up keys
+        env.update({"INFERENCE_PROXY_LOCAL_MODELS": "0", "INFERENCE_PROXY_VALIDATE_ENDPOINTS": "0",
+                    "PYTHONUNBUFFERED": "1"})
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1", "--port", str(self.port),

@@ -141,7 +141,8 @@ class Gateway:
         self.data_dir = data_dir or tmp_path / f"data-{name}"
         self.log_path = tmp_path / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_PROXY_")}
-        env.update({"INFERENCE_PROXY_LOCAL_MODELS": "0", "PYTHONUNBUFFERED": "1"})
+        env.update({"INFERENCE_PROXY_LOCAL_MODELS": "0", "INFERENCE_PROXY_VALIDATE_ENDPOINTS": "0",
+                    "PYTHONUNBUFFERED": "1"})
         if secret_key:
             env["INFERENCE_PROXY_SECRET_KEY"] = secret_key
         env.update(extra_env or {})

@@ -1,0 +1,28 @@
+"""Settings Elasticsearch prints in GET although the PUT left them out (checked in the ES settings classes)."""
+
+from __future__ import annotations
+
+
+async def test_jina_prints_its_embedding_type(es):
+    # JinaAIEmbeddingServiceSettings.toXContentFragmentOfExposedFields writes embedding_type unconditionally
+    resp = await es.inference.put_jinaai(task_type="text_embedding", jinaai_inference_id="jina", service="jinaai",
+                                         service_settings={"api_key": "jina_x", "model_id": "jina-embeddings-v3"})
+    assert resp.body["service_settings"]["embedding_type"] == "float"
+    resp = await es.inference.put_jinaai(task_type="text_embedding", jinaai_inference_id="jina-bit", service="jinaai",
+                                         service_settings={"api_key": "jina_x", "model_id": "jina-embeddings-v3",
+                                                           "embedding_type": "bit"})
+    assert resp.body["service_settings"]["embedding_type"] == "bit"
+
+
+async def test_openshift_ai_prints_whether_dimensions_came_from_the_user(es):
+    # OpenShiftAiEmbeddingsServiceSettings writes dimensions_set_by_user always
+    base = {"api_key": "k", "url": "https://openshift.example/v1/embeddings", "model_id": "m"}
+    plain = await es.inference.put_openshift_ai(task_type="text_embedding", openshiftai_inference_id="os1",
+                                                service="openshift_ai", service_settings=base)
+    assert plain.body["service_settings"]["dimensions_set_by_user"] is False
+    sized = await es.inference.put_openshift_ai(task_type="text_embedding", openshiftai_inference_id="os2",
+                                                service="openshift_ai", service_settings={**base, "dimensions": 64})
+    assert sized.body["service_settings"]["dimensions_set_by_user"] is True
+    chat = await es.inference.put_openshift_ai(task_type="chat_completion", openshiftai_inference_id="os3",
+                                               service="openshift_ai", service_settings=base)
+    assert "dimensions_set_by_user" not in chat.body["service_settings"]
