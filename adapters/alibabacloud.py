@@ -19,7 +19,7 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, ChatRes
                          InputType, RankedDoc, RerankRequest, RerankResult, SparseEmbedResult, TaskType, Usage)
 
 from .base import (Adapter, Framing, ProviderError, StreamParser, UpstreamRequest, generic_error, malformed,
-                   map_input_type, unsupported)
+                   host_region, map_input_type, unsupported)
 
 T = TaskType
 SERVICE = "alibabacloud-ai-search"

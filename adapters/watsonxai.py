@@ -24,7 +24,7 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatReque
                          EmbedResult, RankedDoc, RerankRequest, RerankResult, TaskType, Usage)
 
 from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
-                   malformed, reject_input_type, unsupported)
+                   host_region, malformed, reject_input_type, unsupported)
 from .openai_compat import OpenAIStreamParser, parse_chat_completion
 from .tokens import ExpiringTokens
 

@@ -158,3 +158,35 @@ async def test_an_endpoint_of_unknown_location_is_allowed_by_no_policy(es, bedro
     with pytest.raises(ConflictError) as info:
         await es.inference.put_region_policy(region_policy={"allowed_geos": ["us", "eu", "apac"]})
     assert info.value.body["error"]["denied_endpoint_ids"] == "anywhere"
+
+
+def test_locations_come_from_settings_and_the_gateway():
+    from proxy import region
+    from proxy.registry import Endpoint
+    from proxy.settings import load
+    from proxy.types import TaskType
+
+    assert load(env={"INFERENCE_PROXY_LOCATION": "gcp/europe-west1"}).location == "gcp/europe-west1"
+    with pytest.raises(ValueError, match="must be <csp>/<region>"):
+        load(env={"INFERENCE_PROXY_LOCATION": "europe"})
+    here = region.parse_location("onprem/eu-paris")
+    local = Endpoint(inference_id="l", task_type=TaskType.TEXT_EMBEDDING, service="elasticsearch",
+                     service_settings={"model_id": "m"})
+    assert region.endpoint_location(local, here) == here and here.geo == "eu"
+    assert region.endpoint_location(local, None) is None
+    cases = [
+        ("googlevertexai", {"location": "us-central1"}, ("gcp", "us-central1"), "us"),
+        ("googlevertexai", {"url": "https://europe-west4-aiplatform.googleapis.com/v1/projects/p/x:rawPredict"},
+         ("gcp", "europe-west4"), "eu"),
+        ("azureaistudio", {"target": "https://m-1.swedencentral.models.ai.azure.com"}, ("azure", "swedencentral"), "eu"),
+        ("watsonxai", {"url": "https://jp-tok.ml.cloud.ibm.com"}, ("ibm", "jp-tok"), "apac"),
+        ("alibabacloud-ai-search", {"host": "default-j01.platform-cn-shanghai.opensearch.aliyuncs.com"},
+         ("alibaba", "cn-shanghai"), "apac"),
+        ("amazon_sagemaker", {"region": "ap-southeast-2"}, ("aws", "ap-southeast-2"), "apac"),
+        ("openai", {"model_id": "x"}, None, None),
+    ]
+    for service, settings, where, geo in cases:
+        ep = Endpoint(inference_id="e", task_type=TaskType.TEXT_EMBEDDING, service=service, service_settings=settings)
+        got = region.endpoint_location(ep, None)
+        assert (None if got is None else (got.csp, got.region)) == where, service
+        assert (None if got is None else got.geo) == geo, service
