@@ -79,6 +79,7 @@ class _Usage(msgspec.Struct):
 class _Block(msgspec.Struct):
     type: str
     text: str | None = None
+    thinking: str | None = None
     id: str | None = None
     name: str | None = None
     input: msgspec.Raw = msgspec.Raw(b"")  # msgspec.Raw cannot sit in a union: empty means absent
@@ -96,6 +97,7 @@ class _Message(msgspec.Struct):
 class _Delta(msgspec.Struct):
     type: str | None = None
     text: str | None = None
+    thinking: str | None = None
     partial_json: str | None = None
     stop_reason: str | None = None
 
@@ -222,8 +224,27 @@ def translate_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ the adapter
 
 
+# verified: docs.claude.com/en/docs/build-with-claude/extended-thinking: `thinking: {"type": "enabled",
+# "budget_tokens": N}` with N >= 1024, thinking blocks in answers and `thinking_delta` events in streams
+MIN_THINKING_BUDGET = 1024
+
+
+def thinking_config(reasoning: dict[str, Any]) -> dict[str, Any]:
+    """ES `Reasoning` as Anthropic's `thinking`: `max_tokens` is the budget, `enabled` alone the minimum one;
+    Anthropic's Messages API has no effort, summary or exclude for it."""
+    for name in ("effort", "summary"):
+        if reasoning.get(name) is not None:
+            raise unsupported(f"reasoning.{name}", SERVICE)
+    if reasoning.get("exclude"):
+        raise unsupported("reasoning.exclude", SERVICE)
+    if reasoning.get("max_tokens") is None and reasoning.get("enabled") is False:
+        return {"type": "disabled"}
+    return {"type": "enabled", "budget_tokens": int(reasoning.get("max_tokens") or MIN_THINKING_BUDGET)}
+
+
 class AnthropicAdapter(Adapter):
     service = SERVICE
+    maps_reasoning = True  # thinking_config
     framing = Framing.SSE
     tasks: ClassVar[frozenset[TaskType]] = frozenset({TaskType.COMPLETION, TaskType.CHAT_COMPLETION})
     # ES retries 429, 500 and 529 (overloaded) (AnthropicResponseHandler); the base set covers them
@@ -269,6 +290,8 @@ class AnthropicAdapter(Adapter):
             body["tools"] = translate_tools(req.tools)
         if req.tool_choice is not None:
             body["tool_choice"] = translate_tool_choice(req.tool_choice)
+        if req.reasoning is not None:
+            body["thinking"] = thinking_config(req.reasoning)
         if req.user:
             # verified: Anthropic SDK Metadata.user_id ("an external identifier for the user"); ES sends no user
             body["metadata"] = {"user_id": req.user}
@@ -286,19 +309,22 @@ class AnthropicAdapter(Adapter):
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise malformed("response") from None
         texts: list[str] = []
+        thoughts: list[str] = []
         calls: list[ToolCall] = []
         for block in msg.content:
             if block.type == "text" and block.text is not None:
                 texts.append(block.text)
+            elif block.type == "thinking" and block.thinking:
+                thoughts.append(block.thinking)
             elif block.type == "tool_use":
                 args = bytes(block.input).decode() or "{}"
                 calls.append(ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=args)))
-            # thinking / redacted_thinking blocks are only sent when requested, which this adapter never does
+            # redacted_thinking is encrypted: nothing to show
         usage = None
         if msg.usage is not None:
             usage = _usage(msg.usage.prompt() or 0, msg.usage.output_tokens or 0)
         return ChatResult(id=msg.id, model=msg.model, content="".join(texts) if texts or not calls else None,
-                          tool_calls=calls or None, finish_reason=finish_reason(msg.stop_reason), usage=usage)
+                          reasoning="".join(thoughts) if thoughts else None, tool_calls=calls or None, finish_reason=finish_reason(msg.stop_reason), usage=usage)
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return AnthropicStreamParser()
@@ -370,13 +396,15 @@ class AnthropicStreamParser:
                 return []
             if delta.type == "text_delta" and delta.text:
                 return [self._delta(content=delta.text)]
+            if delta.type == "thinking_delta" and delta.thinking:
+                return [self._delta(reasoning=delta.thinking)]
             if delta.type == "input_json_delta" and delta.partial_json:
                 n = self.tool_index.get(ev.index if ev.index is not None else -1)
                 if n is None:
                     raise malformed("stream event (tool input for an unknown content block)")
                 return [self._delta(tool_calls=[ToolCallDelta(index=n, function=FunctionCall(
                     arguments=delta.partial_json))])]
-            # thinking_delta / signature_delta / citations_delta: only sent for features this adapter never asks for
+            # signature_delta / citations_delta: nothing the ES chunk carries
             return []
         if kind == "message_delta":
             if ev.usage is not None:

@@ -125,6 +125,9 @@ class Adapter:
         self.endpoint = endpoint
         self.task = endpoint.task_type
 
+    # True when the adapter maps a chat request's `reasoning` to its provider; otherwise `request` refuses it
+    maps_reasoning: ClassVar[bool] = False
+
     # True when the adapter serves the `embedding` task itself (content parts, `embeds_images`); otherwise
     # an `embedding` endpoint is served through this adapter's text_embedding path, for text only
     handles_embedding_task: ClassVar[bool] = False
@@ -151,6 +154,12 @@ class Adapter:
         if name in req.task_settings:
             return req.task_settings[name]
         return self.endpoint.task_settings.get(name, default)
+
+    def request(self, req: CanonicalRequest) -> UpstreamRequest:
+        """What the backend sends: `build_request`, after refusing what this adapter declares it cannot map."""
+        if isinstance(req, ChatRequest) and req.reasoning is not None and not self.maps_reasoning:
+            raise unsupported("reasoning", self.service)
+        return self.build_request(req)
 
     # -- to implement ---------------------------------------------------------------------
     def build_request(self, req: CanonicalRequest) -> UpstreamRequest:

@@ -371,6 +371,8 @@ def gemini_chat_body(req: ChatRequest, service: str, *, max_tokens: int | None =
         config.update(_response_format(req.response_format, service))
     if thinking_budget is not None:
         config["thinkingConfig"] = {"thinkingBudget": thinking_budget}
+    if req.reasoning is not None:
+        config["thinkingConfig"] = gemini_thinking(req.reasoning, service)
     if config:
         body["generationConfig"] = config
     if req.tools:
@@ -384,6 +386,23 @@ def gemini_chat_body(req: ChatRequest, service: str, *, max_tokens: int | None =
     if system:
         body["systemInstruction"] = {"parts": system}
     return body
+
+
+def gemini_thinking(reasoning: dict[str, Any], service: str) -> dict[str, Any]:
+    """ES `Reasoning` as Gemini's `thinkingConfig` (ai.google.dev/gemini-api/docs/thinking): `max_tokens` is the
+    `thinkingBudget`, `enabled: false` a budget of 0, `enabled: true` alone the dynamic budget (-1); thought
+    summaries come back (`includeThoughts`) unless `exclude`. Gemini takes no effort or summary level here."""
+    for name in ("effort", "summary"):
+        if reasoning.get(name) is not None:
+            raise unsupported(f"reasoning.{name}", service)
+    if reasoning.get("max_tokens") is not None:
+        budget = int(reasoning["max_tokens"])
+    else:
+        budget = -1 if reasoning.get("enabled") else 0
+    config: dict[str, Any] = {"thinkingBudget": budget}
+    if budget != 0 and not reasoning.get("exclude"):
+        config["includeThoughts"] = True
+    return config
 
 
 # ------------------------------------------------------------------------------ responses
@@ -417,15 +436,17 @@ def parse_gemini_chat(body: bytes, model: str) -> ChatResult:
         raise malformed("response (no candidates)")
     cand = next((c for c in resp.candidates if c.index == 0), resp.candidates[0])
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[ToolCall] = []
     for part in cand.content.parts if cand.content else ():
         if part.functionCall is not None:
             fc = part.functionCall
             calls.append(ToolCall(id=_call_id(fc),
                                   function=FunctionCall(name=fc.name, arguments=bytes(fc.args).decode())))
-        elif part.text is not None and not part.thought:
-            texts.append(part.text)
+        elif part.text is not None:
+            (thoughts if part.thought else texts).append(part.text)
     return ChatResult(id=rid, model=mdl, content="".join(texts) if texts else None, tool_calls=calls or None,
+                      reasoning="".join(thoughts) if thoughts else None,
                       finish_reason=_finish(cand.finishReason or "STOP", bool(calls)), usage=usage)
 
 
@@ -468,6 +489,7 @@ class GeminiStreamParser:
             if cand.index != 0:
                 continue
             texts: list[str] = []
+            thoughts: list[str] = []
             calls: list[ToolCallDelta] = []
             for part in cand.content.parts if cand.content else ():
                 if part.functionCall is not None:
@@ -476,14 +498,14 @@ class GeminiStreamParser:
                                                function=FunctionCall(name=fc.name,
                                                                      arguments=bytes(fc.args).decode())))
                     self.tool_index += 1
-                elif part.text is not None and not part.thought:
-                    texts.append(part.text)
+                elif part.text is not None:
+                    (thoughts if part.thought else texts).append(part.text)
             self.has_calls = self.has_calls or bool(calls)
-            if texts or calls:
+            if texts or calls or thoughts:
                 role = None if self.sent_role else "assistant"
                 self.sent_role = True
                 out.append(ChatDelta(content="".join(texts) if texts else None, role=role, tool_calls=calls or None,
-                                     id=self.id, model=model))
+                                     reasoning="".join(thoughts) if thoughts else None, id=self.id, model=model))
             if cand.finishReason:
                 self.finished = True
                 out.append(ChatDelta(finish_reason=_finish(cand.finishReason, self.has_calls), id=self.id,
@@ -519,6 +541,7 @@ class GoogleAiStudioAdapter(Adapter):
     """
 
     service = "googleaistudio"
+    maps_reasoning = True  # gemini_thinking
     tasks: ClassVar[frozenset[TaskType]] = frozenset({T.TEXT_EMBEDDING, T.COMPLETION, T.CHAT_COMPLETION})
     # verified: ES GoogleAiStudioService EMBEDDING_MAX_BATCH_SIZE = 100, whose javadoc quotes Google's
     # 400 "BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch".

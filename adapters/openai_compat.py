@@ -60,6 +60,8 @@ class _Message(msgspec.Struct):
     content: str | None = None
     tool_calls: list[_ToolCall] | None = None
     refusal: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -89,6 +91,10 @@ class _Delta(msgspec.Struct):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[_DeltaToolCall] | None = None
+    # reasoning as OpenAI-compatible reasoners stream it: DeepSeek `reasoning_content`
+    # (api-docs.deepseek.com/guides/reasoning_model), vLLM/OpenRouter `reasoning`
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class _ChunkChoice(msgspec.Struct):
@@ -123,8 +129,10 @@ def parse_chat_completion(body: bytes) -> ChatResult:
         calls = [ToolCall(id=c.id, type=c.type, function=FunctionCall(name=c.function.name,
                                                                       arguments=c.function.arguments))
                  for c in choice.message.tool_calls]
-    return ChatResult(id=resp.id, model=resp.model or resp.model_id, content=choice.message.content,
-                      tool_calls=calls, finish_reason=choice.finish_reason, usage=resp.usage, created=resp.created)
+    msg = choice.message
+    return ChatResult(id=resp.id, model=resp.model or resp.model_id, content=msg.content,
+                      reasoning=msg.reasoning_content or msg.reasoning, tool_calls=calls,
+                      finish_reason=choice.finish_reason, usage=resp.usage, created=resp.created)
 
 
 def parse_embedding_list(body: bytes, element_type: str = "float") -> EmbedResult:
@@ -179,6 +187,7 @@ class OpenAIStreamParser:
             if choice.finish_reason:
                 self.finished = True
             out.append(ChatDelta(content=d.content, role=d.role, refusal=d.refusal, tool_calls=calls,
+                                 reasoning=d.reasoning_content or d.reasoning,
                                  finish_reason=choice.finish_reason, id=chunk.id, model=chunk.model))
         if chunk.usage is not None:
             out.append(ChatDelta(usage=chunk.usage, id=chunk.id, model=chunk.model))
@@ -276,7 +285,10 @@ class OpenAICompatible(Adapter):
         return InputType(raw) if raw else None
 
     def chat_body(self, req: ChatRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"messages": [msgspec.to_builtins(m) for m in req.messages]}
+        # an earlier turn's reasoning is not sent back: DeepSeek refuses `reasoning_content` in input messages
+        # (api-docs.deepseek.com/guides/reasoning_model) and OpenAI's messages have no field for it
+        body: dict[str, Any] = {"messages": [msgspec.to_builtins(
+            msgspec.structs.replace(m, reasoning=None, reasoning_details=None)) for m in req.messages]}
         model = self.model(req)
         if self.sends_model and model:
             body["model"] = model
@@ -290,12 +302,22 @@ class OpenAICompatible(Adapter):
             if name in self.chat_unsupported:
                 raise unsupported(name, self.service)
             body[self.chat_renamed.get(name, name)] = value
+        if req.reasoning is not None:
+            body["reasoning_effort"] = self.reasoning_effort(req.reasoning)
         # no `n`: 1 is every provider's default, and not every provider takes the field
         if req.stream:
             body["stream"] = True
             if self.stream_usage_option:
                 body["stream_options"] = {"include_usage": True}
         return body
+
+    def reasoning_effort(self, reasoning: dict[str, Any]) -> str:
+        """Chat Completions takes reasoning as `reasoning_effort` only (platform.openai.com/docs/api-reference/chat
+        /create): ES's `max_tokens`, `summary`, `exclude` and `enabled` have no place in it."""
+        for name in ("max_tokens", "summary", "exclude", "enabled"):
+            if reasoning.get(name) is not None:
+                raise unsupported(f"reasoning.{name}", self.service)
+        return str(reasoning["effort"])
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
         raise StatusError(f"The [{self.service}] service does not support task type [rerank]")
@@ -346,6 +368,7 @@ class _OAuth2Mixin:
 
 class OpenAIAdapter(_OAuth2Mixin, OpenAICompatible):
     service = "openai"
+    maps_reasoning = True
     default_urls = {T.TEXT_EMBEDDING: "https://api.openai.com/v1/embeddings",
                     T.CHAT_COMPLETION: "https://api.openai.com/v1/chat/completions"}
 
@@ -370,6 +393,7 @@ class AzureOpenAIAdapter(_OAuth2Mixin, OpenAICompatible):
     """URL from resource, deployment and API version; `api-key` or Entra bearer; no model in bodies."""
 
     service = "azureopenai"
+    maps_reasoning = True  # Azure OpenAI's chat completions take reasoning_effort as OpenAI's do
     sends_model = False
     # ES writes its own InputType value as is (AzureOpenAiEmbeddingsRequestEntity)
     input_types = {t: t.value for t in InputType}

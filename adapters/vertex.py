@@ -26,7 +26,7 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, EmbedRe
                          RerankRequest, RerankResult, TaskType, Usage)
 
 from .base import (Adapter, ProviderError, StreamParser, UpstreamRequest, generic_error, host_region,
-                   map_input_type)
+                   map_input_type, unsupported)
 from .google import (GOOGLE_INPUT_TYPES, GeminiStreamParser, check_embed_user, gemini_chat_body, google_error,
                      malformed, parse_gemini_chat)
 from .tokens import ExpiringTokens
@@ -202,6 +202,7 @@ class GoogleVertexAiAdapter(Adapter):
     # ES GoogleVertexAiResponseHandler retries 500, 503 and 429 (as AI Studio's handler does)
     retry_statuses: ClassVar[frozenset[int]] = frozenset({429, 500, 503})
     tokens: ClassVar[TokenCache] = TokenCache()
+    maps_reasoning = True  # Gemini thinkingConfig or Anthropic thinking; refused for the OpenAI-shaped partners
 
     @classmethod
     def data_location(cls, settings: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -285,6 +286,8 @@ class GoogleVertexAiAdapter(Adapter):
             return UpstreamRequest(url=url, body=_encoder.encode(self.anthropic_body(req)), headers=headers,
                                    explicit_url=explicit)
         if self.provider in OPENAI_SHAPED:
+            if req.reasoning is not None:
+                raise unsupported("reasoning", self.service)
             own, own_stream = self.setting("url"), self.setting("streaming_url")
             if not (own or own_stream):
                 raise StatusError(f"The [{self.service}] service needs [url] or [streaming_url] for provider "

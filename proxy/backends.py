@@ -159,7 +159,7 @@ class RemoteBackend:
     def _build(self, req: Any) -> UpstreamRequest:
         """The adapter's request with the gateway's routing applied, so `authorize` (e.g. SigV4) signs
         the URL that is really called."""
-        up = self.adapter.build_request(req)
+        up = self.adapter.request(req)
         return msgspec.structs.replace(up, url=self.transport.route(self.service, up), explicit_url=True)
 
     async def _call(self, req: Any, ctx: CallContext) -> Any:

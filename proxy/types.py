@@ -91,6 +91,9 @@ class ChatMessage(Base, kw_only=True):
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: list[ToolCall] | None = None
+    # an assistant turn's reasoning as a provider returned it (ES `Message.reasoning`, `reasoning_details`)
+    reasoning: str | None = None
+    reasoning_details: list[dict[str, Any]] | None = None
 
 
 class ChatRequest(Base, kw_only=True):
@@ -107,6 +110,8 @@ class ChatRequest(Base, kw_only=True):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
+    # ES `Reasoning`: effort (xhigh..none) | max_tokens, summary, exclude, enabled
+    reasoning: dict[str, Any] | None = None
     stream: bool = False
     task_settings: dict[str, Any] = {}
 
@@ -152,6 +157,7 @@ class ChatResult(Base, kw_only=True):
     id: str
     model: str
     content: str | None = None
+    reasoning: str | None = None
     tool_calls: list[ToolCall] | None = None
     finish_reason: str | None = "stop"
     usage: Usage | None = None
@@ -171,6 +177,7 @@ class ChatDelta(Base, kw_only=True):
     content: str | None = None
     role: str | None = None
     refusal: str | None = None
+    reasoning: str | None = None  # a piece of the model's reasoning (ES chunk `delta.reasoning`)
     tool_calls: list[ToolCallDelta] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None

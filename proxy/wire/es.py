@@ -8,7 +8,7 @@ from typing import Any, Callable
 import msgspec
 
 from ..catalogue import Service
-from ..errors import GatewayError, ParseError, RequestValidationError
+from ..errors import GatewayError, IllegalArgumentError, ParseError, RequestValidationError, StatusError
 from ..types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
                      FunctionCall, InputType, RerankRequest, RerankResult, SparseEmbedResult, TaskType, ToolCall, Usage)
 from ..validation import check_input_limits, validate_task_settings_override
@@ -49,6 +49,18 @@ class ChatMessageBody(msgspec.Struct, forbid_unknown_fields=True):
     content: str | list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
     tool_calls: list[ChatToolCall] | None = None
+    reasoning: str | None = None  # ES `Message.reasoning`, `reasoning_details` (an earlier answer's reasoning)
+    reasoning_details: list[dict[str, Any]] | None = None
+
+
+class ReasoningBody(msgspec.Struct, forbid_unknown_fields=True):
+    """ES `org.elasticsearch.inference.completion.Reasoning`."""
+
+    effort: str | None = None
+    max_tokens: int | None = None
+    summary: str | None = None
+    exclude: bool | None = None
+    enabled: bool | None = None
 
 
 class ChatBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -62,7 +74,49 @@ class ChatBody(msgspec.Struct, forbid_unknown_fields=True):
     top_p: float | None = None
     tool_choice: str | dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
+    reasoning: ReasoningBody | None = None
     timeout: str | None = None
+
+
+_EFFORTS = ("xhigh", "high", "medium", "low", "minimal", "none")  # Reasoning.ReasoningEffort
+_SUMMARIES = ("auto", "concise", "detailed")  # Reasoning.ReasoningSummary
+
+
+def reasoning_dict(body: bytes, r: ReasoningBody) -> dict[str, Any]:
+    """The checks of ES `Reasoning` (its parser's required and exclusive field sets, then `validate()`),
+    reported as the chat request parser reports a nested failure."""
+    def nested(cause: GatewayError) -> ParseError:
+        err = ParseError(f"{_location(body, 'reasoning')} [{CHAT_PARSER}] failed to parse field [reasoning]")
+        err.caused_by = cause  # type: ignore[attr-defined]
+        return err
+
+    if r.effort is None and r.max_tokens is None and r.enabled is None:
+        raise nested(IllegalArgumentError("Required one of fields [effort, max_tokens, enabled], but none were "
+                                          "specified. "))
+    if r.effort is not None and r.max_tokens is not None:
+        raise nested(IllegalArgumentError("The following fields are not allowed together: [effort, max_tokens] "))
+    out: dict[str, Any] = {}
+    if r.effort is not None:
+        effort = r.effort.strip().lower()
+        if effort not in _EFFORTS:
+            raise nested(IllegalArgumentError(f"Unrecognized type [{r.effort}] in [effort], must be one of "
+                                              f"[{', '.join(_EFFORTS)}]"))
+        out["effort"] = effort
+    if r.max_tokens is not None:
+        out["max_tokens"] = r.max_tokens
+    if r.summary is not None:
+        summary = r.summary.strip().lower()
+        if summary not in _SUMMARIES:
+            raise nested(IllegalArgumentError(f"Unrecognized type [{r.summary}] in [summary], must be one of "
+                                              f"[{', '.join(_SUMMARIES)}]"))
+        out["summary"] = summary
+    if r.exclude is not None:
+        out["exclude"] = r.exclude
+    if r.enabled is not None:
+        out["enabled"] = r.enabled
+    if r.effort is None and r.max_tokens is None and r.enabled is not True:
+        raise nested(StatusError("Either [effort] or [max_tokens] must not be null, or [enabled] must be true."))
+    return out
 
 
 _inference_decoder = msgspec.json.Decoder(InferenceBody)
@@ -180,8 +234,9 @@ def _input_type(raw: str | None) -> InputType | None:
         raise RequestValidationError(f"Unrecognized input_type [{raw}]") from None
 
 
-def to_chat_request(body: ChatBody, stream: bool) -> ChatRequest:
-    """ES `UnifiedCompletionRequest` to the canonical chat request."""
+def to_chat_request(body: ChatBody, stream: bool, raw: bytes = b"") -> ChatRequest:
+    """ES `UnifiedCompletionRequest` to the canonical chat request (`raw` locates errors in the body)."""
+    reasoning = reasoning_dict(raw, body.reasoning) if body.reasoning is not None else None
     if body.messages is None:
         raise RequestValidationError("Field [messages] cannot be null")
     if not body.messages:
@@ -193,11 +248,12 @@ def to_chat_request(body: ChatBody, stream: bool) -> ChatRequest:
             calls = [ToolCall(id=c.id, type=c.type, function=FunctionCall(name=c.function.name,
                                                                           arguments=c.function.arguments))
                      for c in m.tool_calls]
-        messages.append(ChatMessage(role=m.role, content=m.content, tool_call_id=m.tool_call_id, tool_calls=calls))
+        messages.append(ChatMessage(role=m.role, content=m.content, tool_call_id=m.tool_call_id, tool_calls=calls,
+                                    reasoning=m.reasoning, reasoning_details=m.reasoning_details))
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
     return ChatRequest(messages=messages, model=body.model, max_tokens=body.max_completion_tokens,
                        temperature=body.temperature, top_p=body.top_p, stop=stop, tools=body.tools,
-                       tool_choice=body.tool_choice, stream=stream)
+                       tool_choice=body.tool_choice, reasoning=reasoning, stream=stream)
 
 
 def to_request(raw: bytes, service: Service, task: TaskType, explicit_task: bool, stream: bool,
@@ -206,7 +262,7 @@ def to_request(raw: bytes, service: Service, task: TaskType, explicit_task: bool
     schema otherwise (ES `InferenceAction.Request`). Returns the request and the body's `timeout`."""
     if task == TaskType.CHAT_COMPLETION:
         chat = decode_chat(raw)
-        return to_chat_request(chat, stream), chat.timeout
+        return to_chat_request(chat, stream, raw), chat.timeout
     body = decode_inference(raw)
     require_valid(validate_inference(body, task, explicit_task))
     overrides = validate_task_settings_override(service, task, body.task_settings) if body.task_settings else {}
@@ -365,9 +421,12 @@ class _CompletionDelta(msgspec.Struct):
 
 
 class _DeltaBody(msgspec.Struct, omit_defaults=True):
+    """ES chunk delta, in `Message.toXContentChunked` order: content, refusal, role, reasoning, tool_calls."""
+
     content: str | None = None
     refusal: str | None = None
     role: str | None = None
+    reasoning: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
 
 
@@ -417,10 +476,10 @@ def completion_delta_frame(delta: ChatDelta) -> bytes | None:
 
 def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str) -> bytes:
     has_choice = (delta.content is not None or delta.role is not None or delta.tool_calls or delta.refusal
-                  is not None or delta.finish_reason is not None)
+                  is not None or delta.finish_reason is not None or delta.reasoning is not None)
     choices = []
     if has_choice:
-        body = _DeltaBody(delta.content, delta.refusal, delta.role, tool_call_dicts(delta))
+        body = _DeltaBody(delta.content, delta.refusal, delta.role, delta.reasoning, tool_call_dicts(delta))
         choices.append(_ChunkChoice(delta=body, finish_reason=delta.finish_reason, index=0))
     chunk = _Chunk(delta.id or stream_id, choices, delta.model or model, "chat.completion.chunk", delta.usage)
     return message_frame(_encoder.encode(chunk))

@@ -196,6 +196,7 @@ def to_rerank_request(body: RerankBody, max_inputs: int, max_input_chars: int) -
 class _Message(msgspec.Struct, omit_defaults=True):
     role: str
     content: str | None
+    reasoning: str | None = None  # what a reasoning model returned alongside (ES `Message.reasoning`)
     tool_calls: list[ToolCall] | None = None
 
 
@@ -215,7 +216,7 @@ class ChatCompletion(msgspec.Struct, omit_defaults=True):
 
 
 def chat_completion(result: ChatResult, model: str) -> ChatCompletion:
-    message = _Message("assistant", result.content, result.tool_calls or None)
+    message = _Message("assistant", result.content, result.reasoning, result.tool_calls or None)
     return ChatCompletion(result.id, "chat.completion", result.created, result.model or model,
                           [_Choice(0, message, result.finish_reason)], result.usage)
 

@@ -101,7 +101,7 @@ CASES = [(service, task) for service in sorted(ADAPTERS) for task in sorted(SERV
 
 def _build(adapter, req) -> UpstreamRequest | GatewayError:
     try:
-        return adapter.build_request(req)
+        return adapter.request(req)
     except GatewayError as err:
         return err
 
@@ -116,6 +116,7 @@ CHAT_PARAMS: dict[str, Any] = {
     "max_tokens": 77, "temperature": 0.123, "top_p": 0.456, "stop": ["STOP-X"], "seed": 4242,
     "tools": [{"type": "function", "function": {"name": "probe_tool", "parameters": {"type": "object"}}}],
     "tool_choice": "required", "response_format": {"type": "json_object"}, "user": "probe-user",
+    "reasoning": {"max_tokens": 2048}, "reasoning=effort": {"effort": "high"},
 }
 EMBED_PARAMS: dict[str, Any] = {"dimensions": 3, "user": "probe-user"}
 

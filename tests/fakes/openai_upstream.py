@@ -23,6 +23,10 @@ from starlette.routing import Route
 DIMS = 8
 
 
+# what the `deepseek-reasoner` model thinks, in streamed pieces (api-docs.deepseek.com/guides/reasoning_model)
+REASONING = ["The user ", "says hi; ", "answer in caps."]
+
+
 def fake_vector(text: str, dims: int = DIMS) -> list[float]:
     digest = hashlib.sha256(text.encode()).digest()
     return [round(b / 255.0 - 0.5, 6) for b in digest[:dims]]
@@ -102,6 +106,8 @@ class FakeOpenAI:
         if body.get("stream"):
             return EventSourceResponse(self._stream(request, body, model, answer), ping=600, sep="\n")
         message: dict = {"role": "assistant", "content": answer}
+        if model == "deepseek-reasoner":
+            message["reasoning_content"] = "".join(REASONING)
         finish = "stop"
         if model == "tool-model":
             message = {"role": "assistant", "content": None, "tool_calls": [
@@ -117,6 +123,10 @@ class FakeOpenAI:
         self.stream_started.set()
         try:
             yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+            if model == "deepseek-reasoner":  # DeepSeek streams its reasoning first, as `reasoning_content`
+                for piece in REASONING:
+                    yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": None,
+                                                                                 "reasoning_content": piece}}]})
             if model == "tool-model":
                 args = ['{"city"', ': "Pa', 'ris"}']
                 yield json.dumps({**base, "choices": [{"index": 0, "delta": {"tool_calls": [

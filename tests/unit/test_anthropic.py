@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from adapters.anthropic import AnthropicAdapter, AnthropicStreamParser
-from adapters.base import StreamCut
+from adapters.base import SSEEvent, StreamCut
 from proxy.errors import GatewayError, UpstreamError
 from proxy.sse import SSEDecoder
 from proxy.types import ChatMessage, ChatRequest, FunctionCall, TaskType, ToolCall, Usage
@@ -322,3 +322,36 @@ def test_spend_limit_429_is_not_retryable():
     adapter = AnthropicAdapter.__new__(AnthropicAdapter)
     assert adapter.parse_error(429, {}, body).retryable is False
     assert adapter.parse_error(429, {}, b'{"type":"error","error":{"message":"slow down"}}').retryable is None
+
+
+# ------------------------------------------------------------------------------ reasoning (extended thinking)
+
+
+def test_reasoning_becomes_extended_thinking_and_thinking_comes_back():
+    a = adapter()
+    assert body_of(a, ChatRequest(messages=[user("hi")], reasoning={"max_tokens": 2048}))["thinking"] == {
+        "type": "enabled", "budget_tokens": 2048}
+    assert body_of(a, ChatRequest(messages=[user("hi")], reasoning={"enabled": True}))["thinking"] == {
+        "type": "enabled", "budget_tokens": 1024}
+    with pytest.raises(GatewayError, match=r"\[reasoning.effort\]"):
+        a.request(ChatRequest(messages=[user("hi")], reasoning={"effort": "high"}))
+    # docs.claude.com extended thinking: a `thinking` block before the text, `thinking_delta` events in streams
+    answer = {"id": "msg_1", "model": "claude-test", "role": "assistant", "stop_reason": "end_turn",
+              "content": [{"type": "thinking", "thinking": "Let me think.", "signature": "sig"},
+                          {"type": "text", "text": "Hello"}], "usage": {"input_tokens": 3, "output_tokens": 9}}
+    result = a.parse_response(ChatRequest(messages=[user("hi")]), json.dumps(answer).encode())
+    assert result.reasoning == "Let me think." and result.content == "Hello"
+    parser = AnthropicStreamParser()
+    events = [("message_start", {"type": "message_start", "message": {"id": "msg_1", "model": "claude-test",
+                                                                      "usage": {"input_tokens": 3}}}),
+              ("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {"type": "thinking", "thinking": ""}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "thinking_delta", "thinking": "Let me "}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "signature_delta", "signature": "sig"}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                       "delta": {"type": "text_delta", "text": "Hello"}})]
+    deltas = [d for name, data in events for d in parser.feed(SSEEvent(json.dumps(data), name))]
+    assert [d.reasoning for d in deltas if d.reasoning] == ["Let me "]
+    assert [d.content for d in deltas if d.content] == ["Hello"]

@@ -445,3 +445,23 @@ def test_retry_delay_from_retry_info_details():
             b'{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"1.5s"}]}}')
     assert google_error(body).retry_after == 1.5
     assert google_error(b'{"error":{"code":500,"message":"x"}}').retry_after is None
+
+
+def test_reasoning_becomes_a_thinking_config_and_thoughts_come_back():
+    """ai.google.dev/gemini-api/docs/thinking: thinkingBudget, includeThoughts, parts marked `thought`."""
+    req = ChatRequest(messages=[user("hi")], reasoning={"max_tokens": 512})
+    assert gemini_chat_body(req, "googleaistudio")["generationConfig"]["thinkingConfig"] == {
+        "thinkingBudget": 512, "includeThoughts": True}
+    off = ChatRequest(messages=[user("hi")], reasoning={"enabled": False, "max_tokens": None})
+    assert gemini_chat_body(msgspec.structs.replace(off, reasoning={"enabled": True, "exclude": True}),
+                            "googleaistudio")["generationConfig"]["thinkingConfig"] == {"thinkingBudget": -1}
+    with pytest.raises(GatewayError, match=r"\[reasoning.effort\]"):
+        gemini_chat_body(ChatRequest(messages=[user("hi")], reasoning={"effort": "low"}), "googleaistudio")
+    answer = {"candidates": [{"index": 0, "finishReason": "STOP", "content": {"role": "model", "parts": [
+        {"text": "Thinking about it.", "thought": True}, {"text": "Hello"}]}}], "modelVersion": "gemini-2.5-flash"}
+    result = parse_gemini_chat(json.dumps(answer).encode(), "gemini-2.5-flash")
+    assert result.reasoning == "Thinking about it." and result.content == "Hello"
+    parser = GeminiStreamParser("gemini-2.5-flash")
+    deltas = parser.feed(SSEEvent(json.dumps({"candidates": [{"index": 0, "content": {"parts": [
+        {"text": "Hmm.", "thought": True}]}}]})))
+    assert [d.reasoning for d in deltas] == ["Hmm."] and deltas[0].content is None
