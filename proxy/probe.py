@@ -19,10 +19,10 @@ import msgspec
 from aiohttp import web
 
 from . import appkeys
-from .backends import CallContext
+from .contract import CallContext
+from .endpoint import Endpoint
 from .errors import GatewayError, StatusError, redact
-from .perform import enforce_region_policy, secret_strings
-from .registry import Endpoint
+from .pipeline import enforce_region_policy
 from .types import ChatMessage, ChatRequest, EmbedRequest, RerankRequest, TaskType
 
 TEST_INPUT = ["how big"]

@@ -197,10 +197,8 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
     if settings.max_connections < 1 or settings.max_json_depth < 1:
         raise ValueError("max_connections and max_json_depth must be at least 1")
     parse_networks(settings.egress_allow)  # checked here, so a typo in a CIDR stops the start
-    if settings.location:
-        from .region import parse_location
-
-        parse_location(settings.location)  # raises ValueError on a malformed value
+    if settings.location and not re.fullmatch(r"[^/\s]+/[^/\s]+", settings.location):
+        raise ValueError(f"location [{settings.location}] must be <csp>/<region>, e.g. aws/eu-west-1")
     if settings.embedding_cache_ttl and not settings.redis:
         raise ValueError("embedding_cache_ttl needs a Redis (--redis redis://...)")
     return settings
