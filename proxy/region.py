@@ -52,7 +52,9 @@ class RegionPolicyDoc(msgspec.Struct, omit_defaults=True):
 
     region_policy: RegionPolicy
     created_at: str
+    created_by: str | None = None
     updated_at: str | None = None
+    updated_by: str | None = None
 
 
 _put_decoder = msgspec.json.Decoder(PutBody)

@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from .. import appkeys, region, surfaces
+from ..auth import principal
 from ..httputil import bool_param, check_params, read_body
 from ..wire import es as es_wire
 
@@ -35,10 +36,14 @@ async def put_policy(request: web.Request) -> web.Response:
             raise region.DeniedInUse(ids)
     existing = registry.document(region.DOC_ID)
     now = region.now_text()
+    key = principal(request)  # ES records the user when security is on (`SecurityContext.getUser().principal()`)
+    user = key.owner if key is not None else None
     if existing is None:
-        doc = region.RegionPolicyDoc(policy, created_at=now)
-    else:  # a replace keeps created_at and stamps updated_at (TransportPutRegionPolicyAction.createNewRegionPolicyDoc)
-        doc = region.RegionPolicyDoc(policy, created_at=region.decode_doc(existing).created_at, updated_at=now)
+        doc = region.RegionPolicyDoc(policy, created_at=now, created_by=user)
+    else:  # a replace keeps created_* and stamps updated_* (TransportPutRegionPolicyAction.createNewRegionPolicyDoc)
+        old = region.decode_doc(existing)
+        doc = region.RegionPolicyDoc(policy, created_at=old.created_at, created_by=old.created_by, updated_at=now,
+                                     updated_by=user)
     body = region.encode_doc(doc)
     await registry.put_document(region.DOC_ID, body)
     return _json(body)

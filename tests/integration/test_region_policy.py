@@ -190,3 +190,27 @@ def test_locations_come_from_settings_and_the_gateway():
         got = region.endpoint_location(ep, None)
         assert (None if got is None else (got.csp, got.region)) == where, service
         assert (None if got is None else got.geo) == geo, service
+
+
+async def test_the_policy_records_who_set_it_and_needs_the_manage_privilege(gateway):
+    """`created_by`/`updated_by` are the key's user (RegionPolicyDoc, SPEC PutRegionPolicyResponseExample1);
+    PUT and DELETE need manage_inference, GET monitor_inference (the spec's cluster privileges)."""
+    from elasticsearch import AsyncElasticsearch, AuthorizationException
+
+    from proxy import appkeys
+    from proxy.keys import encoded
+
+    ring = gateway.app[appkeys.KEYS]
+    root = encoded(*await ring.create("root", "ops", roles=["superuser"]))
+    base = str(gateway.make_url("/")).rstrip("/")
+    async with AsyncElasticsearch(base, api_key=root, max_retries=0) as es:
+        made = (await es.inference.put_region_policy(region_policy=EXAMPLE_GEOS)).body
+        assert made["created_by"] == "ops" and "updated_by" not in made
+        reader = (await es.security.create_api_key(name="reader", role_descriptors={
+            "r": {"cluster": ["monitor_inference"]}})).body["encoded"]
+    async with AsyncElasticsearch(base, api_key=reader, max_retries=0) as es:
+        assert (await es.inference.get_region_policy()).body["created_by"] == "ops"
+        with pytest.raises(AuthorizationException):
+            await es.inference.put_region_policy(region_policy=EXAMPLE_REGIONS, force=True)
+        with pytest.raises(AuthorizationException):
+            await es.inference.delete_region_policy()
