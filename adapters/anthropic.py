@@ -324,7 +324,8 @@ class AnthropicAdapter(Adapter):
         if msg.usage is not None:
             usage = _usage(msg.usage.prompt() or 0, msg.usage.output_tokens or 0)
         return ChatResult(id=msg.id, model=msg.model, content="".join(texts) if texts or not calls else None,
-                          reasoning="".join(thoughts) if thoughts else None, tool_calls=calls or None, finish_reason=finish_reason(msg.stop_reason), usage=usage)
+                          reasoning="".join(thoughts) if thoughts else None, tool_calls=calls or None,
+                          finish_reason=finish_reason(msg.stop_reason), usage=usage)
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return AnthropicStreamParser()
