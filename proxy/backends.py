@@ -283,12 +283,14 @@ class Backends:
     """Builds and caches one backend per endpoint; the registry tells it when endpoints change."""
 
     def __init__(self, transport: Transport, metrics: Metrics, local: Any = None, shared: Any = None,
-                 resolve: Callable[[str], Endpoint | None] | None = None) -> None:
+                 resolve: Callable[[str], Endpoint | None] | None = None,
+                 allowed: Callable[[Endpoint], bool] | None = None) -> None:
         self.transport = transport
         self.metrics = metrics
         self.local = local  # engines.EngineManager, when local models are enabled
         self.shared = shared  # shared_limits.RedisLink with --redis: shared rate limits, embedding cache
         self.resolve = resolve  # endpoint id -> Endpoint: how composite services find their targets
+        self.allowed = allowed  # whether the region policy allows an endpoint (routers pass over the others)
         self._routing: Any = None  # router.Routing, made for the first router
         self._cache: dict[str, tuple[Endpoint, Backend]] = {}
 
@@ -310,7 +312,7 @@ class Backends:
             if self._routing is None:
                 self._routing = Routing(self.metrics, self.shared)
             assert self.resolve is not None
-            return RouterBackend(ep, self._routing, self.resolve, self.get)
+            return RouterBackend(ep, self._routing, self.resolve, self.get, self.allowed)
         backend = self._build_inner(ep)
         if self.shared is not None and self.shared.cache_ttl and ep.task_type == TaskType.TEXT_EMBEDDING:
             backend = CachingBackend(backend, ep, self.shared, self.metrics)

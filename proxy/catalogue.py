@@ -365,7 +365,7 @@ _SERVICES: tuple[Service, ...] = (
 def _with_embedding(spec: Service) -> Service:
     """The `embedding` task (ES 9.4, `EmbeddingAction`) is served for text wherever `text_embedding` is, with
     the same settings; which models also take images is each adapter's `embeds_images`."""
-    if T.TEXT_EMBEDDING in spec.tasks and T.EMBEDDING not in spec.tasks:
+    if T.TEXT_EMBEDDING in spec.tasks and T.EMBEDDING not in spec.tasks and not spec.composite:
         return replace(spec, tasks=spec.tasks | {T.EMBEDDING})
     return spec
 

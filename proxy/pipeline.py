@@ -93,11 +93,7 @@ class Call:
 
 def enforce_region_policy(request: web.Request, ep: Endpoint) -> None:
     """Inference on an endpoint whose data location the region policy does not allow is refused (403)."""
-    body = request.app[appkeys.REGISTRY].document(region.DOC_ID)
-    if body is None:
-        return
-    where = region.endpoint_location(ep, region.parse_location(request.app[appkeys.SETTINGS].location))
-    if not region.allows(region.decode_doc(body).region_policy, where):
+    if not region.policy_allows(request.app[appkeys.REGISTRY], request.app[appkeys.SETTINGS].location, ep):
         raise region.denied_error(ep.inference_id)
 
 

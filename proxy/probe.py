@@ -69,7 +69,7 @@ def _with_embedding_details(ep: Endpoint, vectors: list[Any], element_type: str,
 async def probe(request: web.Request, ep: Endpoint, *, dims_by_user: bool, timeout_s: float,
                 timeout_text: str) -> Endpoint:
     """Run the test inference for a new endpoint; the endpoint to store (with learnt details) or an error."""
-    if ep.spec.local:
+    if ep.spec.local or ep.spec.composite:  # a router checks its targets itself (routing.check)
         return ep
     try:
         enforce_region_policy(request, ep)

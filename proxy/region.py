@@ -196,8 +196,18 @@ def allows(policy: RegionPolicy, where: Location | None) -> bool:
     return True
 
 
+def policy_allows(registry: Any, location: str | None, ep: Any) -> bool:
+    """Whether the stored policy, if any, allows this endpoint. A router is allowed itself: each target it tries
+    is checked in turn (router.py passes over the denied ones)."""
+    body = registry.document(DOC_ID)
+    if body is None or ep.spec.composite:
+        return True
+    return allows(decode_doc(body).region_policy, endpoint_location(ep, parse_location(location)))
+
+
 def denied(policy: RegionPolicy, endpoints: Iterable[Any], gateway: Location | None) -> list[str]:
-    return sorted(ep.inference_id for ep in endpoints if not allows(policy, endpoint_location(ep, gateway)))
+    return sorted(ep.inference_id for ep in endpoints
+                  if not ep.spec.composite and not allows(policy, endpoint_location(ep, gateway)))
 
 
 # ------------------------------------------------------------------------------ errors

@@ -58,13 +58,15 @@ class _Timeout(StatusError):
 
 class RouterBackend:
     def __init__(self, endpoint: Endpoint, routing: Routing, resolve: Callable[[str], Endpoint | None],
-                 backend_for: Callable[[Endpoint], Backend]) -> None:
+                 backend_for: Callable[[Endpoint], Backend],
+                 allowed: Callable[[Endpoint], bool] | None = None) -> None:
         self.endpoint = endpoint
         self.settings: RouterSettings = parse(endpoint.service_settings)
         self.routing = routing
         self.metrics = routing.metrics
         self._resolve = resolve
         self._backend_for = backend_for
+        self._allowed = allowed  # the region policy (region.py): targets it denies are passed over
         self._turn = itertools.count()
 
     # ------------------------------------------------------------------ choosing
@@ -105,6 +107,8 @@ class RouterBackend:
             return "task_type"
         if streaming and ep.task_type not in ep.spec.stream_tasks():
             return "no_streaming"
+        if self._allowed is not None and not self._allowed(ep):
+            return "region_policy"
         return ep
 
     # ------------------------------------------------------------------ outcomes
@@ -187,7 +191,8 @@ class RouterBackend:
     def _pass_over(self, target: Target, reason: str, passed_over: list[str]) -> None:
         self.metrics.router_skipped.labels(self.endpoint.inference_id, target.id, reason).inc()
         words = {"missing": "does not exist", "task_type": "has another task type",
-                 "no_streaming": "does not stream", "open": "has an open circuit"}
+                 "no_streaming": "does not stream", "open": "has an open circuit",
+                 "region_policy": "is not allowed by the region policy"}
         passed_over.append(f"[{target.id}] ({words[reason]})")
 
     async def _admit(self, target: Target, child: CallContext, passed_over: list[str]) -> Admission:

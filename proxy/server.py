@@ -7,7 +7,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from . import appkeys, params, surfaces
+from . import appkeys, params, region, surfaces
 from .auth import authenticate
 from .backends import Backends
 from .budgets import Budgets, parse_limits
@@ -176,7 +176,8 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
             log.info("created endpoint [%s] from the config file", declared.inference_id)
     app[appkeys.REGISTRY] = registry
     backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[appkeys.REDIS],
-                        resolve=registry.get)
+                        resolve=registry.get,
+                        allowed=lambda ep: region.policy_allows(registry, settings.location, ep))
     registry.add_listener(backends.forget)
     if local is not None:
         registry.add_listener(local.forget)

@@ -214,3 +214,21 @@ async def test_the_policy_records_who_set_it_and_needs_the_manage_privilege(gate
             await es.inference.put_region_policy(region_policy=EXAMPLE_REGIONS, force=True)
         with pytest.raises(AuthorizationException):
             await es.inference.delete_region_policy()
+
+
+async def test_a_router_passes_over_targets_the_policy_denies(es, bedrock):
+    """Routers call their targets' backends directly: each target is checked against the policy there."""
+    await _bedrock_endpoint(es, bedrock, "eu-emb", "eu-west-1")
+    await _bedrock_endpoint(es, bedrock, "us-emb", "us-east-1")
+    await es.inference.put(task_type="text_embedding", inference_id="both", inference_config={
+        "service": "router", "service_settings": {"strategy": "fallback", "targets": [{"id": "us-emb"},
+                                                                                    {"id": "eu-emb"}]}})
+    await es.inference.put_region_policy(region_policy={"allowed_geos": ["eu"]}, force=True)  # routers need no force
+    calls = len(bedrock.requests)
+    resp = await es.inference.text_embedding(inference_id="both", input=["hello"])
+    assert len(resp.body["text_embedding"]) == 1
+    assert len(bedrock.requests) == calls + 1  # one call, to the EU target (the fake only signs eu-west-1)
+    await es.inference.put_region_policy(region_policy={"allowed_geos": ["apac"]}, force=True)
+    with pytest.raises(ApiError) as info:
+        await es.inference.text_embedding(inference_id="both", input=["hello"])
+    assert "is not allowed by the region policy" in info.value.body["error"]["reason"]
