@@ -116,8 +116,9 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     OTEL_* environment decides (proxy/tracing.py)."""
     gate = Admission(settings.max_in_flight)
     # the body is read (within its own deadline) after authentication and before an in-flight slot is taken
-    app = web.Application(middlewares=[observe, params.middleware(render_error), error_middleware, loop_guard, auth_middleware, body_first,
-                                       gate.middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[observe, params.middleware(render_error), error_middleware, loop_guard,
+                                       auth_middleware, body_first, gate.middleware],
+                          client_max_size=settings.max_body_bytes)
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics(settings.metrics_dir)
     app[appkeys.BUDGETS] = Budgets()

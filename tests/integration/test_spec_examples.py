@@ -16,9 +16,24 @@ def _cases(api: str):
     return [pytest.param(e, id=e["source"].rsplit("/", 1)[1]) for e in EXAMPLES[api]]
 
 
+# Examples 3, 11 and 12 write placeholder URLs such as `https://url:rawPredict`: java.net.URI takes the authority
+# as registry-based (ES accepts them), but the gateway only stores URLs it could call (proxy.validation.url_problem,
+# a port that is not a number refused): a deliberate difference, kept visible here.
+UNCALLABLE = {"PutGoogleVertexAiRequestExample3.yaml", "PutGoogleVertexAiRequestExample11.yaml",
+              "PutGoogleVertexAiRequestExample12.yaml"}
+
+
 @pytest.mark.parametrize("example", _cases("put_googlevertexai"))
 async def test_vertex_examples_are_accepted(es, example):
     body = example["body"]
+    if example["source"].rsplit("/", 1)[1] in UNCALLABLE:
+        from elasticsearch import BadRequestError
+
+        with pytest.raises(BadRequestError) as info:
+            await es.inference.put_googlevertexai(task_type=example["task_type"], googlevertexai_inference_id="ex",
+                                                  **body)
+        assert "Port could not be cast to integer value" in info.value.body["error"]["reason"]
+        return
     resp = await es.inference.put_googlevertexai(task_type=example["task_type"], googlevertexai_inference_id="ex",
                                                  **body)
     assert resp.body["task_type"] == example["task_type"]
