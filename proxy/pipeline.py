@@ -10,7 +10,7 @@ error (`scrub`, applied to every error the gateway writes).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -81,12 +81,25 @@ class Call:
         count_usage(self.request, result.usage)
         return web.Response(body=render(result), content_type="application/json")
 
-    async def stream(self, req: ChatRequest, renderer: StreamRenderer, timeout: str | None = None) -> web.StreamResponse:
-        """Relay the backend's deltas through `renderer` (`proxy.streaming.pump`), counting usage as it passes."""
+    async def stream(self, req: ChatRequest, renderer: StreamRenderer, timeout: str | None = None,
+                     finish: Callable[[], Awaitable[None]] | None = None) -> web.StreamResponse:
+        """Relay the backend's deltas through `renderer` (`proxy.streaming.pump`), counting usage as it passes.
+        `finish` is awaited once the backend's stream has ended cleanly, before the renderer's last frame
+        (the Responses API stores the response there, so it can be found as soon as the client has it)."""
         ctx = self._context(req, timeout)
         request = self.request
-        return await pump(request, self._backend().stream(req, ctx), renderer,
+        deltas = self._backend().stream(req, ctx)
+        return await pump(request, deltas if finish is None else _then(deltas, finish), renderer,
                           lambda usage: count_usage(request, usage), lambda err: scrub(request, err))
+
+
+async def _then(deltas: AsyncIterator[Any], finish: Callable[[], Awaitable[None]]) -> AsyncIterator[Any]:
+    try:
+        async for item in deltas:
+            yield item
+    finally:
+        await deltas.aclose()  # type: ignore[attr-defined]
+    await finish()
 
 
 def scrub(request: web.Request, err: GatewayError) -> GatewayError:
