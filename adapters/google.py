@@ -389,7 +389,8 @@ def gemini_chat_body(req: ChatRequest, service: str, *, max_tokens: int | None =
     config.update({k: v for k, v in optional.items() if v is not None})
     if req.response_format:
         config.update(_response_format(req.response_format, service))
-    # unverified: frequencyPenalty, presencePenalty, topK from the public GenerationConfig reference (ES never sends them)
+    # unverified: frequencyPenalty, presencePenalty, topK from the public GenerationConfig reference
+    # (ES never sends them)
     penalties = {"frequencyPenalty": req.frequency_penalty, "presencePenalty": req.presence_penalty,
                  "topK": req.extra.get("top_k")}
     config.update({k: v for k, v in penalties.items() if v is not None})

@@ -15,9 +15,9 @@ import msgspec
 
 from proxy.chat_params import OPTIONAL as OPTIONAL_CHAT_PARAMS
 from proxy.errors import StatusError, StreamReportedError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest,
-                         EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType, ToolCall,
-                         ToolCallDelta, Usage)
+from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
+                         EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
+                         ToolCall, ToolCallDelta, Usage)
 
 from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
                    malformed, map_input_type, reject_input_type, unsupported)

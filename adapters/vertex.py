@@ -27,7 +27,8 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, EmbedRe
                          RerankRequest, RerankResult, TaskType, Usage)
 
 from .base import Adapter, ProviderError, StreamParser, UpstreamRequest, generic_error, map_input_type
-from .google import (GEMINI_CHAT_PARAMS, GOOGLE_INPUT_TYPES, GeminiStreamParser, check_embed_user, gemini_chat_body, google_error,
+from .google import (GEMINI_CHAT_PARAMS, GOOGLE_INPUT_TYPES, GeminiStreamParser, check_embed_user, gemini_chat_body,
+                     google_error,
                      malformed, parse_gemini_chat)
 from .tokens import ExpiringTokens
 

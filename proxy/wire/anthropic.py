@@ -99,7 +99,8 @@ def _image_part(block: dict[str, Any]) -> dict[str, Any]:
     source = block.get("source") or {}
     kind = source.get("type")
     if kind == "base64":
-        return {"type": "image_url", "image_url": {"url": f"data:{source.get('media_type')};base64,{source.get('data')}"}}
+        url = f"data:{source.get('media_type')};base64,{source.get('data')}"
+        return {"type": "image_url", "image_url": {"url": url}}
     if kind == "url":
         return {"type": "image_url", "image_url": {"url": source.get("url")}}
     raise _bad(f"Image source type [{kind}] is not supported by this gateway (base64 and url are)")
@@ -291,7 +292,8 @@ def _tool_input(call: ToolCall) -> Any:
     try:
         value = _any.decode(call.function.arguments or "{}")
     except msgspec.DecodeError:
-        raise UpstreamError("The model answered a tool call whose arguments are not JSON", upstream_status=502) from None
+        raise UpstreamError("The model answered a tool call whose arguments are not JSON",
+                            upstream_status=502) from None
     return value if isinstance(value, dict) else {"value": value}
 
 

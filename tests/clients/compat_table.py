@@ -53,7 +53,8 @@ def main(pythons: list[str]) -> None:
     print("| Client | Version | Tested | Result |")
     print("| --- | --- | --- | --- |")
     for n, python in enumerate(pythons):
-        for module, row in sorted(run(python, PATHS if n == 0 else ["tests/clients/pinned"]).items(), key=lambda kv: CLIENTS[kv[0]][0].lower()):
+        rows = run(python, PATHS if n == 0 else ["tests/clients/pinned"])
+        for module, row in sorted(rows.items(), key=lambda kv: CLIENTS[kv[0]][0].lower()):
             total = row["passed"] + row["failed"]
             result = "pass" if not row["failed"] else f"{row['failed']} of {total} fail"
             print(f"| {CLIENTS[module][0]} | {row['version']} | {'; '.join(row['tests'])} | {result} ({total} tests) |")

@@ -123,7 +123,8 @@ async def test_tool_use_plain_and_streamed(client, endpoints, upstream):
     assert msg.stop_reason == "tool_use" and block.type == "tool_use"
     assert block.name == "get_weather" and block.input == {"city": "Paris"} and block.id == "call_1"
     sent = upstream.requests[-1]
-    assert sent["tools"] == [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+    assert sent["tools"] == [{"type": "function", "function": {"name": "get_weather",
+                                                               "description": "Weather in a city",
                                                                "parameters": WEATHER["input_schema"]}}]
     assert sent["tool_choice"] == "auto" and sent["parallel_tool_calls"] is False
     async with client.messages.stream(model="tools", max_tokens=50, tools=[WEATHER],
@@ -145,7 +146,8 @@ async def test_tool_results_and_images_reach_the_upstream(client, endpoints, ups
                                      {"type": "text", "text": "and?"}]}])
     sent = upstream.requests[-1]["messages"]
     assert sent[0] == {"role": "user", "content": [
-        {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}
     assert sent[1] == {"role": "assistant", "content": "checking", "tool_calls": [
         {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}
     assert sent[2] == {"role": "tool", "content": "sunny", "tool_call_id": "toolu_1"}
@@ -182,7 +184,8 @@ async def test_errors_in_anthropic_shape(client, http, endpoints, upstream):
     upstream.faults.clear()
     async with http.post("/v1/messages", json={"model": "chat", "messages": [{"role": "user", "content": "x"}]}) as r:
         body = await r.json()
-    assert r.status == 400 and body["error"]["type"] == "invalid_request_error" and "max_tokens" in body["error"]["message"]
+    assert r.status == 400 and body["error"]["type"] == "invalid_request_error"
+    assert "max_tokens" in body["error"]["message"]
     with pytest.raises(anthropic.BadRequestError) as exc:
         await client.messages.create(model="chat", max_tokens=5, messages=[{"role": "user", "content": "x"}],
                                      inference_geo="eu")

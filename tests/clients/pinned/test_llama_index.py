@@ -26,7 +26,8 @@ def llm(base, model="chat"):
 
 async def test_chat_complete_and_stream(base):
     assert (await llm(base).acomplete("hello")).text == "HELLO"
-    reply = await llm(base).achat([ChatMessage(role="system", content="be loud"), ChatMessage(role="user", content="hi")])
+    reply = await llm(base).achat([ChatMessage(role="system", content="be loud"),
+                                   ChatMessage(role="user", content="hi")])
     assert reply.message.content == "BE LOUD HI"
     pieces = [r.delta async for r in await llm(base).astream_chat([ChatMessage(role="user", content="abc")])]
     assert "".join(pieces) == "<0>A<1>B<2>C<3><4>"
