@@ -200,7 +200,7 @@ class OpenAIStreamParser:
         if event.event == "error":
             info = generic_error(data.encode())
             raise StreamReportedError(info.message if info and info.message else data[:300])
-        if data.upper() == "[DONE]":
+        if len(data) == 6 and data.upper() == "[DONE]":
             self.done = True
             return []
         try:
