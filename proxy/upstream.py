@@ -9,6 +9,7 @@ turns aiohttp failures into `UpstreamError`s. It knows nothing of any provider.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import secrets
@@ -44,6 +45,7 @@ class UpstreamUnreachable(UpstreamError):
 _ENCODED_URL = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
 
 
+@functools.lru_cache(maxsize=1024)  # URLs are immutable, and most endpoints call one URL: parse it once
 def wire_url(url: str) -> URL:
     """The URL object to send. An already-encoded URL goes out byte for byte: yarl would otherwise
     decode `%3A` to `:` in a path (Bedrock model ids) after a SigV4 signature covered the encoded form."""
