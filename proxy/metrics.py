@@ -67,6 +67,7 @@ class Metrics:
         # these two are taken on every request (label values are bounded, see observability.py)
         self._answered: dict[tuple, tuple] = {}
         self._ttft: dict[tuple[str, str], object] = {}
+        self._tokens: dict[tuple[str, str], object] = {}
 
     def answered(self, route: str, endpoint: str, service: str, task: str, status: int, seconds: float) -> None:
         """One request answered: its count and its latency."""
@@ -77,6 +78,12 @@ class Metrics:
                                               self.latency.labels(route, service, task))
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_tokens(self, endpoint: str, direction: str, n: int) -> None:
+        child = self._tokens.get((endpoint, direction))
+        if child is None:
+            child = self._tokens[(endpoint, direction)] = self.tokens.labels(endpoint, direction)
+        child.inc(n)
 
     def first_token(self, service: str, task: str, seconds: float) -> None:
         child = self._ttft.get((service, task))

@@ -119,11 +119,11 @@ def count_usage(request: web.Request, usage: Usage | None) -> None:
         used = request[appkeys.TOKENS] = [0, 0]
     used[0] += usage.prompt_tokens or 0
     used[1] += usage.completion_tokens or 0
-    tokens = request.app[appkeys.METRICS].tokens
+    metrics = request.app[appkeys.METRICS]
     if usage.prompt_tokens:
-        tokens.labels(ep.inference_id, "in").inc(usage.prompt_tokens)
+        metrics.count_tokens(ep.inference_id, "in", usage.prompt_tokens)
     if usage.completion_tokens:
-        tokens.labels(ep.inference_id, "out").inc(usage.completion_tokens)
+        metrics.count_tokens(ep.inference_id, "out", usage.completion_tokens)
 
 
 def check_streamable(ep: Endpoint, task: TaskType) -> None:
