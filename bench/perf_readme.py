@@ -10,6 +10,8 @@ writes local.json. The section goes between the `perf:begin` and `perf:end` mark
 from __future__ import annotations
 
 import json
+import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -52,11 +54,33 @@ def figures(r: dict) -> dict:
     return out
 
 
-def describe(label: str, r: dict) -> str:
-    p, m = r["params"], r["machine"]
-    return (f"`{label}`: {p.get('workers', 1)} worker(s), "
-            + ("API key + access log on" if p.get("users") else "no API key, access log off")
-            + f", load average {m['loadavg_start'][0]:.1f} → {m['loadavg_end'][0]:.1f}")
+def group(label: str) -> str:
+    """Repeated runs of one configuration are labelled `name`, `name-2`, ...: one row, medians."""
+    return re.sub(r"-\d+$", "", label)
+
+
+def median_figures(runs: list[dict]) -> dict:
+    each = [figures(r) for r in runs]
+    out: dict = {}
+    for s in ("gw_es", "gw_v1"):
+        out[s] = {k: _median([e[s][k] for e in each]) for k in each[0][s]}
+    out["relay_cpu_per_event_us"] = _median([e["relay_cpu_per_event_us"] for e in each])
+    out["rps"] = {k: _median([e["rps"][k] for e in each]) for k in each[0]["rps"]}
+    return out
+
+
+def _median(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None and v == v]
+    return statistics.median(kept) if kept else None
+
+
+def describe(runs: list[dict]) -> str:
+    p = runs[0]["params"]
+    base = "`--gateway-root` main before this work" if "--gateway-root" in p.get("command", "") else "this tree"
+    loads = [x for r in runs for x in (r["machine"]["loadavg_start"][0], r["machine"]["loadavg_end"][0])]
+    return (f"{base}; {p.get('workers', 1)} worker(s); "
+            + ("`--users`: API key, access log" if p.get("users") else "no key, no access log")
+            + f" | {len(runs)} | {min(loads):.1f}–{max(loads):.1f}")
 
 
 def verdict(ok: bool | None) -> str:
@@ -66,25 +90,32 @@ def verdict(ok: bool | None) -> str:
 def section(runs: dict[str, dict], local: dict | None) -> str:
     if not runs:
         return "(no bench/results/overhead*.json yet)"
-    main_label = "users" if "users" in runs else next(iter(runs))
+    groups: dict[str, list[dict]] = {}
+    for label, r in sorted(runs.items()):
+        groups.setdefault(group(label), []).append(r)
     first = next(iter(runs.values()))
     mi, tools = first["machine"], first["tools"]
     lines = [f"Machine: {mi['nproc']} cores ({mi['cpu_model']}), Python {mi['python']}, aiohttp {mi['aiohttp']}, "
-             f"uvloop {mi['uvloop']}, shared with other work (load averages below: compare ratios within a run, "
-             f"not absolute figures). Upstreams: {tools['embeddings_upstream']} (embeddings), "
-             f"{tools['stream_upstream']} (streams); RPS load: {tools['rps_load']}. Pinning: "
-             f"{first['params']['pinning']}.", "",
-             "| run | RPS / relay `/_inference`, `/v1` | added p50 c=1 / relay's | CPU per request / relay's | "
-             "stream frames/s / relay | CPU µs per event (relay) |", "|---|---|---|---|---|---|"]
-    for label, r in runs.items():
-        g = figures(r)
+             f"uvloop {mi['uvloop']}, shared with other work (load averages below: wall-clock ratios move by "
+             f"±50% between repeats at this load; CPU per request or event is steadier). Upstreams: "
+             f"{tools['embeddings_upstream']} (embeddings), {tools['stream_upstream']} (streams); RPS load: "
+             f"{tools['rps_load']}. Pinning: {first['params']['pinning']}. Each run: "
+             f"`bench/overhead.py --quick --label NAME --output bench/results/overhead-NAME.json` with the flags "
+             f"of its row; rows are medians over the runs of one configuration.", "",
+             "| runs | gateway | n | load avg | RPS / relay `/_inference`, `/v1` | added p50 c=1 / relay's | "
+             "CPU per request / relay's | stream frames/s / relay | CPU µs per event (relay) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    medians = {}
+    for name, rs in groups.items():
+        g = medians[name] = median_figures(rs)
         es, v1 = g["gw_es"], g["gw_v1"]
-        lines.append(f"| {describe(label, r)}; `{r['params'].get('command', '')}` | {f(es['rps_ratio'])}, "
-                     f"{f(v1['rps_ratio'])} | {f(es['added_p50_ratio'])}, {f(v1['added_p50_ratio'])} | "
-                     f"{f(es['cpu_ratio'])}, {f(v1['cpu_ratio'])} | {f(es['frames_ratio'])}, "
-                     f"{f(v1['frames_ratio'])} | {f(es['cpu_per_event_us'], 1)}, {f(v1['cpu_per_event_us'], 1)} "
+        lines.append(f"| `{name}` | {describe(rs)} | {f(es['rps_ratio'])}, {f(v1['rps_ratio'])} | "
+                     f"{f(es['added_p50_ratio'])}, {f(v1['added_p50_ratio'])} | {f(es['cpu_ratio'])}, "
+                     f"{f(v1['cpu_ratio'])} | {f(es['frames_ratio'])}, {f(v1['frames_ratio'])} | "
+                     f"{f(es['cpu_per_event_us'], 1)}, {f(v1['cpu_per_event_us'], 1)} "
                      f"({f(g['relay_cpu_per_event_us'], 1)}) |")
-    g = figures(runs[main_label])
+    main_label = "users" if "users" in groups else next(iter(groups))
+    g = medians[main_label]
     both = lambda key, test: all(test(g[s][key]) for s in ("gw_es", "gw_v1") if g[s][key] is not None)  # noqa: E731
     goals = [
         ("embeddings RPS per worker ≥ 0.9 of the relay, both surfaces", both("rps_ratio", lambda v: v >= 0.9)),
@@ -93,26 +124,25 @@ def section(runs: dict[str, dict], local: dict | None) -> str:
         ("translated streams ≥ 0.6 of the relay's frames/s", both("frames_ratio", lambda v: v >= 0.6)),
         ("translated streams ≤ 3 µs of server CPU per event", both("cpu_per_event_us", lambda v: v <= 3)),
         ("OpenAI pass-through stream ≥ 0.85 of the relay (no pass-through path exists yet)", False),
-        ("measured as users run it, with and without (runs `users` and `plain`)",
-         None if not {"users", "plain"} <= set(runs) else True),
+        ("measured as users run it, with and without (rows `users` and `plain`)",
+         None if not {"users", "plain"} <= set(groups) else True),
     ]
-    lines += ["", f"Goals of the performance issue, judged on the run `{main_label}`:", ""]
+    lines += ["", f"Goals of the performance issue, judged on the row `{main_label}`:", ""]
     lines += [f"- {text}: {verdict(ok)}" for text, ok in goals]
-    workers = [(label, r) for label, r in runs.items() if r["params"].get("workers", 1) > 1]
-    if workers:
-        label, r = workers[0]
-        one = runs.get("plain") or runs[main_label]
-        w, base = figures(r)["rps"], figures(one)["rps"]
-        lines.append(f"- `--workers {r['params']['workers']}` on two cores (run `{label}`, not pinned): "
-                     f"`/_inference` {f(w['gw_es'], 0)} RPS, {f(w['gw_es'] / base['gw_es'])} × one worker's "
-                     f"(run `{'plain' if 'plain' in runs else main_label}`), {f(w['gw_es'] / w['relay'])} × the "
-                     f"relay's in the same run: reported")
+    multi = [name for name, rs in groups.items() if rs[0]["params"].get("workers", 1) > 1]
+    if multi:
+        name = multi[0]
+        one = "plain" if "plain" in groups else main_label
+        w, base = medians[name]["rps"], medians[one]["rps"]
+        lines.append(f"- `--workers {groups[name][0]['params']['workers']}` on two cores (row `{name}`, not "
+                     f"pinned): `/_inference` {f(w['gw_es'], 0)} RPS, {f(w['gw_es'] / base['gw_es'])} × one "
+                     f"worker's (row `{one}`), {f(w['gw_es'] / w['relay'])} × the relay's of its own run: reported")
     else:
         lines.append("- `--workers 2` against one worker and the relay: not measured")
     if local is not None:
         ratio = float(local["ratio_to_offline"]["64"])
         lines.append(f"- local CPU engine, 64 concurrent clients ≥ 80% of offline batched encode "
-                     f"(`bench/local.py`): {ratio:.0%}, {verdict(ratio >= 0.8)}")
+                     f"(`bench/local.py --quick`, results/local.json): {ratio:.0%}, {verdict(ratio >= 0.8)}")
     else:
         lines.append("- local CPU engine, 64 concurrent clients ≥ 80% of offline batched encode: not measured")
     return "\n".join(lines)
