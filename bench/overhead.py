@@ -522,7 +522,8 @@ def run(args: argparse.Namespace) -> dict:
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) >= 2 and not args.no_pin:
         gw_core, load_core = cores[0], cores[1]
-        pinning = (f"{'relay' if args.workers > 1 else 'gateway and relay'} on core {gw_core}; upstream ({'nginx, ' if nginx else ''}aiohttp), load "
+        pinned = "relay" if args.workers > 1 else "gateway and relay"
+        pinning = (f"{pinned} on core {gw_core}; upstream ({'nginx, ' if nginx else ''}aiohttp), load "
                    f"generators ({'wrk, ' if wrk else ''}Python client) and this script on core {load_core}")
         os.sched_setaffinity(0, {load_core})
         if args.workers > 1:
