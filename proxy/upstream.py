@@ -91,9 +91,11 @@ class Transport:
         # socket_factory sees each resolved address before the connect: the egress check cannot be raced by DNS
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True,
                                          socket_factory=self.egress.socket_factory)
-        # trust_env=False: proxies come from our settings only (HTTPS_PROXY is read there)
+        # trust_env=False: proxies come from our settings only (HTTPS_PROXY is read there). No cookie jar:
+        # one pooled session serves every endpoint and tenant, so a cookie one upstream answer sets must
+        # never ride along on anyone's later request
         self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True,
-                                              skip_auto_headers=("User-Agent",))
+                                              skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())
 
     async def close(self) -> None:
         if self._session is not None:
