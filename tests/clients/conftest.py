@@ -11,20 +11,9 @@ import aiohttp
 import pytest
 
 from proxy import token_ids
-from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import LiveServer
 
 # litellm fetches a price list from the network at import unless told to use its bundled copy
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-
-@pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
 
 
 async def _put(session, task, inference_id, body):

@@ -9,12 +9,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.fakes.openai_upstream import FakeOpenAI, fake_vector
-
-
-@pytest.fixture
-async def upstream(serve_fake):
-    return await serve_fake(FakeOpenAI())
+from tests.fakes.openai_upstream import fake_vector
 
 
 @pytest.fixture

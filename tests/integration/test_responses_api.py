@@ -11,17 +11,7 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import LiveServer
-
-
-@pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
 
 
 @pytest.fixture
