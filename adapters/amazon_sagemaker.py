@@ -37,7 +37,7 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatReque
 
 from .aws import AwsAdapter, EventMessage, stream_exception
 from .base import SSEEvent, StreamParser, UpstreamRequest, malformed, reject_input_type, unsupported
-from .openai_compat import OpenAICompatible, OpenAIStreamParser
+from .openai_compat import OpenAICompatible, OpenAIStreamParser, openai_messages
 
 SERVICE = "amazon_sagemaker"
 T = TaskType
@@ -154,6 +154,11 @@ class AmazonSageMakerAdapter(AwsAdapter):
         self._openai = _OpenAIBodies(endpoint)
 
     # -- settings -----------------------------------------------------------------------------
+    def check_chat(self, req: ChatRequest) -> None:
+        if self.api() == "openai":  # the model behind the endpoint speaks OpenAI's format: all is passed on
+            return self._openai.check_chat(req)
+        return super().check_chat(req)
+
     def api(self) -> str:
         api = self.setting("api")
         if api not in API_TASKS:
@@ -233,7 +238,7 @@ class AmazonSageMakerAdapter(AwsAdapter):
             for name, value in (("seed", req.seed), ("response_format", req.response_format), ("user", req.user)):
                 if value is not None:
                     raise unsupported(name, SERVICE)
-            body: dict[str, Any] = {"messages": [msgspec.to_builtins(m) for m in req.messages]}
+            body: dict[str, Any] = {"messages": openai_messages(req.messages)}
             optional = {"model": req.model, "max_completion_tokens": req.max_tokens, "stop": req.stop or None,
                         "temperature": req.temperature, "tool_choice": req.tool_choice, "tools": req.tools or None,
                         "top_p": req.top_p}

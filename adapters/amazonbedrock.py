@@ -25,11 +25,13 @@ from urllib.parse import quote
 
 import msgspec
 
+from proxy.chat_params import check as check_chat_params
 from proxy.errors import RequestValidationError, StatusError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
                          EmbedRequest, EmbedResult, FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta,
                          Usage)
 
+from .anthropic import thinking_budget
 from .aws import AwsAdapter, EventMessage, stream_exception
 from .base import StreamCut, StreamParser, UpstreamRequest, malformed, map_input_type, reject_input_type, unsupported
 from .chat_parts import (NamedFunction, content_blocks, data_url, function_tools, image_url, tool_arguments,
@@ -88,10 +90,16 @@ class _ConverseUsage(msgspec.Struct):
     inputTokens: int = 0
     outputTokens: int = 0
     totalTokens: int | None = None
+    cacheReadInputTokens: int | None = None
+    cacheWriteInputTokens: int | None = None
 
     def usage(self) -> Usage:
-        total = self.totalTokens if self.totalTokens is not None else self.inputTokens + self.outputTokens
-        return Usage(prompt_tokens=self.inputTokens, completion_tokens=self.outputTokens, total_tokens=total)
+        # Converse TokenUsage: inputTokens excludes the cache reads and writes; OpenAI's prompt_tokens includes them
+        cached = (self.cacheReadInputTokens or 0) + (self.cacheWriteInputTokens or 0)
+        prompt = self.inputTokens + cached
+        total = self.totalTokens if self.totalTokens is not None else prompt + self.outputTokens
+        return Usage(prompt_tokens=prompt, completion_tokens=self.outputTokens, total_tokens=total,
+                     cached_tokens=self.cacheReadInputTokens, cache_write_tokens=self.cacheWriteInputTokens)
 
 
 class _ToolUse(msgspec.Struct):
@@ -208,7 +216,7 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]
             out.append({"role": role, "content": blocks})
 
     for m in messages:
-        if m.name is not None:
+        if m.name is not None and m.role != "tool":  # a tool result's name is its call's, known from tool_call_id
             raise unsupported("messages.name", SERVICE)
         role = m.role
         if role in ("system", "developer"):
@@ -238,7 +246,7 @@ def translate_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for fn in function_tools(tools, SERVICE):
         if not fn.name:
             raise RequestValidationError("A tool function needs a [name]")
-        if fn.strict is not None:
+        if fn.strict:  # strict: false asks for nothing
             raise unsupported("tools.function.strict", SERVICE)
         spec: dict[str, Any] = {"name": fn.name}
         if fn.description is not None:
@@ -356,6 +364,13 @@ class AmazonBedrockAdapter(AwsAdapter):
         # input_type is required by Cohere embed v3 on Bedrock: ES defaults it to search_document
         return {"texts": req.inputs, "input_type": input_type or "search_document"}
 
+    def check_chat(self, req: ChatRequest) -> None:
+        # Claude on Bedrock takes Anthropic's own `thinking` and `tool_choice` fields through
+        # additionalModelRequestFields (AWS Bedrock user guide, "Extended thinking" with Converse)
+        claude = self.provider_or_none() == "anthropic"
+        check_chat_params(req, SERVICE, ("reasoning_effort",) if claude else (),
+                          ("top_k",) if self.provider_or_none() in TOP_K_FIELD else ())
+
     def converse_body(self, req: ChatRequest, provider: str) -> dict[str, Any]:
         if req.seed is not None:
             raise unsupported("seed", SERVICE)
@@ -379,7 +394,7 @@ class AmazonBedrockAdapter(AwsAdapter):
             config["stopSequences"] = req.stop
         if config:
             body["inferenceConfig"] = config
-        top_k = self.task_setting(req, "top_k")
+        top_k = req.extra.get("top_k", self.task_setting(req, "top_k"))
         if top_k is not None:
             field = TOP_K_FIELD.get(provider)
             if field is None:
@@ -387,6 +402,11 @@ class AmazonBedrockAdapter(AwsAdapter):
                 raise StatusError(f"The [top_k] task parameter is not available for provider [{provider}]")
             value = float(top_k)
             body["additionalModelRequestFields"] = {field: int(value) if value.is_integer() else value}
+        if req.reasoning_effort is not None:
+            budget = thinking_budget(req.reasoning_effort, SERVICE)
+            if budget:
+                body.setdefault("additionalModelRequestFields", {})["thinking"] = {"type": "enabled",
+                                                                                   "budget_tokens": budget}
         if req.tools:
             if req.tool_choice == "none":
                 # Converse has no `none` choice: a model that is shown no tools calls none. A
@@ -444,7 +464,7 @@ class AmazonBedrockAdapter(AwsAdapter):
                 args = bytes(block.toolUse.input).decode() or "{}"
                 calls.append(ToolCall(id=block.toolUse.toolUseId,
                                       function=FunctionCall(name=block.toolUse.name, arguments=args)))
-            # reasoningContent / citations blocks only come for features this adapter never asks for
+            # reasoningContent (thinking, asked for by reasoning_effort) and citations blocks are not part of the answer
         return ChatResult(id=f"chatcmpl-{uuid.uuid4().hex}", model=self.model(req),
                           content="".join(texts) if texts or not calls else None, tool_calls=calls or None,
                           finish_reason=finish_reason(resp.stopReason),

@@ -117,8 +117,11 @@ _event_decoder = msgspec.json.Decoder(_Event)
 
 
 
-def _usage(prompt: int, completion: int) -> Usage:
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+def _usage(prompt: int, completion: int, cache: _Usage | None = None) -> Usage:
+    """`cache`: the Anthropic usage whose cache reads and writes are carried as details."""
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                 cached_tokens=cache.cache_read_input_tokens if cache else None,
+                 cache_write_tokens=cache.cache_creation_input_tokens if cache else None)
 
 
 # ------------------------------------------------------------------------------ request translation
@@ -157,7 +160,8 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[str | list[dict[str
     system: list[ChatMessage] = []
     out: list[dict[str, Any]] = []
     for m in messages:
-        if m.name is not None:
+        # a tool result's `name` repeats what its tool_use_id already identifies; other names have no place
+        if m.name is not None and m.role != "tool":
             raise unsupported("messages.name", SERVICE)
         role = m.role
         if role in ("system", "developer"):
@@ -198,16 +202,46 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[str | list[dict[str
 def translate_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for fn in function_tools(tools, SERVICE):
-        if fn.strict is not None:
-            # verified: ES AnthropicUnifiedChatCompletionRequestEntity rejects it with this message
-            raise StatusError("The [strict] field in tool function definitions is not supported by the Anthropic "
-                              "chat completion API.")
         item: dict[str, Any] = {"name": fn.name}
         if fn.description is not None:
             item["description"] = fn.description
         item["input_schema"] = fn.schema()  # required by Anthropic
+        # ES refuses `strict` (AnthropicUnifiedChatCompletionRequestEntity); the Messages API has taken it since
+        # structured outputs (anthropic SDK 2.17 `ToolParam.strict`), so it is passed on
+        if fn.strict:
+            item["strict"] = True
         out.append(item)
     return out
+
+
+def translate_response_format(fmt: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI `response_format` as the Messages API `output_config.format` (structured outputs:
+    anthropic SDK 2.17 `OutputConfigParam` / `JSONOutputFormatParam`); the answer's text is the JSON."""
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise RequestValidationError("[response_format] of type [json_schema] needs [json_schema.schema]")
+        return {"type": "json_schema", "schema": schema}
+    raise RequestValidationError(f"The [{SERVICE}] service supports [response_format] types [text] and "
+                                 f"[json_schema] (a schema is required: it has no schema-less JSON mode), "
+                                 f"not [{kind}]")
+
+
+# OpenAI reasoning_effort as a thinking budget: the budgets Google's OpenAI compatibility layer uses for
+# Gemini (ai.google.dev/gemini-api/docs/openai: low, medium, high -> 1K, 8K, 24K; none disables thinking);
+# 1024 is the Messages API's smallest budget (anthropic SDK `ThinkingConfigEnabledParam.budget_tokens`)
+THINKING_BUDGETS: Mapping[str, int] = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
+
+
+def thinking_budget(effort: str, service: str) -> int:
+    try:
+        return THINKING_BUDGETS[effort]
+    except KeyError:
+        raise RequestValidationError(f"Invalid [reasoning_effort] [{effort}] for the [{service}] service; expected "
+                                     f"one of [{', '.join(THINKING_BUDGETS)}]", param="reasoning_effort") from None
 
 
 def translate_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
@@ -247,6 +281,8 @@ class AnthropicAdapter(Adapter):
     maps_reasoning = True  # thinking_config
     framing = Framing.SSE
     tasks: ClassVar[frozenset[TaskType]] = frozenset({TaskType.COMPLETION, TaskType.CHAT_COMPLETION})
+    chat_params = frozenset({"parallel_tool_calls", "reasoning_effort"})
+    extra_params = frozenset({"top_k"})  # a Messages API parameter clients send through extra_body
     # ES retries 429, 500 and 529 (overloaded) (AnthropicResponseHandler); the base set covers them
 
     def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
@@ -262,8 +298,6 @@ class AnthropicAdapter(Adapter):
         """The Messages body; `sampling`: the API version still takes temperature, top_p and top_k."""
         if req.seed is not None:
             raise unsupported("seed", SERVICE)
-        if req.response_format is not None:
-            raise unsupported("response_format", SERVICE)
         system, messages = translate_messages(req.messages)
         body: dict[str, Any] = {"model": req.model or self.setting("model_id")}
         if system is not None:
@@ -275,7 +309,7 @@ class AnthropicAdapter(Adapter):
             raise RequestValidationError(f"The [{SERVICE}] service needs [max_tokens]: set it in the request "
                                          f"([max_completion_tokens]) or in the endpoint's task settings")
         body["max_tokens"] = max_tokens
-        values = {"temperature": req.temperature, "top_p": req.top_p, "top_k": None}
+        values = {"temperature": req.temperature, "top_p": req.top_p, "top_k": req.extra.get("top_k")}
         for name in SAMPLING:
             value = values[name] if values[name] is not None else self.task_setting(req, name)
             if value is None:
@@ -290,6 +324,21 @@ class AnthropicAdapter(Adapter):
             body["tools"] = translate_tools(req.tools)
         if req.tool_choice is not None:
             body["tool_choice"] = translate_tool_choice(req.tool_choice)
+        if req.parallel_tool_calls is False and req.tools and body.get("tool_choice", {}).get("type") != "none":
+            # anthropic SDK ToolChoiceAutoParam / ToolChoiceAnyParam / ToolChoiceToolParam.disable_parallel_tool_use
+            body["tool_choice"] = {**body.get("tool_choice", {"type": "auto"}), "disable_parallel_tool_use": True}
+        if req.response_format is not None:
+            fmt = translate_response_format(req.response_format)
+            if fmt is not None:
+                body["output_config"] = {"format": fmt}
+        if req.reasoning_effort is not None:
+            budget = thinking_budget(req.reasoning_effort, SERVICE)
+            if budget:
+                if budget >= max_tokens:  # the budget must leave room for the answer
+                    raise RequestValidationError(f"[reasoning_effort] [{req.reasoning_effort}] is a thinking budget "
+                                                 f"of [{budget}] tokens for the [{SERVICE}] service; [max_tokens] "
+                                                 f"must be larger than that", param="max_tokens")
+                body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         if req.reasoning is not None:
             body["thinking"] = thinking_config(req.reasoning)
         if req.user:
@@ -322,7 +371,7 @@ class AnthropicAdapter(Adapter):
             # redacted_thinking is encrypted: nothing to show
         usage = None
         if msg.usage is not None:
-            usage = _usage(msg.usage.prompt() or 0, msg.usage.output_tokens or 0)
+            usage = _usage(msg.usage.prompt() or 0, msg.usage.output_tokens or 0, msg.usage)
         return ChatResult(id=msg.id, model=msg.model, content="".join(texts) if texts or not calls else None,
                           reasoning="".join(thoughts) if thoughts else None, tool_calls=calls or None,
                           finish_reason=finish_reason(msg.stop_reason), usage=usage)
@@ -352,6 +401,7 @@ class AnthropicStreamParser:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.tool_index: dict[int, int] = {}  # content-block index -> tool-call index
+        self.cache: _Usage | None = None
 
     def _delta(self, **kw: Any) -> ChatDelta:
         return ChatDelta(id=self.id, model=self.model, **kw)
@@ -377,6 +427,7 @@ class AnthropicStreamParser:
             if msg.usage is not None:
                 self.prompt_tokens = msg.usage.prompt() or 0
                 self.completion_tokens = msg.usage.output_tokens or 0
+                self.cache = msg.usage
             return [self._delta(role="assistant")]
         if kind == "content_block_start":
             block = ev.content_block
@@ -415,11 +466,12 @@ class AnthropicStreamParser:
                 prompt = ev.usage.prompt()
                 if prompt is not None:
                     self.prompt_tokens = prompt
+                    self.cache = ev.usage
             reason = ev.delta.stop_reason if ev.delta is not None else None
             return [self._delta(finish_reason=finish_reason(reason))] if reason else []
         if kind == "message_stop":
             self.done = True
-            return [self._delta(usage=_usage(self.prompt_tokens, self.completion_tokens))]
+            return [self._delta(usage=_usage(self.prompt_tokens, self.completion_tokens, self.cache))]
         # content_block_stop, ping, vertex_event and future event types carry nothing for us
         return []
 

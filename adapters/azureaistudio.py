@@ -81,6 +81,9 @@ class AzureAIStudioAdapter(OpenAICompatible):
     input_types = {InputType.INGEST: "document", InputType.SEARCH: "query"}
     # verified: AzureAiStudioService batches with OpenAiServiceFields.EMBEDDING_MAX_BATCH_SIZE (2048)
     embed_batch_size = 2048
+    # its chat body is ES's {messages, parameters} shape, not OpenAI's: no optional parameter is passed on
+    chat_params: ClassVar[frozenset[str]] = frozenset()
+    extra_params: ClassVar[frozenset[str] | None] = frozenset()
 
     # -- endpoint shape -----------------------------------------------------------------------
     @property

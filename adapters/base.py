@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Mapping, Protocol
 import msgspec
 
 # The core types an adapter works with, importable from here for every adapter module.
+from proxy.chat_params import check as check_chat_params
+from proxy.chat_params import unsupported  # re-exported: adapters import it from here
 from proxy.contract import Framing, UpstreamRequest
 from proxy.errors import RequestValidationError, StreamCut, ValidationError, malformed
 from proxy.sse import FrameDecoder, NDJSONDecoder, SSEDecoder, SSEEvent
@@ -107,10 +109,6 @@ def host_region(url: Any, pattern: str) -> str | None:
     return m.group(1) if m else None
 
 
-def unsupported(param: str, service: str) -> RequestValidationError:
-    return RequestValidationError(f"The [{service}] service does not support the [{param}] parameter")
-
-
 class Adapter:
     """Base for all adapters; subclasses set the class attributes and override the builders."""
 
@@ -120,6 +118,10 @@ class Adapter:
     embed_batch_size: ClassVar[int | None] = None
     # Statuses worth retrying for this provider (429 and 5xx by default).
     retry_statuses: ClassVar[frozenset[int]] = frozenset({408, 429, 500, 502, 503, 504, 529})
+    # The optional chat parameters (`proxy.chat_params.OPTIONAL`) this adapter maps, and the names in
+    # `ChatRequest.extra` it maps (None: it passes them all on verbatim)
+    chat_params: ClassVar[frozenset[str]] = frozenset()
+    extra_params: ClassVar[frozenset[str] | None] = frozenset()
 
     def __init__(self, endpoint: EndpointView) -> None:
         self.endpoint = endpoint
@@ -160,6 +162,9 @@ class Adapter:
         if isinstance(req, ChatRequest) and req.reasoning is not None and not self.maps_reasoning:
             raise unsupported("reasoning", self.service)
         return self.build_request(req)
+    def check_chat(self, req: ChatRequest) -> None:
+        """Refuse, by name, the optional parameters this adapter does not map (before anything is sent)."""
+        check_chat_params(req, self.service, self.chat_params, self.extra_params)
 
     # -- to implement ---------------------------------------------------------------------
     def build_request(self, req: CanonicalRequest) -> UpstreamRequest:

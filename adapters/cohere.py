@@ -193,7 +193,7 @@ def translate_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     # ToolMessage2{tool_call_id, content}); the roles are OpenAI's
     out = []
     for m in messages:
-        if m.name is not None:
+        if m.name is not None and m.role != "tool":  # a tool result's name is its call's, known from tool_call_id
             raise unsupported("messages.name", SERVICE)
         role = "system" if m.role == "developer" else m.role
         if role not in ("system", "user", "assistant", "tool"):
@@ -268,6 +268,8 @@ class CohereAdapter(Adapter):
                                                       TaskType.COMPLETION, TaskType.CHAT_COMPLETION})
     # verified: ES CohereServiceFields.EMBEDDING_MAX_BATCH_SIZE = 96
     embed_batch_size: ClassVar[int | None] = 96
+    chat_params = frozenset({"frequency_penalty", "presence_penalty"})
+    extra_params = frozenset({"top_k"})  # Cohere's `k`
 
     def _request(self, url: str, payload: dict[str, Any]) -> UpstreamRequest:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -352,6 +354,11 @@ class CohereAdapter(Adapter):
             body["stop_sequences"] = req.stop
         if req.seed is not None:
             body["seed"] = req.seed
+        # cohere-python RawV2Client.chat also takes frequency_penalty, presence_penalty and k (top-k)
+        for name, value in (("frequency_penalty", req.frequency_penalty), ("presence_penalty", req.presence_penalty),
+                            ("k", req.extra.get("top_k"))):
+            if value is not None:
+                body[name] = value
         if req.tools:
             body["tools"], strict = translate_tools(req.tools)
             if strict:

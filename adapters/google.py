@@ -79,14 +79,17 @@ class _UsageMetadata(msgspec.Struct):
     promptTokenCount: int = 0
     candidatesTokenCount: int = 0
     totalTokenCount: int = 0
-    thoughtsTokenCount: int = 0
+    thoughtsTokenCount: int | None = None
+    cachedContentTokenCount: int | None = None
 
     def usage(self) -> Usage:
         # Gemini's candidatesTokenCount excludes thinking tokens; OpenAI's completion_tokens includes
         # them (as ES does in GoogleVertexAiUnifiedStreamingProcessor.usageMetadataToChunk).
+        # promptTokenCount already includes cachedContentTokenCount (UsageMetadata reference).
         return Usage(prompt_tokens=self.promptTokenCount,
-                     completion_tokens=self.candidatesTokenCount + self.thoughtsTokenCount,
-                     total_tokens=self.totalTokenCount)
+                     completion_tokens=self.candidatesTokenCount + (self.thoughtsTokenCount or 0),
+                     total_tokens=self.totalTokenCount, cached_tokens=self.cachedContentTokenCount,
+                     reasoning_tokens=self.thoughtsTokenCount)
 
 
 class _PromptFeedback(msgspec.Struct):
@@ -242,7 +245,7 @@ def _contents(messages: list[ChatMessage], service: str) -> tuple[list[dict[str,
     contents: list[dict[str, Any]] = []
     for m in messages:
         role = m.role.lower()
-        if m.name is not None:
+        if m.name is not None and role != "tool":  # a tool result's name is its call's, known from tool_call_id
             raise unsupported("messages.name", service)
         if role in ("system", "developer"):
             if isinstance(m.content, str) and not m.content:
@@ -305,7 +308,7 @@ def _tools(tools: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
             # OpenAI tools carry JSON Schema: `parametersJsonSchema` takes it as is, `parameters` only Google's
             # OpenAPI subset (ai.google.dev/api/caching#FunctionDeclaration; what google-genai sends for it)
             decl["parametersJsonSchema"] = fn["parameters"]
-        if fn.get("strict") is not None:
+        if fn.get("strict"):  # strict: false asks for nothing
             raise unsupported("tools.function.strict", service)
         declarations.append(decl)
     return [{"functionDeclarations": declarations}]
@@ -351,6 +354,23 @@ def _response_format(fmt: dict[str, Any], service: str) -> dict[str, Any]:
     raise _bad(f"Response format type [{kind}] not supported by the [{service}] service")
 
 
+# Google's own mapping for OpenAI clients (ai.google.dev/gemini-api/docs/openai): low, medium, high -> 1K, 8K, 24K
+# thinking tokens, none -> 0 (thinking off)
+_THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
+
+
+def thinking_budget_for(effort: str, service: str) -> int:
+    try:
+        return _THINKING_BUDGETS[effort]
+    except KeyError:
+        raise _bad(f"Invalid [reasoning_effort] [{effort}] for the [{service}] service; expected one of "
+                   f"[{', '.join(_THINKING_BUDGETS)}]") from None
+
+
+# the optional parameters gemini_chat_body maps (proxy.chat_params)
+GEMINI_CHAT_PARAMS = frozenset({"reasoning_effort", "frequency_penalty", "presence_penalty"})
+
+
 def gemini_chat_body(req: ChatRequest, service: str, *, max_tokens: int | None = None,
                      thinking_budget: int | None = None) -> dict[str, Any]:
     """A canonical chat request as a Gemini `GenerateContentRequest`."""
@@ -369,6 +389,13 @@ def gemini_chat_body(req: ChatRequest, service: str, *, max_tokens: int | None =
     config.update({k: v for k, v in optional.items() if v is not None})
     if req.response_format:
         config.update(_response_format(req.response_format, service))
+    # unverified: frequencyPenalty, presencePenalty, topK from the public GenerationConfig reference
+    # (ES never sends them)
+    penalties = {"frequencyPenalty": req.frequency_penalty, "presencePenalty": req.presence_penalty,
+                 "topK": req.extra.get("top_k")}
+    config.update({k: v for k, v in penalties.items() if v is not None})
+    if req.reasoning_effort is not None:
+        thinking_budget = thinking_budget_for(req.reasoning_effort, service)
     if thinking_budget is not None:
         config["thinkingConfig"] = {"thinkingBudget": thinking_budget}
     if req.reasoning is not None:
@@ -532,6 +559,8 @@ def check_embed_user(req: EmbedRequest, service: str) -> None:
 
 
 class GoogleAiStudioAdapter(Adapter):
+    chat_params = GEMINI_CHAT_PARAMS
+    extra_params = frozenset({"top_k"})
     """The Gemini API (generativelanguage.googleapis.com) with an API key.
 
     ES uses base `/v1` (GoogleAiStudioUtils); we use `/v1beta`, where systemInstruction, tools,

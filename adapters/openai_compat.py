@@ -13,10 +13,11 @@ from urllib.parse import quote
 
 import msgspec
 
+from proxy.chat_params import OPTIONAL as OPTIONAL_CHAT_PARAMS
 from proxy.errors import StatusError, StreamReportedError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, ChatResult, EmbedRequest,
-                         EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType, ToolCall,
-                         ToolCallDelta, Usage)
+from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
+                         EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
+                         ToolCall, ToolCallDelta, Usage)
 
 from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
                    malformed, map_input_type, reject_input_type, unsupported)
@@ -45,6 +46,33 @@ class _EmbeddingResponse(msgspec.Struct):
     usage: _EmbeddingUsage | None = None
 
 
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
+class _CompletionDetails(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+
+    def canonical(self) -> Usage:
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                     total_tokens=self.total_tokens,
+                     cached_tokens=self.prompt_tokens_details.cached_tokens if self.prompt_tokens_details else None,
+                     reasoning_tokens=(self.completion_tokens_details.reasoning_tokens
+                                       if self.completion_tokens_details else None))
+
+
+def _raw(value: msgspec.Raw) -> msgspec.Raw | None:
+    return value if value and bytes(value) != b"null" else None
+
+
 class _Function(msgspec.Struct):
     name: str | None = None
     arguments: str | None = None
@@ -68,6 +96,7 @@ class _Choice(msgspec.Struct):
     message: _Message
     finish_reason: str | None = None
     index: int = 0
+    logprobs: msgspec.Raw = msgspec.Raw(b"")  # msgspec.Raw cannot sit in a union: empty means absent
 
 
 class _ChatResponse(msgspec.Struct):
@@ -76,7 +105,7 @@ class _ChatResponse(msgspec.Struct):
     model: str = ""
     model_id: str = ""  # watsonx names the model here
     created: int = 0
-    usage: Usage | None = None
+    usage: _Usage | None = None
 
 
 class _DeltaToolCall(msgspec.Struct):
@@ -101,13 +130,14 @@ class _ChunkChoice(msgspec.Struct):
     delta: _Delta | None = None
     finish_reason: str | None = None
     index: int = 0
+    logprobs: msgspec.Raw = msgspec.Raw(b"")
 
 
 class _Chunk(msgspec.Struct):
     id: str | None = None
     model: str | None = None
     choices: list[_ChunkChoice] = []
-    usage: Usage | None = None
+    usage: _Usage | None = None
     error: Any = None
 
 
@@ -116,6 +146,18 @@ _chat_decoder = msgspec.json.Decoder(_ChatResponse)
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
 _vectors_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
+
+
+def openai_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Canonical messages as OpenAI's: the same shape, but a tool call's `type` (a default, which the
+    canonical Structs omit) is required by OpenAI's `ChatCompletionMessageToolCallParam`."""
+    out = []
+    for m in messages:
+        item = msgspec.to_builtins(m)
+        for call in item.get("tool_calls") or ():
+            call.setdefault("type", "function")
+        out.append(item)
+    return out
 
 
 def parse_chat_completion(body: bytes) -> ChatResult:
@@ -132,7 +174,8 @@ def parse_chat_completion(body: bytes) -> ChatResult:
     msg = choice.message
     return ChatResult(id=resp.id, model=resp.model or resp.model_id, content=msg.content,
                       reasoning=msg.reasoning_content or msg.reasoning, tool_calls=calls,
-                      finish_reason=choice.finish_reason, usage=resp.usage, created=resp.created)
+                      finish_reason=choice.finish_reason, usage=resp.usage.canonical() if resp.usage else None,
+                      created=resp.created, logprobs=_raw(choice.logprobs))
 
 
 def parse_embedding_list(body: bytes, element_type: str = "float") -> EmbedResult:
@@ -164,7 +207,7 @@ class OpenAIStreamParser:
         if event.event == "error":
             info = generic_error(data.encode())
             raise StreamReportedError(info.message if info and info.message else data[:300])
-        if data.upper() == "[DONE]":
+        if len(data) == 6 and data.upper() == "[DONE]":
             self.done = True
             return []
         try:
@@ -188,9 +231,10 @@ class OpenAIStreamParser:
                 self.finished = True
             out.append(ChatDelta(content=d.content, role=d.role, refusal=d.refusal, tool_calls=calls,
                                  reasoning=d.reasoning_content or d.reasoning,
-                                 finish_reason=choice.finish_reason, id=chunk.id, model=chunk.model))
+                                 finish_reason=choice.finish_reason, id=chunk.id, model=chunk.model,
+                                 logprobs=_raw(choice.logprobs)))
         if chunk.usage is not None:
-            out.append(ChatDelta(usage=chunk.usage, id=chunk.id, model=chunk.model))
+            out.append(ChatDelta(usage=chunk.usage.canonical(), id=chunk.id, model=chunk.model))
         return out
 
     def finish(self) -> list[ChatDelta]:
@@ -220,6 +264,10 @@ class OpenAICompatible(Adapter):
     # chat parameters the provider's API does not take (refused, never dropped) and those it names otherwise
     chat_unsupported: ClassVar[frozenset[str]] = frozenset()
     chat_renamed: ClassVar[Mapping[str, str]] = {}
+    # the optional parameters all pass (those in chat_unsupported are refused when the body is built), and
+    # so do fields the gateway does not define: an upstream that lacks one says so itself
+    chat_params: ClassVar[frozenset[str]] = frozenset(OPTIONAL_CHAT_PARAMS)
+    extra_params: ClassVar[frozenset[str] | None] = None
 
     # -- hooks --------------------------------------------------------------------------------
     def url(self, task: TaskType) -> tuple[str, bool]:
@@ -287,15 +335,16 @@ class OpenAICompatible(Adapter):
     def chat_body(self, req: ChatRequest) -> dict[str, Any]:
         # an earlier turn's reasoning is not sent back: DeepSeek refuses `reasoning_content` in input messages
         # (api-docs.deepseek.com/guides/reasoning_model) and OpenAI's messages have no field for it
-        body: dict[str, Any] = {"messages": [msgspec.to_builtins(
-            msgspec.structs.replace(m, reasoning=None, reasoning_details=None)) for m in req.messages]}
+        body: dict[str, Any] = {"messages": openai_messages(
+            [msgspec.structs.replace(m, reasoning=None, reasoning_details=None) for m in req.messages])}
         model = self.model(req)
         if self.sends_model and model:
             body["model"] = model
         optional = {self.max_tokens_field: req.max_tokens, "temperature": req.temperature, "top_p": req.top_p,
                     "stop": req.stop or None, "seed": req.seed, "tools": req.tools or None,
                     "tool_choice": req.tool_choice, "response_format": req.response_format,
-                    "user": req.user or self.task_setting(req, "user")}
+                    "user": req.user or self.task_setting(req, "user"),
+                    **{name: getattr(req, name) for name in self.chat_params}}
         for name, value in optional.items():
             if value is None:
                 continue
@@ -304,6 +353,8 @@ class OpenAICompatible(Adapter):
             body[self.chat_renamed.get(name, name)] = value
         if req.reasoning is not None:
             body["reasoning_effort"] = self.reasoning_effort(req.reasoning)
+        for name, value in req.extra.items():  # a client's extra_body, as OpenAI's own SDK would send it
+            body.setdefault(name, value)
         # no `n`: 1 is every provider's default, and not every provider takes the field
         if req.stream:
             body["stream"] = True

@@ -21,14 +21,15 @@ import msgspec
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from proxy.chat_params import check as check_chat_params
 from proxy.errors import StatusError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, EmbedRequest, EmbedResult, RankedDoc,
                          RerankRequest, RerankResult, TaskType, Usage)
 
 from .base import (Adapter, ProviderError, StreamParser, UpstreamRequest, generic_error, host_region,
                    map_input_type, unsupported)
-from .google import (GOOGLE_INPUT_TYPES, GeminiStreamParser, check_embed_user, gemini_chat_body, google_error,
-                     malformed, parse_gemini_chat)
+from .google import (GEMINI_CHAT_PARAMS, GOOGLE_INPUT_TYPES, GeminiStreamParser, check_embed_user, gemini_chat_body,
+                     google_error, malformed, parse_gemini_chat)
 from .tokens import ExpiringTokens
 
 T = TaskType
@@ -334,6 +335,14 @@ class GoogleVertexAiAdapter(Adapter):
         if req.return_documents is not None:
             body["ignoreRecordDetailsInResponse"] = not req.return_documents
         return body
+
+    def check_chat(self, req: ChatRequest) -> None:
+        if self.provider == "google":
+            check_chat_params(req, self.service, GEMINI_CHAT_PARAMS, ("top_k",))
+        elif self.provider == "anthropic" or self.provider in OPENAI_SHAPED:
+            self.partner().check_chat(req)  # the partner's body builder is the one that maps them
+        else:
+            super().check_chat(req)
 
     def anthropic_body(self, req: ChatRequest) -> dict[str, Any]:
         if req.max_tokens is None and self.task_setting(req, "max_tokens") is None:

@@ -25,7 +25,7 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatReque
 
 from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
                    host_region, malformed, reject_input_type, unsupported)
-from .openai_compat import OpenAIStreamParser, parse_chat_completion
+from .openai_compat import OpenAIStreamParser, openai_messages, parse_chat_completion
 from .tokens import ExpiringTokens
 
 T = TaskType
@@ -308,7 +308,7 @@ class WatsonxAIAdapter(Adapter):
         # stream_options; the model comes from the request when it names one (IbmWatsonxChatCompletionModel.of)
         body: dict[str, Any] = {"project_id": self.setting("project_id"),
                                 "model_id": req.model or self.setting("model_id"),
-                                "messages": [msgspec.to_builtins(m) for m in req.messages]}
+                                "messages": openai_messages(req.messages)}
         optional = {"max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p,
                     "stop": req.stop or None, "seed": req.seed, "tools": req.tools or None,
                     "response_format": req.response_format}

@@ -80,10 +80,13 @@ TARGET_NAMES = {
 # ---------------------------------------------------------------------------------------------- HTTP
 
 
-def request_bytes(port: int, path: str, body: Any, method: str = "POST") -> bytes:
+BENCH_AUTH = "Bearer sk-bench"  # what the relay and the upstream get (they ignore it)
+
+
+def request_bytes(port: int, path: str, body: Any, method: str = "POST", auth: str = BENCH_AUTH) -> bytes:
     data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
     head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer sk-bench\r\nContent-Length: {len(data)}\r\n\r\n")
+            f"Authorization: {auth}\r\nContent-Length: {len(data)}\r\n\r\n")
     return head.encode() + data
 
 
@@ -278,12 +281,12 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(wrk: str, port: int, path: str, body: Any, connections: int, seconds: float, core: int | None,
-            workdir: Path) -> dict:
+            workdir: Path, auth: str = BENCH_AUTH) -> dict:
     script = workdir / "post.lua"
     data = json.dumps(body, separators=(",", ":"))
     script.write_text(f'wrk.method = "POST"\nwrk.body = [==[{data}]==]\n'
                       f'wrk.headers["Content-Type"] = "application/json"\n'
-                      f'wrk.headers["Authorization"] = "Bearer sk-bench"\n')
+                      f'wrk.headers["Authorization"] = "{auth}"\n')
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
            f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
@@ -350,12 +353,24 @@ def proc_status(pid: int, field: str) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
+    """User+system time of the process and of its live children (the workers of `--workers N`)."""
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            if p == pid:
+                return float("nan")
+    return total
+
+
+def children(pid: int) -> list[int]:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
-        return float("nan")
+        return []
 
 
 class RSSSampler:
@@ -465,6 +480,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-wrk", action="store_true", help="use the Python load generator for RPS")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     p.add_argument("--python", default=None, help="interpreter for the gateway (default .venv/bin/python)")
+    p.add_argument("--users", action="store_true",
+                   help="the gateway as users run it: an API key on every request, the access log (INFO) on; "
+                        "metrics, request ids, usage accounting and the rate limit are on in every run")
+    p.add_argument("--workers", type=int, default=1, help="gateway worker processes (default 1); with more than "
+                                                          "one the gateway is not pinned to a core")
+    p.add_argument("--gateway-root", default=str(ROOT), help="the checkout whose gateway is measured (a baseline)")
+    p.add_argument("--label", default="", help="a name for this run in the JSON (bench/perf_readme.py)")
     p.add_argument("--output", default=str(BENCH / "results" / "overhead.json"))
     args = p.parse_args(argv)
     quick = args.quick
@@ -500,9 +522,12 @@ def run(args: argparse.Namespace) -> dict:
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) >= 2 and not args.no_pin:
         gw_core, load_core = cores[0], cores[1]
-        pinning = (f"gateway and relay on core {gw_core}; upstream ({'nginx, ' if nginx else ''}aiohttp), load "
+        pinned = "relay" if args.workers > 1 else "gateway and relay"
+        pinning = (f"{pinned} on core {gw_core}; upstream ({'nginx, ' if nginx else ''}aiohttp), load "
                    f"generators ({'wrk, ' if wrk else ''}Python client) and this script on core {load_core}")
         os.sched_setaffinity(0, {load_core})
+        if args.workers > 1:
+            pinning += f"; the gateway's {args.workers} workers on any core"
     else:
         gw_core = load_core = None
         pinning = "none (fewer than 2 cores available)" if not args.no_pin else "none (--no-pin)"
@@ -518,7 +543,8 @@ def run(args: argparse.Namespace) -> dict:
     }
     params = {k: getattr(args, k) for k in ("quick", "latency_requests", "rps_seconds", "connections", "streams",
                                             "paced_streams", "gap_ms", "stream_concurrency", "stream_seconds",
-                                            "rounds", "events")}
+                                            "rounds", "events", "users", "workers", "label")}
+    params["command"] = " ".join(["bench/overhead.py", *(sys.argv[1:] if __name__ == "__main__" else [])])
     params.update({"embedding_dims": up.DIMS, "embed_body": EMBED_INPUT, "warmup_requests": 200 if not args.quick
                    else 50, "rate_limit_rpm": 10_000_000, "pinning": pinning})
     print(f"machine: {info['nproc']} cores ({info['cpu_model']}), load average {info['loadavg_start'][0]:.2f}")
@@ -558,16 +584,30 @@ def run(args: argparse.Namespace) -> dict:
         config = tmp / "gateway.yaml"
         gateway_config(config, f"http://127.0.0.1:{embed_port}", f"http://127.0.0.1:{py_port}")
         gw_log = tmp / "gateway.log"
-        env = {**os.environ, "INFERENCE_PROXY_LOCAL_MODELS": "0", "INFERENCE_PROXY_LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "INFERENCE_PROXY_LOCAL_MODELS": "0",
+               "INFERENCE_PROXY_LOG_LEVEL": "INFO" if args.users else "WARNING"}
         for name in ("HTTPS_PROXY", "https_proxy", "INFERENCE_PROXY_UPSTREAM_PROXY"):
             env.pop(name, None)
         gw = subprocess.Popen([python, "-m", "proxy", "serve", "--port", str(gw_port), "--data-dir",
-                               str(tmp / "data"), "--config", str(config)],
-                              cwd=ROOT, env=env, stdout=gw_log.open("w"), stderr=subprocess.STDOUT,
-                              preexec_fn=_pin(gw_core))
+                               str(tmp / "data"), "--config", str(config), "--workers", str(args.workers)],
+                              cwd=args.gateway_root, env=env, stdout=gw_log.open("w"), stderr=subprocess.STDOUT,
+                              preexec_fn=_pin(gw_core if args.workers == 1 else None))
         procs.append(gw)
         wait_http(relay_port, request_bytes(relay_port, "/v1/embeddings", EMBED_INPUT), relay, "relay", relay_log)
         wait_http(gw_port, request_bytes(gw_port, f"/_inference/{EMBED_ID}", None, "GET"), gw, "gateway", gw_log)
+        gw_auth = BENCH_AUTH
+        if args.users:  # the first key turns access control on (proxy/auth.py)
+            conn = SyncConn(gw_port)
+            status, _, _, body = conn.call(request_bytes(gw_port, "/_security/api_key", {"name": "bench"}))
+            conn.close()
+            if status != 200:
+                raise SystemExit(f"could not create an API key: {status} {body[:300]!r}")
+            gw_auth = "ApiKey " + json.loads(body)["encoded"]
+            # every worker must know the key before load starts (they follow the store)
+            probe = request_bytes(gw_port, f"/_inference/{EMBED_ID}", None, "GET", auth=gw_auth)
+            for _ in range(20):
+                wait_http(gw_port, probe, gw, "gateway with the API key", gw_log)
+        auth = {"gw_es": gw_auth, "gw_v1": gw_auth}
         time.sleep(0.5)
         rss = {"gateway_idle_kb": proc_status(gw.pid, "VmRSS"), "relay_idle_kb": proc_status(relay.pid, "VmRSS")}
 
@@ -575,8 +615,10 @@ def run(args: argparse.Namespace) -> dict:
         embed_reqs = {
             "direct": (embed_port, request_bytes(embed_port, "/v1/embeddings", {"model": up.MODEL, **EMBED_INPUT})),
             "relay": (relay_port, request_bytes(relay_port, "/v1/embeddings", {"model": up.MODEL, **EMBED_INPUT})),
-            "gw_es": (gw_port, request_bytes(gw_port, f"/_inference/text_embedding/{EMBED_ID}", EMBED_INPUT)),
-            "gw_v1": (gw_port, request_bytes(gw_port, "/v1/embeddings", {"model": EMBED_ID, **EMBED_INPUT})),
+            "gw_es": (gw_port, request_bytes(gw_port, f"/_inference/text_embedding/{EMBED_ID}", EMBED_INPUT,
+                                             auth=gw_auth)),
+            "gw_v1": (gw_port, request_bytes(gw_port, "/v1/embeddings", {"model": EMBED_ID, **EMBED_INPUT},
+                                             auth=gw_auth)),
         }
         embed_paths = {"direct": "/v1/embeddings", "relay": "/v1/embeddings",
                        "gw_es": f"/_inference/text_embedding/{EMBED_ID}", "gw_v1": "/v1/embeddings"}
@@ -592,8 +634,9 @@ def run(args: argparse.Namespace) -> dict:
                 "direct": (py_port, request_bytes(py_port, f"{prefix}/v1/chat/completions", stream_body)),
                 "relay": (relay_port, request_bytes(relay_port, f"{prefix}/v1/chat/completions", stream_body)),
                 "gw_es": (gw_port, request_bytes(gw_port, f"/_inference/chat_completion/{ep}/_stream",
-                                                 {"messages": MESSAGES})),
-                "gw_v1": (gw_port, request_bytes(gw_port, "/v1/chat/completions", {**stream_body, "model": ep})),
+                                                 {"messages": MESSAGES}, auth=gw_auth)),
+                "gw_v1": (gw_port, request_bytes(gw_port, "/v1/chat/completions", {**stream_body, "model": ep},
+                                                 auth=gw_auth)),
             }
 
         sampler = RSSSampler(gw.pid)
@@ -695,10 +738,10 @@ def run(args: argparse.Namespace) -> dict:
                 if wrk:
                     if rnd == 0:
                         run_wrk(wrk, port, embed_paths[name], embed_bodies[name], args.connections, 1, load_core,
-                                tmp)
+                                tmp, auth.get(name, BENCH_AUTH))
                     c0 = cpu()
                     r = run_wrk(wrk, port, embed_paths[name], embed_bodies[name], args.connections, slice_s,
-                                load_core, tmp)
+                                load_core, tmp, auth.get(name, BENCH_AUTH))
                     c1 = cpu()
                     r.pop("raw")
                     r["seconds"] = slice_s
@@ -782,7 +825,9 @@ def run(args: argparse.Namespace) -> dict:
         rss.update({"gateway_peak_under_load_kb": sampler.peak, "gateway_after_kb": proc_status(gw.pid, "VmRSS"),
                     "gateway_hwm_kb": proc_status(gw.pid, "VmHWM"), "relay_after_kb": proc_status(relay.pid, "VmRSS")})
         results["rss"] = rss
-        tail = gw_log.read_text()[-2000:]
+        lines = gw_log.read_text().splitlines()
+        results["access_log_lines"] = sum(" proxy.access " in line for line in lines)
+        tail = "\n".join(line for line in lines if " proxy.access " not in line)[-2000:]
         if tail.strip():
             results["gateway_log_tail"] = tail
     finally:
@@ -865,6 +910,10 @@ def report(res: dict) -> str:
                f"{m['gateway_peak_under_load_kb'] / 1024:.1f} MiB, after {m['gateway_after_kb'] / 1024:.1f} MiB "
                f"(bare relay: idle {m['relay_idle_kb'] / 1024:.1f} MiB, after {m['relay_after_kb'] / 1024:.1f} MiB)")
     mi = res["machine"]
+    pr = res["params"]
+    out.append(f"Gateway: {pr.get('workers', 1)} worker(s); "
+               + ("as users run it (API key, access log)" if pr.get("users") else "no API key, access log off")
+               + f"; {res.get('access_log_lines', 0)} access log lines")
     out.append(f"Machine: {mi['nproc']} cores, {mi['cpu_model']}; load average {mi['loadavg_start'][0]:.2f} at "
                f"start, {mi['loadavg_end'][0]:.2f} at end; {res['params']['pinning']}; run took {res['elapsed_s']} s")
     return "\n".join(out)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from proxy.catalogue import DEFAULT_CHUNKING, Service
+from proxy.chat_params import check as check_chat_params
 from proxy.contract import CallContext
 from proxy.endpoint import Endpoint
 from proxy.errors import GatewayError, ServiceUnavailableError, StatusError
@@ -578,9 +579,11 @@ class LocalBackend:
         return await self._call(ctx, lambda e: e.rerank(req))
 
     async def chat(self, req: ChatRequest, ctx: CallContext) -> ChatResult:
+        check_chat_params(req, self.endpoint.service)  # the engines map none of the optional parameters
         return await self._call(ctx, lambda e: e.chat(req, new_request_id()))
 
     async def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta]:
+        check_chat_params(req, self.endpoint.service)
         slot = self.manager.slot_for(self.endpoint)
         slot.inflight += 1
         try:

@@ -5,6 +5,8 @@ Keys and what they grant are in proxy/keys.py. Routes need the cluster privilege
 read endpoints and perform inference, `manage_api_key` / `manage_own_api_key` for the API key API.
 A key limited to endpoint patterns sees and uses only those endpoints, on both surfaces. With no key
 at all in the store, access control is off (a gateway on loopback, or one started `--insecure`).
+A key comes in `Authorization` (`ApiKey` or `Bearer`), or in `x-api-key` when no Authorization header
+is sent (the anthropic SDK).
 """
 
 from __future__ import annotations
@@ -66,10 +68,14 @@ def _denied(request: web.Request, key: ApiKey, privilege: str, where: str = "") 
 def authenticate(request: web.Request, keys: KeyRing) -> None:
     """Who is calling (`request[appkeys.PRINCIPAL]`, None while access control is off) and whether the
     route's privilege is theirs; endpoint scopes are checked where the endpoint is known."""
+    if not keys.enabled:  # first: a gateway without keys pays nothing per request
+        return
     privilege = required_privilege(request)
-    if privilege is None or not keys.enabled:
+    if privilege is None:
         return
     header = request.headers.get("Authorization", "")
+    if not header and request.headers.get("x-api-key"):
+        header = "Bearer " + request.headers["x-api-key"]  # how the anthropic SDK sends its key
     scheme, _, credential = header.partition(" ")
     if not header:
         raise AuthenticationError(f"missing authentication credentials for REST request [{request.path}]")

@@ -84,8 +84,9 @@ def _more_telling(previous: UpstreamError | None, new: UpstreamError) -> Upstrea
 
 class RemoteBackend:
     def __init__(self, endpoint: Endpoint, adapter: Adapter, transport: Transport,
-                 limiter: RateLimiter | None, metrics: Metrics) -> None:
+                 limiter: RateLimiter | None, metrics: Metrics, max_retries: int = 2) -> None:
         self.endpoint = endpoint
+        self.max_retries = max_retries
         self.metrics = metrics
         self.adapter = adapter
         self.transport = transport
@@ -135,7 +136,7 @@ class RemoteBackend:
     async def _backoff(self, err: UpstreamError, attempt: int, ctx: CallContext) -> None:
         """Sleep before the next try, or re-raise when no try fits before the deadline."""
         self.metrics.upstream_errors.labels(self.service, str(err.upstream_status)).inc()
-        if not err.retryable or 0 < ctx.max_attempts <= attempt + 1:
+        if not err.retryable or 0 < ctx.max_attempts <= attempt + 1 or attempt >= self.max_retries:
             raise err
         if err.retry_after is not None:
             delay = err.retry_after
@@ -223,12 +224,14 @@ class RemoteBackend:
         return await self._call(req, ctx)
 
     async def chat(self, req: ChatRequest, ctx: CallContext) -> ChatResult:
+        self.adapter.check_chat(req)
         return await self._call(req, ctx)
 
     # ------------------------------------------------------------------ streaming
 
     async def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[list[ChatDelta]]:
         """The deltas of each upstream read, as a batch. Retries only before the first one is produced."""
+        self.adapter.check_chat(req)
         req = msgspec.structs.replace(req, stream=True)
         up = self._build(req)
         attempt = 0
@@ -284,8 +287,11 @@ class Backends:
 
     def __init__(self, transport: Transport, metrics: Metrics, local: Any = None, shared: Any = None,
                  resolve: Callable[[str], Endpoint | None] | None = None,
-                 allowed: Callable[[Endpoint], bool] | None = None) -> None:
+                 allowed: Callable[[Endpoint], bool] | None = None, max_retries: int = 2,
+                 endpoint_max_retries: Mapping[str, int] | None = None) -> None:
         self.transport = transport
+        self.max_retries = max_retries
+        self.endpoint_max_retries = dict(endpoint_max_retries or {})
         self.metrics = metrics
         self.local = local  # engines.EngineManager, when local models are enabled
         self.shared = shared  # shared_limits.RedisLink with --redis: shared rate limits, embedding cache
@@ -341,7 +347,8 @@ class Backends:
             old = getattr(previous[1], "limiter", None) if previous else None
             # keep the bucket across settings updates so an update cannot reset a rate limit
             limiter = old if old is not None and abs(old.interval - 60.0 / rpm) < 1e-9 else self._limiter(ep, rpm)
-        return RemoteBackend(ep, adapter, self.transport, limiter, self.metrics)
+        retries = self.endpoint_max_retries.get(ep.inference_id, self.max_retries)
+        return RemoteBackend(ep, adapter, self.transport, limiter, self.metrics, retries)
 
 
 __all__ = ["Backend", "Backends", "CallContext", "RemoteBackend"]

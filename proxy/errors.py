@@ -90,6 +90,18 @@ class TooManyRequestsError(StatusError):
     status = 429
 
 
+class RateLimitReached(TooManyRequestsError):
+    """An endpoint's own `rate_limit` has no slot before the request's deadline. `reason` keeps the ES
+    wording for `/_inference`; client surfaces show `detail`, which says what happened."""
+
+    def __init__(self, inference_id: str, timeout_text: str, requests_per_minute: float, wait: float) -> None:
+        super().__init__(f"Request timed out after [{timeout_text}] for inference id [{inference_id}]",
+                         headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+        self.detail = (f"The rate limit of inference endpoint [{inference_id}] ([{requests_per_minute:g}] requests "
+                       f"per minute) was reached: the next request slot opens in [{wait:.1f}s], later than this "
+                       f"request's timeout of [{timeout_text}]")
+
+
 class ServiceUnavailableError(StatusError):
     status = 503
 

@@ -12,7 +12,7 @@ import time
 
 from aiohttp import web
 
-from .errors import TooManyRequestsError
+from .errors import RateLimitReached, TooManyRequestsError
 
 
 class RateLimiter:
@@ -28,8 +28,7 @@ class RateLimiter:
         tat = max(self._tat, now)
         wait = tat - self._tolerance - now
         if wait > 0 and now + wait > deadline:
-            raise TooManyRequestsError(f"Request timed out after [{timeout_text}] for inference id [{inference_id}]",
-                                       headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+            raise RateLimitReached(inference_id, timeout_text, 60.0 / self.interval, wait)
         self._tat = tat + self.interval
         if wait > 0:
             await asyncio.sleep(wait)

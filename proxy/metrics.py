@@ -63,6 +63,33 @@ class Metrics:
         self.breaker_state = Gauge("inference_proxy_circuit_breaker_state",
                                    "A target's circuit breaker as last seen (the latest of the workers): 0 closed, "
                                    "1 open, 2 half-open", ["target"], registry=r, multiprocess_mode="livemostrecent")
+        # labelled children by label values: `labels()` hashes, validates and locks on every call, and
+        # these two are taken on every request (label values are bounded, see observability.py)
+        self._answered: dict[tuple, tuple] = {}
+        self._ttft: dict[tuple[str, str], object] = {}
+        self._tokens: dict[tuple[str, str], object] = {}
+
+    def answered(self, route: str, endpoint: str, service: str, task: str, status: int, seconds: float) -> None:
+        """One request answered: its count and its latency."""
+        key = (route, endpoint, service, task, status)
+        children = self._answered.get(key)
+        if children is None:
+            children = self._answered[key] = (self.requests.labels(route, endpoint, service, task, str(status)),
+                                              self.latency.labels(route, service, task))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_tokens(self, endpoint: str, direction: str, n: int) -> None:
+        child = self._tokens.get((endpoint, direction))
+        if child is None:
+            child = self._tokens[(endpoint, direction)] = self.tokens.labels(endpoint, direction)
+        child.inc(n)
+
+    def first_token(self, service: str, task: str, seconds: float) -> None:
+        child = self._ttft.get((service, task))
+        if child is None:
+            child = self._ttft[(service, task)] = self.ttft.labels(service, task)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         if self.multiprocess_dir is None:

@@ -65,8 +65,7 @@ async def _observe(request: web.Request, handler, span) -> web.StreamResponse:
         ep = request.get(appkeys.ENDPOINT)
         endpoint, service, task = (ep.inference_id, ep.service, ep.task_type.value) if ep is not None else ("", "", "")
         route = _route(request)
-        metrics.requests.labels(route, endpoint, service, task, str(status)).inc()
-        metrics.latency.labels(route, service, task).observe(elapsed)
+        metrics.answered(route, endpoint, service, task, status, elapsed)
         if ep is not None:
             key = request.get(appkeys.PRINCIPAL)
             used = request.get(appkeys.TOKENS) or (0, 0)

@@ -10,7 +10,7 @@ error (`scrub`, applied to every error the gateway writes).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -83,11 +83,15 @@ class Call:
         count_usage(self.request, result.usage)
         return web.Response(body=render(result), content_type="application/json")
 
-    async def stream(self, req: ChatRequest, renderer: StreamRenderer, timeout: str | None = None) -> web.StreamResponse:
-        """Relay the backend's deltas through `renderer` (`proxy.streaming.pump`), counting usage as it passes."""
+    async def stream(self, req: ChatRequest, renderer: StreamRenderer, timeout: str | None = None,
+                     finish: Callable[[], Awaitable[None]] | None = None) -> web.StreamResponse:
+        """Relay the backend's deltas through `renderer` (`proxy.streaming.pump`), counting usage as it passes.
+        `finish` is awaited once the backend's stream has ended cleanly, before the renderer's last frame
+        (the Responses API stores the response there, so it can be found as soon as the client has it)."""
         ctx = self._context(req, timeout)
         request = self.request
-        return await pump(request, self._backend().stream(req, ctx), renderer,
+        deltas = self._backend().stream(req, ctx)
+        return await pump(request, deltas if finish is None else _then(deltas, finish), renderer,
                           lambda usage: count_usage(request, usage), lambda err: scrub(request, err))
 
 
@@ -95,6 +99,13 @@ def enforce_region_policy(request: web.Request, ep: Endpoint) -> None:
     """Inference on an endpoint whose data location the region policy does not allow is refused (403)."""
     if not region.policy_allows(request.app[appkeys.REGISTRY], request.app[appkeys.SETTINGS].location, ep):
         raise region.denied_error(ep.inference_id)
+async def _then(deltas: AsyncIterator[Any], finish: Callable[[], Awaitable[None]]) -> AsyncIterator[Any]:
+    try:
+        async for item in deltas:
+            yield item
+    finally:
+        await deltas.aclose()  # type: ignore[attr-defined]
+    await finish()
 
 
 def scrub(request: web.Request, err: GatewayError) -> GatewayError:
@@ -114,11 +125,11 @@ def count_usage(request: web.Request, usage: Usage | None) -> None:
         used = request[appkeys.TOKENS] = [0, 0]
     used[0] += usage.prompt_tokens or 0
     used[1] += usage.completion_tokens or 0
-    tokens = request.app[appkeys.METRICS].tokens
+    metrics = request.app[appkeys.METRICS]
     if usage.prompt_tokens:
-        tokens.labels(ep.inference_id, "in").inc(usage.prompt_tokens)
+        metrics.count_tokens(ep.inference_id, "in", usage.prompt_tokens)
     if usage.completion_tokens:
-        tokens.labels(ep.inference_id, "out").inc(usage.completion_tokens)
+        metrics.count_tokens(ep.inference_id, "out", usage.completion_tokens)
 
 
 def check_embedding_content(ep: Endpoint, parsed: list[list[EmbedPart]]) -> None:

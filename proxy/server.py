@@ -20,11 +20,13 @@ from .observability import observe, stamp_request_id, stamp_target
 from .pipeline import scrub
 from .scrubbing import scrubbed_traceback, secret_strings
 from .registry import Registry
+from .routes import anthropic as anthropic_routes
 from .routes import console as console_routes
 from .routes import es as es_routes
 from .routes import openai as openai_routes
 from .routes import ops as ops_routes
 from .routes import region as region_routes
+from .routes import responses as responses_routes
 from .routes import security as security_routes
 from .secrets import SecretBox
 from .settings import Settings
@@ -133,8 +135,10 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     security_routes.add_routes(app)
     region_routes.add_routes(app)  # before es_routes: its fixed path wins over `/_inference/{id}`
     es_routes.add_routes(app)
+    anthropic_routes.add_routes(app)  # before the OpenAI routes, whose /v1/ prefix would claim its URLs
     openai_routes.add_routes(app)
     console_routes.add_routes(app)
+    responses_routes.add_routes(app)
     return app
 
 
@@ -177,7 +181,8 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
             log.info("created endpoint [%s] from the config file", declared.inference_id)
     app[appkeys.REGISTRY] = registry
     backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[appkeys.REDIS],
-                        resolve=registry.get,
+                        resolve=registry.get, max_retries=settings.max_retries,
+                        endpoint_max_retries=settings.endpoint_max_retries,
                         allowed=lambda ep: region.policy_allows(registry, settings.location, ep))
     registry.add_listener(backends.forget)
     if local is not None:

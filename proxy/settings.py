@@ -66,6 +66,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_inputs: int = 10_000  # inputs in one embedding or rerank request
     max_input_chars: int = 1_000_000  # characters in one input
     max_in_flight: int = 2_048  # requests handled at once; more get 429
+    # retries of a failed upstream call (429, 5xx, network), also bounded by the request's timeout; the
+    # official OpenAI and Anthropic SDKs make 2. Per endpoint: {inference_id: retries}
+    max_retries: int = 2
+    endpoint_max_retries: dict[str, int] = {}
+    # other model names for endpoints on the client surfaces (/v1): {"GPT-4o": "my-openai-endpoint"}
+    model_aliases: dict[str, str] = {}
     client_read_timeout: float = 60.0  # seconds a client may take to send its body
     header_read_timeout: float = 10.0  # seconds from a request's first byte to the end of its headers
     keepalive_timeout: float = 75.0  # seconds an idle keep-alive connection stays open
@@ -142,7 +148,7 @@ def read_config_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
 
 _ENV_FIELDS = {"host": str, "port": int, "data_dir": str, "log_level": str, "secret_key": str,
                "upstream_proxy": str, "engine": str, "max_body_bytes": int, "max_inputs": int,
-               "max_input_chars": int, "max_in_flight": int, "client_read_timeout": float,
+               "max_input_chars": int, "max_in_flight": int, "max_retries": int, "client_read_timeout": float,
                "header_read_timeout": float, "keepalive_timeout": float, "max_connections": int,
                "max_json_depth": int,
                "store": str, "redis": str, "embedding_cache_ttl": int, "workers": int,
@@ -187,6 +193,8 @@ def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = N
         merged["otel_traces_exporter"] = exporter
     merged.update(cli)
     settings = msgspec.convert(merged, Settings)
+    if settings.max_retries < 0 or any(n < 0 for n in settings.endpoint_max_retries.values()):
+        raise ValueError("max_retries must be 0 or more")
     if settings.workers < 1:
         raise ValueError("workers must be at least 1")
     if settings.embedding_cache_ttl < 0:

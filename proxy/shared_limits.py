@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Any
 
-from .errors import TooManyRequestsError
+from .errors import RateLimitReached
 from .limits import RateLimiter
 from .metrics import Metrics
 from .store.base import StartupError, redact
@@ -154,9 +154,7 @@ class SharedRateLimiter:
             else:
                 wait = int(wait_us) / 1e6
                 if not int(allowed):
-                    raise TooManyRequestsError(
-                        f"Request timed out after [{timeout_text}] for inference id [{inference_id}]",
-                        headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+                    raise RateLimitReached(inference_id, timeout_text, 60.0 / self.interval, wait)
                 if wait > 0:
                     await asyncio.sleep(wait)
                 return

@@ -57,6 +57,16 @@ class SSEDecoder:
             chunk = chunk[1:]  # the LF of a CRLF split across two reads
         self._pending_cr = False
         buf += chunk
+        if b"\r" not in buf:  # LF line ends, as providers send them: split in C, not line by line
+            *lines, rest = bytes(buf).split(b"\n")
+            for line in lines:
+                self._line(line, events)
+            if lines:
+                buf.clear()
+                buf += rest
+            if len(buf) + self._size > self._limit:
+                raise FrameTooLarge(self._limit)
+            return events
         start = 0
         n = len(buf)
         while start < n:
@@ -86,6 +96,13 @@ class SSEDecoder:
             self._data, self._event, self._has_data, self._size = [], "", False, 0
             return
         if raw[0] == 58:  # ':' comment / keep-alive
+            return
+        if raw.startswith(b"data:"):  # the common line, without decoding its name
+            self._data.append(raw[6 if raw[5:6] == b" " else 5:].decode("utf-8", "replace"))
+            self._has_data = True
+            self._size += len(raw)
+            if self._size > self._limit:
+                raise FrameTooLarge(self._limit)
             return
         line = raw.decode("utf-8", "replace")
         name, sep, value = line.partition(":")

@@ -36,7 +36,7 @@ async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta | list[Chat
         raise
     ep = request.get(appkeys.ENDPOINT)
     if ep is not None:
-        request.app[appkeys.METRICS].ttft.labels(ep.service, ep.task_type.value).observe(time.perf_counter() - started)
+        request.app[appkeys.METRICS].first_token(ep.service, ep.task_type.value, time.perf_counter() - started)
     response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
                                                        "Cache-Control": "no-cache"})
     try:

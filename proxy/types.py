@@ -114,6 +114,18 @@ class ChatRequest(Base, kw_only=True):
     reasoning: dict[str, Any] | None = None
     stream: bool = False
     task_settings: dict[str, Any] = {}
+    # Standard parameters that not every provider has. A backend maps the ones it can and refuses the
+    # others by name (`proxy.chat_params`), so none is dropped.
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None  # none | minimal | low | medium | high
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    # Fields with no canonical meaning (OpenAI-only parameters, a client's `extra_body`): sent verbatim to
+    # upstreams that speak OpenAI's format, refused by name elsewhere unless a backend maps one (`top_k`)
+    extra: dict[str, Any] = {}
 
 
 CanonicalRequest = EmbedRequest | RerankRequest | ChatRequest
@@ -123,9 +135,14 @@ CanonicalRequest = EmbedRequest | RerankRequest | ChatRequest
 
 
 class Usage(Base, kw_only=True):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    """Token counts. Surfaces render them with their own Structs, so a count of 0 is never omitted there."""
+
+    prompt_tokens: int = 0  # all prompt tokens, cached ones included (OpenAI's meaning)
+    completion_tokens: int = 0  # reasoning tokens included
     total_tokens: int = 0
+    cached_tokens: int | None = None  # prompt tokens read from the provider's prompt cache
+    cache_write_tokens: int | None = None  # prompt tokens written to it (Anthropic, Bedrock)
+    reasoning_tokens: int | None = None
 
 
 class EmbedResult(Base, kw_only=True):
@@ -162,6 +179,7 @@ class ChatResult(Base, kw_only=True):
     finish_reason: str | None = "stop"
     usage: Usage | None = None
     created: int = 0
+    logprobs: msgspec.Raw | None = None  # OpenAI's `choices[0].logprobs`, passed on as sent
 
 
 class ToolCallDelta(Base, kw_only=True):
@@ -183,6 +201,7 @@ class ChatDelta(Base, kw_only=True):
     usage: Usage | None = None
     id: str | None = None
     model: str | None = None
+    logprobs: msgspec.Raw | None = None
 
 
 CanonicalResult = EmbedResult | SparseEmbedResult | RerankResult | ChatResult

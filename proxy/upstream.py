@@ -9,6 +9,7 @@ turns aiohttp failures into `UpstreamError`s. It knows nothing of any provider.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import secrets
@@ -44,6 +45,7 @@ class UpstreamUnreachable(UpstreamError):
 _ENCODED_URL = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
 
 
+@functools.lru_cache(maxsize=1024)  # URLs are immutable, and most endpoints call one URL: parse it once
 def wire_url(url: str) -> URL:
     """The URL object to send. An already-encoded URL goes out byte for byte: yarl would otherwise
     decode `%3A` to `:` in a path (Bedrock model ids) after a SigV4 signature covered the encoded form."""
@@ -89,9 +91,11 @@ class Transport:
         # socket_factory sees each resolved address before the connect: the egress check cannot be raced by DNS
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True,
                                          socket_factory=self.egress.socket_factory)
-        # trust_env=False: proxies come from our settings only (HTTPS_PROXY is read there)
+        # trust_env=False: proxies come from our settings only (HTTPS_PROXY is read there). No cookie jar:
+        # one pooled session serves every endpoint and tenant, so a cookie one upstream answer sets must
+        # never ride along on anyone's later request
         self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True,
-                                              skip_auto_headers=("User-Agent",))
+                                              skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())
 
     async def close(self) -> None:
         if self._session is not None:

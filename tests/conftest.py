@@ -7,6 +7,7 @@ from elasticsearch import AsyncElasticsearch
 
 from proxy.server import create_app
 from proxy.settings import Settings
+from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import LiveServer
 
 
@@ -31,6 +32,12 @@ async def serve_fake():
     yield serve
     for server in servers:
         await server.stop()
+
+
+@pytest.fixture
+async def upstream(serve_fake) -> FakeOpenAI:
+    """The simulated OpenAI-format upstream most tests call (`upstream.url`, `upstream.api_key`)."""
+    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture

@@ -29,9 +29,21 @@ async def _decode(request: web.Request, struct: type, unsupported: dict[str, Any
     return wire.decode(await read_raw(request), struct, request.path, unsupported)
 
 
-def _endpoint(request: web.Request, model: str, tasks: frozenset[TaskType], what: str) -> Endpoint:
-    ep = request.app[appkeys.REGISTRY].get(model)
-    if ep is None or not may_see(request, ep.inference_id, ep.task_type.value):
+def find_model(request: web.Request, model: str) -> Endpoint | None:
+    """An endpoint by its id or by one of its aliases (`model_aliases`), if the caller's key may see it:
+    endpoint ids follow ES's rules (lowercase, no `/`), model names as clients are configured with them do not."""
+    registry = request.app[appkeys.REGISTRY]
+    ep = registry.get(model)
+    if ep is None:
+        target = request.app[appkeys.SETTINGS].model_aliases.get(model)
+        ep = registry.get(target) if target else None
+    return ep if ep is not None and may_see(request, ep.inference_id, ep.task_type.value) else None
+
+
+def endpoint_for(request: web.Request, model: str, tasks: frozenset[TaskType], what: str) -> Endpoint:
+    """The endpoint a client surface's `model` names, for one of `tasks`."""
+    ep = find_model(request, model)
+    if ep is None:
         raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.", param="model")
     if ep.task_type not in tasks:
         raise InvalidRequest(f"The model `{model}` is a [{ep.task_type.value}] endpoint and does not support "
@@ -42,22 +54,30 @@ def _endpoint(request: web.Request, model: str, tasks: frozenset[TaskType], what
 # ------------------------------------------------------------------------------ models
 
 
-def _model(ep: Endpoint) -> dict[str, Any]:
-    return {"id": ep.inference_id, "object": "model", "created": 0, "owned_by": ep.service,
-            "task_type": ep.task_type.value}
+def _model(ep: Endpoint, name: str | None = None) -> dict[str, Any]:
+    out = {"id": name or ep.inference_id, "object": "model", "created": 0, "owned_by": ep.service,
+           "task_type": ep.task_type.value}
+    if name is not None and name != ep.inference_id:
+        out["alias_of"] = ep.inference_id
+    return out
 
 
 async def list_models(request: web.Request) -> web.Response:
-    endpoints = [e for e in request.app[appkeys.REGISTRY].all() if may_see(request, e.inference_id, e.task_type.value)]
-    return _json(wire.encode({"object": "list", "data": [_model(e) for e in endpoints]}))
+    registry = request.app[appkeys.REGISTRY]
+    data = [_model(e) for e in registry.all() if may_see(request, e.inference_id, e.task_type.value)]
+    for alias, target in request.app[appkeys.SETTINGS].model_aliases.items():
+        ep = registry.get(target)
+        if ep is not None and registry.get(alias) is None and may_see(request, ep.inference_id, ep.task_type.value):
+            data.append(_model(ep, alias))
+    return _json(wire.encode({"object": "list", "data": data}))
 
 
 async def get_model(request: web.Request) -> web.Response:
     model = request.match_info["model"]
-    ep = request.app[appkeys.REGISTRY].get(model)
-    if ep is None or not may_see(request, ep.inference_id, ep.task_type.value):
+    ep = find_model(request, model)
+    if ep is None:
         raise ModelNotFound(f"The model `{model}` does not exist or you do not have access to it.", param="model")
-    return _json(wire.encode(_model(ep)))
+    return _json(wire.encode(_model(ep, model)))
 
 
 # ------------------------------------------------------------------------------ inference
@@ -65,7 +85,7 @@ async def get_model(request: web.Request) -> web.Response:
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
     body: wire.EmbeddingsBody = await _decode(request, wire.EmbeddingsBody)
-    ep = _endpoint(request, body.model, frozenset({T.TEXT_EMBEDDING, T.EMBEDDING, T.SPARSE_EMBEDDING}), "embeddings")
+    ep = endpoint_for(request, body.model, frozenset({T.TEXT_EMBEDDING, T.EMBEDDING, T.SPARSE_EMBEDDING}), "embeddings")
     settings = request.app[appkeys.SETTINGS]
     req = wire.to_embed_request(body, ep.task_type, settings.max_inputs, settings.max_input_chars)
     return await pipeline.bind(request, ep).run(
@@ -73,20 +93,22 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    body: wire.ChatBody = await _decode(request, wire.ChatBody, wire.UNSUPPORTED_CHAT_PARAMS)
-    ep = _endpoint(request, body.model, frozenset({T.CHAT_COMPLETION, T.COMPLETION}), "chat completions")
-    req = wire.to_chat_request(body)
+    body, extra = wire.decode_with_extra(await read_raw(request), wire.ChatBody, wire.UNSUPPORTED_CHAT_PARAMS)
+    ep = endpoint_for(request, body.model, frozenset({T.CHAT_COMPLETION, T.COMPLETION}), "chat completions")
+    req = wire.to_chat_request(body, extra)
+    legacy = bool(body.functions) and not body.tools  # answered as `function_call`, as OpenAI does
     call = pipeline.bind(request, ep, stream=body.stream)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await call.stream(req, wire.ChatStream(body.model, include_usage))
-    return await call.run(req, lambda r: wire.render_v1_chat_completion(r, body.model))
+        return await call.stream(req, wire.ChatStream(body.model, include_usage, legacy))
+    return await call.run(req, lambda r: wire.render_v1_chat_completion(r, body.model, legacy))
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    body: wire.CompletionsBody = await _decode(request, wire.CompletionsBody, wire.UNSUPPORTED_CHAT_PARAMS)
-    ep = _endpoint(request, body.model, frozenset({T.COMPLETION, T.CHAT_COMPLETION}), "text completions")
-    req = wire.completions_to_chat_request(body)
+    body, extra = wire.decode_with_extra(await read_raw(request), wire.CompletionsBody,
+                                         wire.UNSUPPORTED_COMPLETION_PARAMS)
+    ep = endpoint_for(request, body.model, frozenset({T.COMPLETION, T.CHAT_COMPLETION}), "text completions")
+    req = wire.completions_to_chat_request(body, extra)
     call = pipeline.bind(request, ep, stream=body.stream)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -96,7 +118,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def rerank(request: web.Request) -> web.StreamResponse:
     body: wire.RerankBody = await _decode(request, wire.RerankBody)
-    ep = _endpoint(request, body.model, frozenset({T.RERANK}), "rerank")
+    ep = endpoint_for(request, body.model, frozenset({T.RERANK}), "rerank")
     settings = request.app[appkeys.SETTINGS]
     req = wire.to_rerank_request(body, settings.max_inputs, settings.max_input_chars)
     return await pipeline.bind(request, ep).run(req, lambda r: wire.render_rerank(r, body.model))
@@ -106,7 +128,7 @@ def add_routes(app: web.Application) -> None:
     errors = wire.ERRORS
     surfaces.claim(app, ("/v1/", "/v2/rerank", "/rerank"), errors)  # also answers unknown URLs under them
     surfaces.add(app, "GET", "/v1/models", list_models, errors)
-    surfaces.add(app, "GET", "/v1/models/{model}", get_model, errors)
+    surfaces.add(app, "GET", "/v1/models/{model:.+}", get_model, errors)  # model names may hold a `/`
     surfaces.add(app, "POST", "/v1/embeddings", embeddings, errors)
     surfaces.add(app, "POST", "/v1/chat/completions", chat_completions, errors)
     surfaces.add(app, "POST", "/v1/completions", completions, errors)

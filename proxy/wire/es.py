@@ -10,7 +10,7 @@ import msgspec
 from ..catalogue import Service
 from ..errors import GatewayError, IllegalArgumentError, ParseError, RequestValidationError, StatusError
 from ..types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
-                     FunctionCall, InputType, RerankRequest, RerankResult, SparseEmbedResult, TaskType, ToolCall, Usage)
+                     FunctionCall, InputType, RerankRequest, RerankResult, SparseEmbedResult, TaskType, ToolCall)
 from ..validation import check_input_limits, validate_task_settings_override
 from . import openai as openai_wire
 from .openai import tool_call_dicts
@@ -439,6 +439,14 @@ class _ChunkChoice(msgspec.Struct, omit_defaults=True, kw_only=True):
     index: int
 
 
+class _Usage(msgspec.Struct):
+    """ES `ChatCompletionChunk.Usage`: the three counts, each always written."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
 class _Chunk(msgspec.Struct, omit_defaults=True):
     """ES `ChatCompletionChunk`: id, choices, model, object, usage (in that order)."""
 
@@ -446,7 +454,7 @@ class _Chunk(msgspec.Struct, omit_defaults=True):
     choices: list[_ChunkChoice]
     model: str
     object: str
-    usage: Usage | None = None
+    usage: _Usage | None = None
 
 
 # ES `ServerSentEventsRestActionListener` writes a UTF-8 byte-order mark before *every* event,
@@ -481,7 +489,9 @@ def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str) -> bytes:
     if has_choice:
         body = _DeltaBody(delta.content, delta.refusal, delta.role, delta.reasoning, tool_call_dicts(delta))
         choices.append(_ChunkChoice(delta=body, finish_reason=delta.finish_reason, index=0))
-    chunk = _Chunk(delta.id or stream_id, choices, delta.model or model, "chat.completion.chunk", delta.usage)
+    usage = delta.usage
+    chunk = _Chunk(delta.id or stream_id, choices, delta.model or model, "chat.completion.chunk",
+                   None if usage is None else _Usage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens))
     return message_frame(_encoder.encode(chunk))
 
 

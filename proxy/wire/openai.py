@@ -11,9 +11,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+from .. import token_ids
 from ..errors import GatewayError, NotFoundError, StatusError, UpstreamError
-from ..types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, RerankRequest, RerankResult,
-                     TaskType, ToolCall, Usage)
+from ..types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, FunctionCall, RerankRequest,
+                     RerankResult, TaskType, ToolCall, Usage)
 from ..validation import check_input_limits
 
 log = logging.getLogger("proxy.openai")
@@ -26,7 +27,7 @@ _float_list = msgspec.json.Decoder(list[float])
 
 class EmbeddingsBody(msgspec.Struct, kw_only=True):
     model: str
-    input: str | list[Any]  # strings, or token ids (rejected: the backends take text)
+    input: str | list[Any]  # strings, or token ids (decoded to text: proxy.token_ids)
     encoding_format: str = "float"
     # OpenAI: an integer of at least 1; the upper bound is Java's Integer.MAX_VALUE, the type of ES `dimensions`
     dimensions: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
@@ -45,6 +46,14 @@ class MessageBody(msgspec.Struct, kw_only=True):
     tool_calls: list[ToolCall] | None = None
 
 
+class FunctionDef(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A legacy `functions` entry: the same object as a tool's `function`."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
 class ChatBody(msgspec.Struct, kw_only=True):
     model: str
     messages: list[MessageBody]
@@ -57,10 +66,20 @@ class ChatBody(msgspec.Struct, kw_only=True):
     n: int | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    reasoning_effort: str | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    # deprecated by OpenAI in favour of tools / tool_choice, which they become
+    functions: list[FunctionDef] | None = None
+    function_call: str | dict[str, Any] | None = None
 
 
 class CompletionsBody(msgspec.Struct, kw_only=True):
@@ -69,6 +88,9 @@ class CompletionsBody(msgspec.Struct, kw_only=True):
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int | None = None
@@ -89,14 +111,25 @@ class RerankBody(msgspec.Struct, kw_only=True):
     return_documents: bool | None = None
 
 
-# OpenAI parameters the gateway cannot honour: rejected when set to anything but their no-op value,
-# never silently dropped. Fields OpenAI does not define at all are accepted and logged.
-UNSUPPORTED_CHAT_PARAMS: dict[str, Any] = {
-    "frequency_penalty": 0, "presence_penalty": 0, "logit_bias": None, "logprobs": False, "top_logprobs": None,
-    "parallel_tool_calls": True, "modalities": None, "audio": None, "prediction": None, "reasoning_effort": None,
-    "service_tier": None, "store": False, "metadata": None, "functions": None, "function_call": None,
-    "web_search_options": None, "best_of": 1, "echo": False, "suffix": None,
-}
+# Legacy-completions parameters that a chat upstream cannot honour: refused unless set to their no-op value.
+UNSUPPORTED_COMPLETION_PARAMS: dict[str, Any] = {"logprobs": None, "best_of": 1, "echo": False, "suffix": None}
+# Answers with parts the canonical answer does not carry (`message.audio`, web search `annotations`): refused.
+UNSUPPORTED_CHAT_PARAMS: dict[str, Any] = {"audio": None, "modalities": ["text"], "web_search_options": None}
+
+
+def legacy_functions(body: ChatBody) -> tuple[list[dict[str, Any]] | None, str | dict[str, Any] | None]:
+    """`functions` / `function_call` as the `tools` / `tool_choice` that replaced them."""
+    tools = body.tools
+    choice = body.tool_choice
+    if body.functions:
+        tools = (tools or []) + [{"type": "function", "function": msgspec.to_builtins(f)} for f in body.functions]
+    if body.function_call is not None and choice is None:
+        if isinstance(body.function_call, dict):
+            choice = {"type": "function", "function": {"name": body.function_call.get("name")}}
+        else:
+            choice = body.function_call  # "auto" / "none"
+    return tools, choice
+
 
 
 
@@ -109,9 +142,11 @@ class ModelNotFound(NotFoundError):
     openai_code = "model_not_found"
 
 
-def decode(raw: bytes, struct_type: type, path: str, unsupported: dict[str, Any] | None = None) -> Any:
-    """A request body as `struct_type`; OpenAI-style errors for bad JSON, wrong types and unsupported
-    parameters. Fields OpenAI's reference does not define are logged and ignored, as OpenAI ignores them."""
+def decode_with_extra(raw: bytes, struct_type: type,
+                      unsupported: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """A request body as `struct_type`, and the fields it does not define (a client's `extra_body`,
+    OpenAI-only parameters), which the caller passes on or refuses: never drops. OpenAI-style errors for
+    bad JSON, wrong types and unsupported parameters."""
     try:
         data = msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # invalid UTF-8 in a string is a client error too
@@ -122,15 +157,21 @@ def decode(raw: bytes, struct_type: type, path: str, unsupported: dict[str, Any]
         if name in data and data[name] is not None and data[name] != noop:
             raise InvalidRequest(f"The parameter [{name}] is not supported by this gateway", param=name)
     known = set(struct_type.__struct_fields__)
-    extra = sorted(k for k in data if k not in known and k not in (unsupported or {}))
-    if extra:
-        log.info("ignoring unknown request fields %s on %s", extra, path)
+    extra = {k: v for k, v in data.items() if k not in known and k not in (unsupported or {})}
     try:
-        return msgspec.convert(data, struct_type)
+        return msgspec.convert({k: v for k, v in data.items() if k in known}, struct_type), extra
     except msgspec.ValidationError as exc:
         text = str(exc)
         param = text.rpartition("`$.")[2].rstrip("`") if "`$." in text else None
         raise InvalidRequest(f"Invalid request: {text}", param=param) from None
+
+
+def decode(raw: bytes, struct_type: type, path: str, unsupported: dict[str, Any] | None = None) -> Any:
+    """A body whose undefined fields are logged and ignored, as OpenAI ignores them (embeddings, rerank)."""
+    body, extra = decode_with_extra(raw, struct_type, unsupported)
+    if extra:
+        log.info("ignoring unknown request fields %s on %s", sorted(extra), path)
+    return body
 
 
 # ------------------------------------------------------------------------------ to canonical requests
@@ -145,8 +186,12 @@ def to_embed_request(body: EmbeddingsBody, task: TaskType, max_inputs: int, max_
     inputs = [body.input] if isinstance(body.input, str) else body.input
     if not inputs:
         raise InvalidRequest("input cannot be an empty array", param="input")
-    if not all(isinstance(i, str) for i in inputs):
-        raise InvalidRequest(f"The model `{body.model}` takes text inputs only, not token ids", param="input")
+    if all(isinstance(i, int) for i in inputs):  # one input as token ids
+        inputs = token_ids.decode([inputs])
+    elif all(isinstance(i, list) for i in inputs):  # several, as token ids
+        inputs = token_ids.decode(inputs)
+    elif not all(isinstance(i, str) for i in inputs):
+        raise InvalidRequest("input must be a string, an array of strings, or token ids", param="input")
     check_input_limits(inputs, max_inputs, max_input_chars)
     return EmbedRequest(inputs=list(inputs), dimensions=body.dimensions, user=body.user)
 
@@ -160,26 +205,32 @@ def _check_n(n: int | None) -> None:
         raise InvalidRequest("Only n=1 is supported", param="n")
 
 
-def to_chat_request(body: ChatBody) -> ChatRequest:
+def to_chat_request(body: ChatBody, extra: dict[str, Any]) -> ChatRequest:
+    """`extra`: the body's fields that ChatBody does not define, passed on (`ChatRequest.extra`)."""
     _check_n(body.n)
     if not body.messages:
         raise InvalidRequest("messages cannot be an empty array", param="messages")
     messages = [ChatMessage(role=m.role, content=m.content, name=m.name, tool_call_id=m.tool_call_id,
                             tool_calls=m.tool_calls) for m in body.messages]
+    tools, tool_choice = legacy_functions(body)
     return ChatRequest(messages=messages, max_tokens=body.max_completion_tokens or body.max_tokens,
                        temperature=body.temperature, top_p=body.top_p, stop=_stop(body.stop), seed=body.seed,
-                       tools=body.tools, tool_choice=body.tool_choice, response_format=body.response_format,
-                       user=body.user, stream=body.stream)
+                       tools=tools, tool_choice=tool_choice, response_format=body.response_format,
+                       user=body.user, stream=body.stream, parallel_tool_calls=body.parallel_tool_calls,
+                       reasoning_effort=body.reasoning_effort, frequency_penalty=body.frequency_penalty,
+                       presence_penalty=body.presence_penalty, logit_bias=body.logit_bias, logprobs=body.logprobs,
+                       top_logprobs=body.top_logprobs, extra=extra)
 
 
-def completions_to_chat_request(body: CompletionsBody) -> ChatRequest:
+def completions_to_chat_request(body: CompletionsBody, extra: dict[str, Any]) -> ChatRequest:
     _check_n(body.n)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise InvalidRequest("Only a single prompt is supported", param="prompt")
     return ChatRequest(messages=[ChatMessage(role="user", content=prompts[0])], max_tokens=body.max_tokens,
                        temperature=body.temperature, top_p=body.top_p, stop=_stop(body.stop), seed=body.seed,
-                       user=body.user, stream=body.stream)
+                       user=body.user, stream=body.stream, frequency_penalty=body.frequency_penalty,
+                       presence_penalty=body.presence_penalty, logit_bias=body.logit_bias, extra=extra)
 
 
 def to_rerank_request(body: RerankBody, max_inputs: int, max_input_chars: int) -> RerankRequest:
@@ -193,17 +244,45 @@ def to_rerank_request(body: RerankBody, max_inputs: int, max_input_chars: int) -
 # ------------------------------------------------------------------------------ answers
 
 
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int
+
+
+class _CompletionDetails(msgspec.Struct):
+    reasoning_tokens: int
+
+
+class WireUsage(msgspec.Struct, omit_defaults=True):
+    """OpenAI's `CompletionUsage`: the counts are always written, 0 included; the details when known."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+
+
+def wire_usage(usage: Usage | None) -> WireUsage | None:
+    if usage is None:
+        return None
+    return WireUsage(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens,
+                     None if usage.cached_tokens is None else _PromptDetails(usage.cached_tokens),
+                     None if usage.reasoning_tokens is None else _CompletionDetails(usage.reasoning_tokens))
+
+
 class _Message(msgspec.Struct, omit_defaults=True):
     role: str
     content: str | None
     reasoning: str | None = None  # what a reasoning model returned alongside (ES `Message.reasoning`)
     tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None
 
 
 class _Choice(msgspec.Struct):
     index: int
     message: _Message
     finish_reason: str | None
+    logprobs: msgspec.Raw | None = None
 
 
 class ChatCompletion(msgspec.Struct, omit_defaults=True):
@@ -212,24 +291,29 @@ class ChatCompletion(msgspec.Struct, omit_defaults=True):
     created: int
     model: str
     choices: list[_Choice]
-    usage: Usage | None = None
+    usage: WireUsage | None = None
 
 
-def chat_completion(result: ChatResult, model: str) -> ChatCompletion:
+def chat_completion(result: ChatResult, model: str, legacy_functions: bool = False) -> ChatCompletion:
+    """`legacy_functions`: the request used `functions`, so the call is answered as `function_call`."""
     message = _Message("assistant", result.content, result.reasoning, result.tool_calls or None)
+    finish = result.finish_reason
+    if legacy_functions and result.tool_calls:
+        message = _Message("assistant", result.content, result.reasoning, None, result.tool_calls[0].function)
+        finish = "function_call" if finish == "tool_calls" else finish
     return ChatCompletion(result.id, "chat.completion", result.created, result.model or model,
-                          [_Choice(0, message, result.finish_reason)], result.usage)
+                          [_Choice(0, message, finish, result.logprobs)], wire_usage(result.usage))
 
 
-def render_chat_completion(result: ChatResult, model: str) -> bytes:
-    return _encoder.encode(chat_completion(result, model))
+def render_chat_completion(result: ChatResult, model: str, legacy_functions: bool = False) -> bytes:
+    return _encoder.encode(chat_completion(result, model, legacy_functions))
 
 
-def render_v1_chat_completion(result: ChatResult, model: str) -> bytes:
+def render_v1_chat_completion(result: ChatResult, model: str, legacy_functions: bool = False) -> bytes:
     """`/v1/chat/completions`: the model is the one the client named; `created` is set if the upstream gave none."""
     if not result.created:
         result = msgspec.structs.replace(result, created=int(time.time()))
-    return render_chat_completion(msgspec.structs.replace(result, model=model), model)
+    return render_chat_completion(msgspec.structs.replace(result, model=model), model, legacy_functions)
 
 
 class _TextChoice(msgspec.Struct):
@@ -245,14 +329,14 @@ class TextCompletion(msgspec.Struct, omit_defaults=True):
     created: int
     model: str
     choices: list[_TextChoice]
-    usage: Usage | None = None
+    usage: WireUsage | None = None
 
 
 def render_text_completion(result: ChatResult, model: str, created: int | None = None) -> bytes:
     created = result.created or created or int(time.time())
     return _encoder.encode(TextCompletion(result.id or "cmpl", "text_completion", created, model,
                                           [_TextChoice(result.content or "", 0, None, result.finish_reason)],
-                                          result.usage))
+                                          wire_usage(result.usage)))
 
 
 def render_rerank(result: RerankResult, model: str) -> bytes:
@@ -333,12 +417,14 @@ class _ChunkDelta(msgspec.Struct, omit_defaults=True):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    function_call: dict[str, Any] | None = None
 
 
-class _ChunkChoice(msgspec.Struct):
+class _ChunkChoice(msgspec.Struct, omit_defaults=True):
     index: int
     delta: _ChunkDelta
     finish_reason: str | None
+    logprobs: msgspec.Raw | None = None
 
 
 class _Chunk(msgspec.Struct, omit_defaults=True):
@@ -347,7 +433,7 @@ class _Chunk(msgspec.Struct, omit_defaults=True):
     created: int
     model: str
     choices: list[_ChunkChoice]
-    usage: Usage | None = None
+    usage: WireUsage | None = None
 
 
 class _TextChunkChoice(msgspec.Struct):
@@ -363,7 +449,7 @@ class _TextChunk(msgspec.Struct, omit_defaults=True):
     created: int
     model: str
     choices: list[_TextChunkChoice]
-    usage: Usage | None = None
+    usage: WireUsage | None = None
 
 
 DONE_FRAME = b"data: [DONE]\n\n"
@@ -373,27 +459,36 @@ def _frame(value: Any) -> bytes:
     return b"data: " + _encoder.encode(value) + b"\n\n"
 
 
-def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str, created: int, include_usage: bool) -> bytes | None:
+def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str, created: int, include_usage: bool,
+                     legacy_functions: bool = False) -> bytes | None:
     tool_calls = tool_call_dicts(delta)
     has_choice = (delta.content is not None or delta.role is not None or tool_calls or delta.refusal is not None
                   or delta.finish_reason is not None)
+    usage = wire_usage(delta.usage) if include_usage else None
     if has_choice:
-        choice = _ChunkChoice(0, _ChunkDelta(delta.role, delta.content, delta.refusal, tool_calls), delta.finish_reason)
-        chunk = _Chunk(stream_id, "chat.completion.chunk", created, model, [choice],
-                       delta.usage if include_usage else None)
+        body = _ChunkDelta(delta.role, delta.content, delta.refusal, tool_calls)
+        finish = delta.finish_reason
+        if legacy_functions:
+            # only the first call exists for a legacy client (OpenAI answers one function_call)
+            calls = [c for c in tool_calls or () if c.get("index", 0) == 0]
+            body = _ChunkDelta(delta.role, delta.content, delta.refusal, None,
+                               calls[0].get("function") if calls else None)
+            finish = "function_call" if finish == "tool_calls" else finish
+        chunk = _Chunk(stream_id, "chat.completion.chunk", created, model,
+                       [_ChunkChoice(0, body, finish, delta.logprobs)], usage)
         return _frame(chunk)
-    if delta.usage is not None and include_usage:
-        return _frame(_Chunk(stream_id, "chat.completion.chunk", created, model, [], delta.usage))
+    if usage is not None:
+        return _frame(_Chunk(stream_id, "chat.completion.chunk", created, model, [], usage))
     return None
 
 
 def text_chunk_frame(delta: ChatDelta, stream_id: str, model: str, created: int, include_usage: bool) -> bytes | None:
+    usage = wire_usage(delta.usage) if include_usage else None
     if delta.content is not None or delta.finish_reason is not None:
         choice = _TextChunkChoice(delta.content or "", 0, None, delta.finish_reason)
-        return _frame(_TextChunk(stream_id, "text_completion", created, model, [choice],
-                                 delta.usage if include_usage else None))
-    if delta.usage is not None and include_usage:
-        return _frame(_TextChunk(stream_id, "text_completion", created, model, [], delta.usage))
+        return _frame(_TextChunk(stream_id, "text_completion", created, model, [choice], usage))
+    if usage is not None:
+        return _frame(_TextChunk(stream_id, "text_completion", created, model, [], usage))
     return None
 
 
@@ -419,7 +514,8 @@ def error_body(err: GatewayError) -> dict[str, Any]:
     status = status_for(err)
     code = getattr(err, "openai_code", None) or getattr(err, "provider_code", None) or _CODES.get(status)
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": err.reason, "type": kind, "param": err.param, "code": code}}
+    message = getattr(err, "detail", None) or err.reason
+    return {"error": {"message": message, "type": kind, "param": err.param, "code": code}}
 
 
 def error_frame(err: GatewayError) -> bytes:
@@ -456,14 +552,15 @@ class ChatStream:
 
     object_id = "chatcmpl"
 
-    def __init__(self, model: str, include_usage: bool) -> None:
+    def __init__(self, model: str, include_usage: bool, legacy_functions: bool = False) -> None:
         self.id = f"{self.object_id}-{uuid.uuid4().hex}"
         self.model = model
         self.created = int(time.time())
         self.include_usage = include_usage
+        self.legacy_functions = legacy_functions  # the request used `functions`: calls go out as function_call
 
     def frame(self, delta: ChatDelta) -> bytes | None:
-        return chat_chunk_frame(delta, self.id, self.model, self.created, self.include_usage)
+        return chat_chunk_frame(delta, self.id, self.model, self.created, self.include_usage, self.legacy_functions)
 
     def done(self) -> bytes:
         return DONE_FRAME

@@ -17,11 +17,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def upstream(serve_fake):
-    return await serve_fake(FakeOpenAI())
-
-
-@pytest.fixture
 async def keys(gateway):
     ring = gateway.app[appkeys.KEYS]  # what `inference-proxy keys create` does
     admin = encoded(*await ring.create("ops", "ops", roles=["inference_admin"]))

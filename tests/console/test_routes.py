@@ -19,15 +19,9 @@ from proxy import appkeys
 from proxy.keys import encoded
 from proxy.server import create_app
 from tests.conftest import make_settings
-from tests.fakes.openai_upstream import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = sorted(p.name for p in (ROOT / "proxy" / "console").iterdir())
-
-
-@pytest.fixture
-async def upstream(serve_fake):
-    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """A simulated OpenAI-format upstream: embeddings, chat (plain, streamed, tool calls) and faults.
 
 It shares no code with the adapters: it is written from OpenAI's public API description. The
-model name picks a behaviour ("tool-model", "slow-stream", "cut-stream", "malformed", "stall"),
+model name picks a behaviour ("tool-model", "agent-model", "slow-stream", "cut-stream", "malformed", "stall"),
 and `fail_next` queues error answers (status, body, headers) for the next requests.
 """
 
@@ -103,22 +103,39 @@ class FakeOpenAI:
             return Response('{"choices": [', media_type="application/json")
         prompt = " ".join(m["content"] if isinstance(m.get("content"), str) else "" for m in body["messages"])
         answer = prompt.upper()
+        last = body["messages"][-1]
+        tool_name = "get_weather"
+        if model == "agent-model":
+            # an agent's loop: call the first tool offered, then answer with what the tool returned
+            if last.get("role") == "tool" or not body.get("tools"):
+                model, answer = "default-model", f"RESULT: {last.get('content')}"
+            else:
+                model, tool_name = "tool-model", body["tools"][0]["function"]["name"]
         if body.get("stream"):
-            return EventSourceResponse(self._stream(request, body, model, answer), ping=600, sep="\n")
+            return EventSourceResponse(self._stream(request, body, model, answer, tool_name), ping=600, sep="\n")
         message: dict = {"role": "assistant", "content": answer}
         if model == "deepseek-reasoner":
             message["reasoning_content"] = "".join(REASONING)
         finish = "stop"
         if model == "tool-model":
             message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "get_weather",
+                {"id": "call_1", "type": "function", "function": {"name": tool_name,
                                                                   "arguments": '{"city": "Paris"}'}}]}
             finish = "tool_calls"
+        usage: dict = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+        choice: dict = {"index": 0, "message": message, "finish_reason": finish}
+        if model == "details":  # what OpenAI reports for a cached prompt and a reasoning model
+            usage = {"prompt_tokens": 2048, "completion_tokens": 0, "total_tokens": 2048,
+                     "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+                     "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                                   "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+        if body.get("logprobs"):
+            choice["logprobs"] = {"content": [{"token": answer[:1], "logprob": -0.25, "bytes": [ord(answer[:1])],
+                                               "top_logprobs": []}], "refusal": None}
         return JSONResponse({"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                             "model": model, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                             "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+                             "model": model, "choices": [choice], "usage": usage})
 
-    async def _stream(self, request: Request, body: dict, model: str, answer: str):
+    async def _stream(self, request: Request, body: dict, model: str, answer: str, tool_name: str = "get_weather"):
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model}
         self.stream_started.set()
         try:
@@ -131,7 +148,7 @@ class FakeOpenAI:
                 args = ['{"city"', ': "Pa', 'ris"}']
                 yield json.dumps({**base, "choices": [{"index": 0, "delta": {"tool_calls": [
                     {"index": 0, "id": "call_1", "type": "function",
-                     "function": {"name": "get_weather", "arguments": ""}}]}}]})
+                     "function": {"name": tool_name, "arguments": ""}}]}}]})
                 for piece in args:
                     yield json.dumps({**base, "choices": [{"index": 0, "delta": {"tool_calls": [
                         {"index": 0, "function": {"arguments": piece}}]}}]})

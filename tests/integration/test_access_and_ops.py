@@ -18,14 +18,8 @@ from proxy import appkeys
 from proxy.keys import encoded
 from proxy.server import create_app
 from tests.conftest import make_settings
-from tests.fakes.openai_upstream import FakeOpenAI
 
 CHAT = {"service": "openai", "service_settings": {"api_key": "sk-test-key", "model_id": "m"}}
-
-
-@pytest.fixture
-async def upstream(serve_fake):
-    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture

@@ -225,12 +225,14 @@ async def test_400_is_not_retried_and_keeps_the_message(http, upstream):
 
 
 async def test_unsupported_parameter_is_a_clear_400(http, upstream):
+    # ES refuses `strict` on tools (AnthropicUnifiedChatCompletionRequestEntity); the gateway passes it on, since
+    # the Messages API takes it (anthropic SDK ToolParam.strict), and refuses what has no equivalent
     await put(http, "chat_completion", "chat", upstream)
     body = {"messages": [{"role": "user", "content": "x"}],
-            "tools": [{"type": "function", "function": {"name": "f", "strict": True}}]}
+            "tools": [{"type": "function", "function": {"name": "f", "strict": True}}], "tool_choice": "sometimes"}
     async with http.post("/_inference/chat_completion/chat", json=body) as resp:
         err = (await resp.json())["error"]
-    assert resp.status == 400 and "strict" in err["message"]
+    assert resp.status == 400 and "tool_choice" in err["message"]
     assert upstream.requests == []
 
 

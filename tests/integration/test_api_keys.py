@@ -12,17 +12,6 @@ from elasticsearch import AsyncElasticsearch, AuthenticationException, Authoriza
 
 from proxy import appkeys
 from proxy.keys import encoded
-from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import LiveServer
-
-
-@pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
 
 
 @pytest.fixture

@@ -10,14 +10,9 @@ import aiohttp
 import pytest
 from elasticsearch import ApiError, BadRequestError
 
-from tests.fakes.openai_upstream import FakeOpenAI, fake_vector
+from tests.fakes.openai_upstream import fake_vector
 from tests.sse import parse_sse
 
-
-
-@pytest.fixture
-async def upstream(serve_fake):
-    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture

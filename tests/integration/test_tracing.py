@@ -20,21 +20,10 @@ from opentelemetry.trace import SpanKind  # noqa: E402
 from proxy import settings as settings_mod  # noqa: E402
 from proxy.server import create_app  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
-from tests.fakes.openai_upstream import FakeOpenAI  # noqa: E402
-from tests.fakes.server import LiveServer  # noqa: E402
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_PARENT = "00f067aa0ba902b7"
 PROMPT = "the secret prompt about zebras"
-
-
-@pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ from aiohttp import web
 
 from proxy.server import create_app
 from tests.conftest import make_settings
-from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import LiveServer
 
 # in-process gateway: these run the real app on a loopback port (tests/conftest.py `gateway`)
 
@@ -22,15 +20,6 @@ async def http(gateway):
     async with aiohttp.ClientSession(base_url=str(gateway.make_url("/")),
                                      timeout=aiohttp.ClientTimeout(total=20)) as session:
         yield session
-
-
-@pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    yield fake
-    await server.stop()
 
 
 def openai_body(url: str, key: str = "sk-test-key") -> dict:

@@ -24,7 +24,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.fakes.openai_upstream import FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -211,11 +210,6 @@ def gateways(tmp_path):
 async def session():
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s:
         yield s
-
-
-@pytest.fixture
-async def upstream(serve_fake):
-    return await serve_fake(FakeOpenAI())
 
 
 def embedding_body(upstream, model: str = "text-embedding-3-small", **settings) -> dict:

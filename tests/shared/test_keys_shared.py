@@ -11,7 +11,6 @@ import asyncio
 import subprocess
 import sys
 
-import aiohttp
 import pytest
 
 from tests.shared.conftest import REPO, embedding_body, eventually, new_key

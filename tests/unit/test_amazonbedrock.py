@@ -239,7 +239,7 @@ def test_parse_converse_with_a_tool_call_keeps_the_arguments_byte_for_byte():
     assert res.tool_calls == [ToolCall(id="tooluse_1", function=FunctionCall(
         name="get_weather", arguments='{"city": "Paris", "n": [1, 2.50]}'))]
     assert res.finish_reason == "tool_calls" and res.model == "anthropic.claude-3-haiku-20240307-v1:0"
-    assert res.usage == Usage(prompt_tokens=12, completion_tokens=7, total_tokens=19)
+    assert res.usage == Usage(prompt_tokens=12, completion_tokens=7, total_tokens=19, cached_tokens=0)
     assert res.id.startswith("chatcmpl-")
 
 
@@ -331,3 +331,21 @@ def test_stream_exception_event_is_an_upstream_error():
         replay([broken])
     assert exc.value.upstream_status == 429
     assert "throttlingException: Too many tokens" in exc.value.reason
+
+
+def test_reasoning_effort_and_top_k_for_claude_refused_elsewhere():
+    from proxy.errors import GatewayError
+
+    req = ChatRequest(messages=[user("x")], reasoning_effort="high", extra={"top_k": 7}, max_tokens=30000)
+    a = adapter()
+    a.check_chat(req)
+    body = body_of(a, req)
+    assert body["additionalModelRequestFields"] == {"top_k": 7, "thinking": {"type": "enabled",
+                                                                             "budget_tokens": 24576}}
+    other = adapter(provider="amazontitan", model="amazon.titan-text-express-v1")
+    with pytest.raises(GatewayError, match=r"\[reasoning_effort\]"):
+        other.check_chat(ChatRequest(messages=[user("x")], reasoning_effort="low"))
+    with pytest.raises(GatewayError, match=r"\[parallel_tool_calls\]"):
+        a.check_chat(ChatRequest(messages=[user("x")], parallel_tool_calls=False,
+                                 tools=[{"type": "function", "function": {"name": "f"}}]))
+    a.check_chat(ChatRequest(messages=[user("x")], parallel_tool_calls=False))  # no tools: nothing to refuse

@@ -138,10 +138,11 @@ def test_tool_choice_translation(choice, expected):
         == expected
 
 
-def test_strict_tools_and_bad_tool_choice_are_rejected():
-    tools = [{"type": "function", "function": {"name": "f", "strict": True}}]
-    with pytest.raises(GatewayError, match="strict"):
-        adapter().build_request(ChatRequest(messages=[user("x")], tools=tools))
+def test_strict_tools_pass_and_bad_tool_choice_is_rejected():
+    tools = [{"type": "function", "function": {"name": "f", "strict": True}},
+             {"type": "function", "function": {"name": "g", "strict": False}}]
+    body = body_of(adapter(), ChatRequest(messages=[user("x")], tools=tools, max_tokens=10))
+    assert [t.get("strict") for t in body["tools"]] == [True, None]
     with pytest.raises(GatewayError, match="tool_choice"):
         adapter().build_request(ChatRequest(messages=[user("x")], tool_choice="sometimes"))
 
@@ -173,7 +174,8 @@ def test_parse_response_with_tool_use():
     assert result.tool_calls == [ToolCall(id="toolu_01A09q90qw90lq917835lq9", function=FunctionCall(
         name="get_weather", arguments='{"location":"San Francisco, CA"}'))]
     assert json.loads(result.tool_calls[0].function.arguments) == {"location": "San Francisco, CA"}
-    assert result.usage == Usage(prompt_tokens=572, completion_tokens=89, total_tokens=661)
+    assert result.usage == Usage(prompt_tokens=572, completion_tokens=89, total_tokens=661, cached_tokens=100,
+                                 cache_write_tokens=0)
 
 
 @pytest.mark.parametrize("reason, mapped", [("end_turn", "stop"), ("max_tokens", "length"),
@@ -355,3 +357,59 @@ def test_reasoning_becomes_extended_thinking_and_thinking_comes_back():
     deltas = [d for name, data in events for d in parser.feed(SSEEvent(json.dumps(data), name))]
     assert [d.reasoning for d in deltas if d.reasoning] == ["Let me "]
     assert [d.content for d in deltas if d.content] == ["Hello"]
+
+
+def test_parallel_tool_calls_false_disables_parallel_tool_use():
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    body = body_of(adapter(), ChatRequest(messages=[user("x")], tools=tools, max_tokens=10, parallel_tool_calls=False))
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    body = body_of(adapter(), ChatRequest(messages=[user("x")], tools=tools, max_tokens=10, parallel_tool_calls=False,
+                                          tool_choice="required"))
+    assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    body = body_of(adapter(), ChatRequest(messages=[user("x")], tools=tools, max_tokens=10, parallel_tool_calls=True))
+    assert "tool_choice" not in body
+
+
+def test_response_format_json_schema_becomes_output_config():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+              "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "A", "schema": schema, "strict": True}}
+    body = body_of(adapter(), ChatRequest(messages=[user("x")], max_tokens=10, response_format=fmt))
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+    assert "output_config" not in body_of(adapter(), ChatRequest(messages=[user("x")], max_tokens=10,
+                                                                 response_format={"type": "text"}))
+    with pytest.raises(GatewayError, match="json_object"):
+        adapter().build_request(ChatRequest(messages=[user("x")], max_tokens=10,
+                                            response_format={"type": "json_object"}))
+
+
+def test_reasoning_effort_becomes_a_thinking_budget():
+    body = body_of(adapter(), ChatRequest(messages=[user("x")], max_tokens=10000, reasoning_effort="medium"))
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 8192}
+    assert "thinking" not in body_of(adapter(), ChatRequest(messages=[user("x")], max_tokens=10,
+                                                            reasoning_effort="none"))
+    with pytest.raises(GatewayError, match="max_tokens"):
+        adapter().build_request(ChatRequest(messages=[user("x")], max_tokens=100, reasoning_effort="low"))
+
+
+def test_tool_message_name_is_accepted_other_names_refused():
+    call = ToolCall(id="t1", function=FunctionCall(name="f", arguments="{}"))
+    msgs = [user("x"), ChatMessage(role="assistant", tool_calls=[call]),
+            ChatMessage(role="tool", tool_call_id="t1", name="f", content="42")]
+    body = body_of(adapter(), ChatRequest(messages=msgs, max_tokens=10))
+    assert body["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "t1", "content": "42"}]
+    with pytest.raises(GatewayError, match="messages.name"):
+        adapter().build_request(ChatRequest(messages=[ChatMessage(role="user", name="bob", content="x")],
+                                            max_tokens=10))
+
+
+def test_optional_parameters_without_an_equivalent_are_refused_by_name():
+    req = ChatRequest(messages=[user("x")], max_tokens=10, logit_bias={"1": 2.0})
+    with pytest.raises(GatewayError, match=r"\[logit_bias\]") as exc:
+        adapter().check_chat(req)
+    assert exc.value.param == "logit_bias"
+    with pytest.raises(GatewayError, match=r"\[repetition_penalty\]"):
+        adapter().check_chat(ChatRequest(messages=[user("x")], extra={"repetition_penalty": 1.1}))
+    adapter().check_chat(ChatRequest(messages=[user("x")], extra={"top_k": 5}, frequency_penalty=0))
+    with pytest.raises(GatewayError, match=r"\[top_k\]"):  # mapped, but this API version removed it
+        body_of(adapter(), ChatRequest(messages=[user("x")], max_tokens=10, extra={"top_k": 5}))

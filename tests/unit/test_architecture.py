@@ -91,7 +91,7 @@ def test_no_import_cycle_between_modules():
 
 # What adapters and engines may use of the core: its types, errors, stream framing, catalogue and settings.
 CORE_FOR_PROVIDERS = {"proxy.contract", "proxy.types", "proxy.errors", "proxy.sse", "proxy.endpoint",
-                      "proxy.catalogue", "proxy.settings", "proxy.validation"}
+                      "proxy.catalogue", "proxy.settings", "proxy.validation", "proxy.chat_params"}
 
 
 def test_dependencies_point_from_adapters_and_engines_to_the_core():

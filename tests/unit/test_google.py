@@ -226,7 +226,7 @@ def test_recorded_function_call_response():
     assert result.content is None and result.finish_reason == "tool_calls"
     assert result.tool_calls == [ToolCall(id="getWeather", function=FunctionCall(name="getWeather",
                                                                                  arguments='{"location": "Tokyo"}'))]
-    assert result.usage == Usage(prompt_tokens=83, completion_tokens=118, total_tokens=201)
+    assert result.usage == Usage(prompt_tokens=83, completion_tokens=118, total_tokens=201, reasoning_tokens=104)
 
 
 def test_text_response_skips_thoughts_and_maps_finish():
@@ -270,7 +270,7 @@ def test_recorded_stream_deltas_and_usage_once():
     assert [d.finish_reason for d in deltas if d.finish_reason] == ["stop"]
     usages = [d.usage for d in deltas if d.usage]
     # cumulative usage repeated in every chunk: only the last, once, thinking tokens included
-    assert usages == [Usage(prompt_tokens=4, completion_tokens=5947 + 2042, total_tokens=7993)]
+    assert usages == [Usage(prompt_tokens=4, completion_tokens=5947 + 2042, total_tokens=7993, reasoning_tokens=2042)]
     assert deltas[-1].usage is not None and all(d.id == "IZI2acSKMoWl0-kPmYj2yQc" for d in deltas)
 
 
