@@ -173,6 +173,14 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
         return out
 
 
+def new_key_id() -> str:
+    """120 random bits in base64url, as ES key ids; never with a leading `-`, which a shell command line
+    (`inference-proxy keys revoke <id>`) would read as an option."""
+    while (key_id := secrets.token_urlsafe(15)).startswith("-"):
+        continue
+    return key_id
+
+
 def decode_credential(encoded: str) -> tuple[str, str] | None:
     try:
         key_id, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
@@ -261,7 +269,7 @@ class KeyRing:
         secret = secrets.token_urlsafe(32)
         now = time.time()
         self._mark_required()  # before the key exists anywhere: a lost store cannot reopen the gateway
-        stored = StoredKey(id=secrets.token_urlsafe(15), name=name, owner=owner, digest=_digest(secret),
+        stored = StoredKey(id=new_key_id(), name=name, owner=owner, digest=_digest(secret),
                            created_at=now, expiration=None if expires_in is None else now + expires_in,
                            doc=_doc_encoder.encode(doc))
         if not await self._store.insert_key(stored):  # 120 random bits: a clash is a broken random source
