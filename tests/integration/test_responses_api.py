@@ -10,17 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import make_settings
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.server import LiveServer
-
-
-@pytest.fixture
-async def claude():
-    fake = FakeAnthropic()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+from tests.integration.conftest import oai, put
 
 
 @pytest.fixture
@@ -38,16 +28,6 @@ async def http(gateway):
 async def client(gateway):
     async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key="unused", max_retries=0) as c:
         yield c
-
-
-async def put(http, task, inference_id, body):
-    async with http.put(f"/_inference/{task}/{inference_id}", json=body) as resp:
-        assert resp.status == 200, await resp.text()
-
-
-def oai(upstream, model="gpt-test"):
-    return {"service": "openai", "service_settings": {"api_key": upstream.api_key, "model_id": model,
-                                                      "url": f"{upstream.url}/v1/chat/completions"}}
 
 
 @pytest.fixture
