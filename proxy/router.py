@@ -133,9 +133,17 @@ class RouterBackend:
         self.metrics.breaker_state.labels(target.id).set(state)
         return True
 
-    def _exhausted(self, ctx: CallContext, last: GatewayError | None, tried: list[str],
-                   passed_over: list[str], wait: float | None) -> GatewayError:
+    async def _after_failure(self, run: "_Run", target: Target, ep: Endpoint, admission: Admission,
+                             err: GatewayError) -> None:
+        """A failed attempt: raise it when it may not fail over, else remember it and go on."""
+        run.tried.append(target.id)
+        if not await self._failed(target, ep, admission, err):
+            raise err
+        run.last = err
+
+    def _exhausted(self, ctx: CallContext, run: "_Run") -> GatewayError:
         rid = self.endpoint.inference_id
+        last, tried, passed_over, wait = run.last, run.tried, run.passed_over, run.wait
         if last is not None:
             last.reason = f"{last.reason}; router [{rid}] tried [{', '.join(tried)}]"
             if passed_over:
@@ -149,25 +157,31 @@ class RouterBackend:
             err.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
         return err
 
-    # ------------------------------------------------------------------ non-streaming
+    # ------------------------------------------------------------------ the targets, in turn
 
-    async def _route(self, call: Callable[[Backend, CallContext], Awaitable[Any]], ctx: CallContext) -> Any:
-        tried: list[str] = []
-        passed_over: list[str] = []
-        last: GatewayError | None = None
-        wait: float | None = None
+    async def _candidates(self, ctx: CallContext, run: "_Run", streaming: bool
+                          ) -> AsyncIterator[tuple[Target, Endpoint, CallContext, Admission]]:
+        """The targets to try in turn, in the strategy's order, each with its own call context and breaker
+        admission; those passed over (missing, wrong task, open breaker, ...) are noted in `run`."""
         for target in await self._order():
-            ep = self._usable(target, streaming=False)
+            ep = self._usable(target, streaming=streaming)
             if isinstance(ep, str):
-                self._pass_over(target, ep, passed_over)
+                self._pass_over(target, ep, run.passed_over)
                 continue
             child = self._child(ctx, target)
             if child.remaining() <= 0:
-                break
-            admission = await self._admit(target, child, passed_over)
+                return
+            admission = await self._admit(target, child, run.passed_over)
             if not admission.allowed:
-                wait = admission.wait if wait is None else min(wait, admission.wait)
+                run.wait = admission.wait if run.wait is None else min(run.wait, admission.wait)
                 continue
+            yield target, ep, child, admission
+
+    # ------------------------------------------------------------------ non-streaming
+
+    async def _route(self, call: Callable[[Backend, CallContext], Awaitable[Any]], ctx: CallContext) -> Any:
+        run = _Run()
+        async for target, ep, child, admission in self._candidates(ctx, run, streaming=False):
             started = time.perf_counter()
             self.routing.in_flight[target.id] += 1
             try:
@@ -182,11 +196,8 @@ class RouterBackend:
                 return result
             finally:
                 self.routing.in_flight[target.id] -= 1
-            tried.append(target.id)
-            if not await self._failed(target, ep, admission, err):
-                raise err
-            last = err
-        raise self._exhausted(ctx, last, tried, passed_over, wait)
+            await self._after_failure(run, target, ep, admission, err)
+        raise self._exhausted(ctx, run)
 
     def _pass_over(self, target: Target, reason: str, passed_over: list[str]) -> None:
         self.metrics.router_skipped.labels(self.endpoint.inference_id, target.id, reason).inc()
@@ -220,22 +231,8 @@ class RouterBackend:
     # ------------------------------------------------------------------ streaming
 
     async def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta | list[ChatDelta]]:
-        tried: list[str] = []
-        passed_over: list[str] = []
-        last: GatewayError | None = None
-        wait: float | None = None
-        for target in await self._order():
-            ep = self._usable(target, streaming=True)
-            if isinstance(ep, str):
-                self._pass_over(target, ep, passed_over)
-                continue
-            child = self._child(ctx, target)
-            if child.remaining() <= 0:
-                break
-            admission = await self._admit(target, child, passed_over)
-            if not admission.allowed:
-                wait = admission.wait if wait is None else min(wait, admission.wait)
-                continue
+        run = _Run()
+        async for target, ep, child, admission in self._candidates(ctx, run, streaming=True):
             started = time.perf_counter()
             self.routing.in_flight[target.id] += 1
             deltas: AsyncIterator[Any] | None = None
@@ -267,8 +264,18 @@ class RouterBackend:
                 self.routing.in_flight[target.id] -= 1
                 if deltas is not None:
                     await deltas.aclose()  # type: ignore[attr-defined]
-            tried.append(target.id)
-            if not await self._failed(target, ep, admission, err):
-                raise err
-            last = err
-        raise self._exhausted(ctx, last, tried, passed_over, wait)
+            await self._after_failure(run, target, ep, admission, err)
+        raise self._exhausted(ctx, run)
+
+
+class _Run:
+    """What one routed request has been through: the targets tried, those passed over and why, the last
+    error, and the soonest an open breaker lets a target be tried again."""
+
+    __slots__ = ("tried", "passed_over", "last", "wait")
+
+    def __init__(self) -> None:
+        self.tried: list[str] = []
+        self.passed_over: list[str] = []
+        self.last: GatewayError | None = None
+        self.wait: float | None = None
