@@ -158,9 +158,15 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.LOCAL] = None
     local = None
     if settings.local_models:
-        from engines.manager import EngineManager  # imported here: it must not weigh on a remote-only gateway
+        # imported here: they must not weigh on a remote-only gateway
+        if settings.engine_socket:  # a worker of --workers N: the engine host runs the models
+            from engines.remote import HostedEngines
 
-        local = EngineManager(settings)
+            local = HostedEngines(settings)
+        else:
+            from engines.manager import EngineManager
+
+            local = EngineManager(settings)
         await local.start()  # returns at once; models load in the background
         app[appkeys.LOCAL] = local
     registry = Registry(store, box, preconfigured=local.preconfigured() if local else (),
