@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from proxy import errors
+import proxy.errors as errors
 from proxy.endpoint import Endpoint
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
                          SparseEmbedResult, Usage)

@@ -105,13 +105,16 @@ class EngineClient:
         rid = next(self._ids)
         queue: asyncio.Queue = asyncio.Queue()
         link.pending[rid] = queue
+        exchange = _Exchange(link, rid, queue)
         try:
             link.send(rid, kind, payload)
             await link.writer.drain()
-        except (ConnectionError, ServiceUnavailableError) as exc:
-            link.pending.pop(rid, None)
-            raise _unreachable(str(exc) or type(exc).__name__) from None
-        return _Exchange(link, rid, queue)
+        except BaseException as exc:
+            exchange.close()  # e.g. the caller was cancelled while the request was being written
+            if isinstance(exc, ConnectionError):
+                raise _unreachable(str(exc) or type(exc).__name__) from None
+            raise
+        return exchange
 
     async def notify(self, kind: str, payload: Any) -> None:
         """A message that has no answer."""
@@ -247,7 +250,8 @@ class HostedEngines:
                     exchange.close()
             except ServiceUnavailableError as exc:
                 if self._reachable.is_set():
-                    log.warning("%s", exc.reason)
+                    log.warning("lost the local engine host at %s (%s); connecting again", self.client.path,
+                                exc.reason)
                 self._reachable.clear()
             await asyncio.sleep(pause)
             pause = min(2.0, pause * 2)
