@@ -53,12 +53,17 @@ class Case:
     ignore_query: dict[str, str] = field(default_factory=dict)
     verify: Callable[[Captured, Captured, dict], list[str]] | None = None
     proto_json: bool = False  # Google APIs: snake_case and lowerCamelCase field names are the same field
-    routes: dict[str, Reply] = field(default_factory=dict)  # side calls the gateway makes (token exchanges)
+    # side calls the gateway makes (token exchanges): path -> reply, or a function making it when the case runs
+    routes: dict[str, Reply | Callable[[], Reply]] = field(default_factory=dict)
+    ignore_side: dict[str, str] = field(default_factory=dict)  # headers of the side calls that may differ
+    tls: bool = False  # the SDK takes https URLs only: it is given the capture server's TLS port
+    variant: str = ""  # one of several shapes of a service's task (a provider, an endpoint type)
     modules: tuple[str, ...] = ()  # imported to tell whether the SDK is there
 
     @property
     def id(self) -> str:
-        return f"{self.service}-{self.task}{'-stream' if self.stream else ''}"
+        variant = f"-{self.variant}" if self.variant else ""
+        return f"{self.service}-{self.task}{variant}{'-stream' if self.stream else ''}"
 
     def unavailable(self) -> str | None:
         for name in self.modules:
@@ -1024,6 +1029,135 @@ ACS_HEADERS = {name: "the SDK's own x-acs-* request metadata; the API reference'
                             "x-acs-content-sha256", "x-acs-bearer-token", "x-acs-signature-type")}
 
 
+# -- IBM watsonx.ai (ibm-watsonx-ai: APIClient, Embeddings, Rerank, ModelInference). The SDK takes https URLs
+#    only and treats any host outside IBM Cloud's list as Cloud Pak for Data (a version handshake first):
+#    `platform_url` marks the capture server as IBM Cloud, `auth_url` points its IAM exchange there, and
+#    scope_validation=False skips the project lookup. Replies follow the API reference
+#    (cloud.ibm.com/apidocs/watsonx-ai: text-embeddings, text-rerank, text-chat, text-chat-stream); the SDK
+#    returns them as dicts, having no response types.
+
+WX_VERSION = "2024-05-01"  # the endpoint's api_version; the SDK is set to send the same
+
+
+def _jwt(claims: dict) -> str:
+    import base64
+
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def _iam_reply() -> Reply:
+    import time
+    now = int(time.time())
+    # IAM answers an API key exchange with a JWT access token (cloud.ibm.com/apidocs/iam-identity-token-api)
+    return Reply(json.dumps({"access_token": _jwt({"iat": now, "exp": now + 3600}), "refresh_token": "not-used",
+                             "token_type": "Bearer", "expires_in": 3600, "expiration": now + 3600}).encode())
+
+
+def _watsonx(url: str, key: str):
+    from ibm_watsonx_ai import APIClient, Credentials
+
+    from .capture import CA_FILES
+    credentials = Credentials(url=url, api_key=key, platform_url=url, auth_url=url + "/identity/token",
+                              verify=CA_FILES[url])
+    client = APIClient(credentials, project_id="p-1", scope_validation=False)
+    client.version_param = WX_VERSION
+    return client
+
+
+def watsonx_call(key: str):
+    def call(url: str, params: dict):
+        from ibm_watsonx_ai.foundation_models import Embeddings, ModelInference, Rerank
+        client = _watsonx(url, key)
+        if "query" in params:
+            rerank = Rerank(model_id="m-1", api_client=client, project_id="p-1")
+            options = {k: params[k] for k, name in (("top_n", "top_n"),) if k in params}
+            if "return_documents" in params:
+                options["inputs"] = params["return_documents"]
+            return rerank.generate(query=params["query"], inputs=params["documents"],
+                                   params={"return_options": options})["results"]
+        if "messages" not in params and not isinstance(params.get("input"), str):
+            embeddings = Embeddings(model_id="m-1", api_client=client, project_id="p-1")
+            return embeddings.embed_documents(params["input"])
+        model = ModelInference(model_id="m-1", api_client=client, project_id="p-1", validate=False)
+        messages = params.get("messages") or [{"role": "user", "content": params["input"]}]
+        chat = {k: params[k] for k in ("max_tokens", "temperature", "top_p", "stop", "seed") if k in params}
+        kw: dict[str, Any] = {"messages": messages, "params": chat or None}
+        if "tools" in params:
+            kw["tools"] = params["tools"]
+        if isinstance(params.get("tool_choice"), str):
+            kw["tool_choice_option"] = params["tool_choice"]
+        if params.get("stream"):
+            return list(model.chat_stream(**kw))
+        return model.chat(**kw)
+    return call
+
+
+def watsonx_reply(params: dict) -> Reply:
+    if "query" in params:
+        return Reply(json.dumps({"model_id": "m-1", "created_at": "2024-05-01T00:00:00Z", "input_token_count": 5,
+                                 "query": params["query"],
+                                 "results": [{"index": r["index"], "score": r["relevance_score"]}
+                                             for r in RANKED]}).encode())
+    if "messages" not in params and not isinstance(params.get("input"), str):
+        return Reply(json.dumps({"model_id": "m-1", "created_at": "2024-05-01T00:00:00Z", "input_token_count": 4,
+                                 "results": [{"embedding": VECTORS[i]} for i in range(len(params["input"]))]}).encode())
+    inner = openai_chat_reply(params)
+    if not params.get("stream"):
+        data = json.loads(inner.body)  # type: ignore[arg-type]
+        data["model_id"] = data.pop("model")
+        data["created_at"] = "2024-05-01T00:00:00Z"
+        return Reply(json.dumps(data).encode())
+    # text-chat-stream: `id: n` / `event: message` / `data: <chunk>` events, no `[DONE]`, usage in the last chunk
+    frames = []
+    for i, raw in enumerate(b"".join(inner.body).decode().split("\n\n")):  # type: ignore[arg-type]
+        if raw.startswith("data: ") and raw[6:] != "[DONE]":
+            chunk = json.loads(raw[6:])
+            chunk["model_id"] = chunk.pop("model")
+            frames.append(f"id: {i + 1}\nevent: message\ndata: {json.dumps(chunk)}\n\n".encode())
+    return Reply(frames, content_type="text/event-stream")
+
+
+def watsonx_answer(result: Any) -> Any:
+    if isinstance(result, list) and result and isinstance(result[0], dict) and "score" in result[0]:
+        return [(r["index"], round(r["score"], 6)) for r in result]
+    if isinstance(result, list) and result and isinstance(result[0], list):
+        return result
+    if isinstance(result, list):  # stream chunks as dicts
+        text, calls = "", {}
+        for chunk in result:
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                text += delta.get("content") or ""
+                for call in delta.get("tool_calls") or []:
+                    slot = calls.setdefault(call.get("index", 0), ["", ""])
+                    fn = call.get("function") or {}
+                    slot[0] += fn.get("name") or ""
+                    slot[1] += fn.get("arguments") or ""
+        return {"text": text, "tools": [tuple(v) for _, v in sorted(calls.items())]}
+    msg = result["choices"][0]["message"]
+    return {"text": msg.get("content") or "",
+            "tools": [(c["function"]["name"], c["function"]["arguments"]) for c in msg.get("tool_calls") or []]}
+
+
+IAM_SIDE = {"authorization": "the SDK adds `Basic Yng6Yng=`; IAM's API reference (cloud.ibm.com/apidocs/"
+                             "iam-identity-token-api, create an IAM access token for an API key) sends none"}
+
+
+def watsonx_cases() -> list[Case]:
+    out = []
+    for task, params, stream in (("text_embedding", EMBED, False), ("rerank", RERANK, False),
+                                 ("completion", COMPLETION, False), ("completion", COMPLETION, True),
+                                 ("chat_completion", NO_USER, False), ("chat_completion", NO_USER, True)):
+        key = f"{KEY}-wx-{task}{'-stream' if stream else ''}"  # one key per case: the gateway exchanges it anew
+        out.append(Case("watsonxai", task, "ibm-watsonx-ai", call=watsonx_call(key), reply=watsonx_reply,
+                        answer=watsonx_answer, params={**params, "stream": True} if stream else params, stream=stream,
+                        settings=_at("", api_key=key, model_id="m-1", project_id="p-1", api_version=WX_VERSION),
+                        routes={"/identity/token": _iam_reply}, ignore_side=IAM_SIDE, tls=True, modules=("ibm_watsonx_ai",)))
+    return out
+
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
 NO_USER = {k: v for k, v in CHAT.items() if k != "user"}
 NO_SAMPLING = {k: v for k, v in CHAT.items() if k not in ("seed", "temperature", "top_p")}
@@ -1162,6 +1296,7 @@ CASES: list[Case] = [
     *chat_cases("amazonbedrock", "boto3", bedrock_chat, bedrock_chat_reply,
                 {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
                 chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),
+    *watsonx_cases(),
     Case("amazonbedrock", "text_embedding", "boto3", call=bedrock_embed,
          reply=lambda p: Reply(json.dumps({"embedding": VECTORS[0], "inputTextTokenCount": 2}).encode()),
          answer=lambda r: r, settings={**AWS, "model": TITAN, "provider": "amazontitan"}, params={"input": TEXTS[:1]},
@@ -1178,11 +1313,6 @@ NOT_COVERED: dict[str, str] = {
        for name, spec in SERVICES.items()
        if TaskType.EMBEDDING in spec.tasks and TaskType.TEXT_EMBEDDING in spec.tasks and name != "jinaai"
        and not spec.local},
-    **{f"watsonxai/{t}": "not written yet: ibm-watsonx-ai takes only https URLs and, pointed at one, first "
-                         "handshakes as Cloud Pak for Data (GET /ml/wml_services/v2/version, GET /v2/projects/{id}) "
-                         "before any inference call: it needs a TLS capture server that plays those too"
-       for t in ("text_embedding", "rerank", "completion", "chat_completion", "completion/stream",
-                 "chat_completion/stream")},
     **{f"custom/{t}": "no provider: the request is the user's own template (tests/unit/test_custom.py)"
        for t in ("text_embedding", "sparse_embedding", "rerank", "completion")},
     "jinaai/embedding": "not written yet: ES's multimodal `embedding` task; the text_embedding case covers the "
