@@ -1158,6 +1158,79 @@ def watsonx_cases() -> list[Case]:
     return out
 
 
+# -- custom (no provider of its own): the endpoints are ES's documented examples (elasticsearch-specification
+#    inference/put_custom/examples: OpenAI embeddings, Cohere v2 embed and rerank; the json_parser paths of
+#    CustomResponseParams: Alibaba sparse `$.result.sparse_embeddings[*].embedding[*].token_id`/`.weight`, OpenAI
+#    chat `$.choices[*].message.content`), so the oracle of what the templates must put on the wire is the SDK of
+#    the API each example targets, and the reply each SDK parses is what the JSON paths must read.
+
+CUSTOM_JSON = {"Authorization": "Bearer ${api_key}", "Content-Type": "application/json"}
+CUSTOM_INPUT_TYPES = {"translation": {"ingest": "search_document", "search": "search_query"},
+                      "default": "search_document"}
+
+
+def _custom(path: str, request: str, parser: dict, **extra) -> dict:
+    return {"url": "{url}" + path, "headers": CUSTOM_JSON, "secret_parameters": {"api_key": KEY},
+            "request": request, "response": {"json_parser": parser}, **extra}
+
+
+def custom_cohere_embed(url: str, params: dict):
+    input_type = CUSTOM_INPUT_TYPES["translation"].get(params.get("input_type", ""), CUSTOM_INPUT_TYPES["default"])
+    return _cohere(url).embed(model="embed-v4.0", texts=params["input"], input_type=input_type).embeddings.float_
+
+
+def custom_cohere_embed_reply(params: dict) -> Reply:
+    n = len(params["input"])
+    return Reply(dump("cohere:EmbedByTypeResponse", {
+        "id": "e1", "response_type": "embeddings_by_type", "embeddings": {"float": VECTORS[:n]},
+        "texts": params["input"], "meta": {"billed_units": {"input_tokens": 4}}}).encode())
+
+
+def custom_cohere_rerank(url: str, params: dict):
+    return _cohere(url).rerank(model="rerank-v3.5", query=params["query"], documents=params["documents"],
+                               top_n=params["top_n"])
+
+
+def custom_sparse(url: str, params: dict):
+    from alibabacloud_searchplat20240529 import models as m
+    return _searchplat(url).get_text_sparse_embedding("ws-1", "svc-1", m.GetTextSparseEmbeddingRequest(
+        input=params["input"], input_type="document", return_token=True)).body.to_map()
+
+
+def custom_sparse_answer(result: dict) -> list:
+    return [{str(t["token_id"]): t["weight"] for t in e["embedding"]} for e in result["result"]["sparse_embeddings"]]
+
+
+def custom_chat(url: str, params: dict):
+    return _openai_client(url + "/v1").chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": params["input"]}])
+
+
+CUSTOM_CASES = [
+    Case("custom", "text_embedding", "cohere", call=custom_cohere_embed, reply=custom_cohere_embed_reply,
+         answer=lambda r: r, params={**EMBED, "input_type": "search"},
+         settings=_custom("/v2/embed", '{"texts": ${input}, "model": "embed-v4.0", "input_type": ${input_type}}',
+                          {"text_embeddings": "$.embeddings.float[*]"}, input_type=CUSTOM_INPUT_TYPES)),
+    Case("custom", "rerank", "cohere", call=custom_cohere_rerank, reply=cohere_rerank_reply, answer=rerank_answer,
+         params=RERANK,
+         settings=_custom("/v2/rerank", '{"documents": ${input}, "query": ${query}, "model": "rerank-v3.5", '
+                                        '"top_n": ${top_n}}',
+                          {"reranked_index": "$.results[*].index", "relevance_score": "$.results[*].relevance_score"})),
+    Case("custom", "sparse_embedding", "alibabacloud-searchplat20240529", call=custom_sparse,
+         reply=lambda p: alibaba_reply({**p, "sparse": True}), answer=custom_sparse_answer, params=EMBED,
+         surfaces=("es",), ignore_headers=ACS_HEADERS, modules=("alibabacloud_searchplat20240529",),
+         settings=_custom("/v3/openapi/workspaces/ws-1/text-sparse-embedding/svc-1",
+                          '{"input": ${input}, "input_type": "document", "return_token": true}',
+                          {"token_path": "$.result.sparse_embeddings[*].embedding[*].token_id",
+                           "weight_path": "$.result.sparse_embeddings[*].embedding[*].weight"})),
+    Case("custom", "completion", "openai", call=custom_chat, reply=openai_chat_reply, answer=openai_chat_answer,
+         params={"input": "Say hi"}, modules=("openai",),
+         settings=_custom("/v1/chat/completions",
+                          '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ${input}}]}',
+                          {"completion_result": "$.choices[*].message.content"})),
+]
+
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
 NO_USER = {k: v for k, v in CHAT.items() if k != "user"}
 NO_SAMPLING = {k: v for k, v in CHAT.items() if k not in ("seed", "temperature", "top_p")}
@@ -1297,6 +1370,7 @@ CASES: list[Case] = [
                 {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
                 chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),
     *watsonx_cases(),
+    *CUSTOM_CASES,
     Case("amazonbedrock", "text_embedding", "boto3", call=bedrock_embed,
          reply=lambda p: Reply(json.dumps({"embedding": VECTORS[0], "inputTextTokenCount": 2}).encode()),
          answer=lambda r: r, settings={**AWS, "model": TITAN, "provider": "amazontitan"}, params={"input": TEXTS[:1]},
@@ -1313,8 +1387,6 @@ NOT_COVERED: dict[str, str] = {
        for name, spec in SERVICES.items()
        if TaskType.EMBEDDING in spec.tasks and TaskType.TEXT_EMBEDDING in spec.tasks and name != "jinaai"
        and not spec.local},
-    **{f"custom/{t}": "no provider: the request is the user's own template (tests/unit/test_custom.py)"
-       for t in ("text_embedding", "sparse_embedding", "rerank", "completion")},
     "jinaai/embedding": "not written yet: ES's multimodal `embedding` task; the text_embedding case covers the "
                         "same /v1/embeddings call",
     **{f"amazon_sagemaker/{t}": "api=elastic only (the container's own format, no SDK shape beyond InvokeEndpoint, "

@@ -42,6 +42,8 @@ def _surface_params(case: Case, surface: str) -> dict[str, Any]:
             return {k: v for k, v in params.items() if k in ("input", "stream")}
         for name in _V1_ONLY:
             params.pop(name, None)
+    else:
+        params.pop("input_type", None)  # an ES knob: /v1/embeddings has none
     return params
 
 
