@@ -816,6 +816,7 @@ def documented_post(path: str, body: Callable[[dict], dict], headers: dict[str, 
 
 # jina.ai/embeddings ("curl https://api.jina.ai/v1/embeddings -H Authorization: Bearer ..." with model, input,
 # embedding_type) and jina.ai/reranker (model, query, documents, top_n, return_documents)
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="  # 1x1
 JINA_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}",
                 "Request-Source": "unspecified:elasticsearch"}
 
@@ -1316,6 +1317,15 @@ CASES: list[Case] = [
                                                            "embedding_type": "float"}, JINA_HEADERS),
          reply=voyage_embed_reply, answer=lambda r: [d["embedding"] for d in r["data"]],
          settings={"api_key": KEY, "model_id": "m-1"}, params=EMBED),
+    # the multimodal `embedding` task (jina-clip-v2, jina-embeddings-v4): one `{"text"}` or `{"image": <URL or
+    # base64>}` object per input (jina.ai/embeddings, "Multimodal" request example)
+    Case("jinaai", "embedding", "jina-api-reference", modules=("httpx",),
+         call=documented_post("/v1/embeddings", lambda p: {
+             "model": "m-1", "embedding_type": "float",
+             "input": [{"text": t} for t in p["input"]] + [{"image": i} for i in p.get("images", [])]}, JINA_HEADERS),
+         reply=lambda p: voyage_embed_reply({"input": [*p["input"], *p.get("images", [])]}),
+         answer=lambda r: [d["embedding"] for d in r["data"]],
+         settings={"api_key": KEY, "model_id": "m-1"}, params={"input": TEXTS[:1], "images": [PNG]}),
     Case("jinaai", "rerank", "jina-api-reference", modules=("httpx",),
          call=documented_post("/v1/rerank", lambda p: {"model": "m-1", "query": p["query"], "documents": p["documents"],
                                                        "top_n": p["top_n"], "return_documents": False}, JINA_HEADERS),
@@ -1387,8 +1397,6 @@ NOT_COVERED: dict[str, str] = {
        for name, spec in SERVICES.items()
        if TaskType.EMBEDDING in spec.tasks and TaskType.TEXT_EMBEDDING in spec.tasks and name != "jinaai"
        and not spec.local},
-    "jinaai/embedding": "not written yet: ES's multimodal `embedding` task; the text_embedding case covers the "
-                        "same /v1/embeddings call",
     **{f"amazon_sagemaker/{t}": "api=elastic only (the container's own format, no SDK shape beyond InvokeEndpoint, "
                                 "which the api=openai cases check)" for t in ("rerank", "sparse_embedding")},
 }

@@ -22,6 +22,8 @@ from .conftest import RESULTS
 BOM = "\ufeff"
 # ES request bodies carry fewer knobs than OpenAI's: these reach a provider through /v1 only
 _V1_ONLY = ("seed", "user", "response_format", "dimensions", "stream_options")
+# and /v1/embeddings has no input type, nor inputs other than text
+_ES_ONLY = ("input_type", "images")
 
 
 def _sdk_version(case: Case) -> str:
@@ -43,7 +45,8 @@ def _surface_params(case: Case, surface: str) -> dict[str, Any]:
         for name in _V1_ONLY:
             params.pop(name, None)
     else:
-        params.pop("input_type", None)  # an ES knob: /v1/embeddings has none
+        for name in _ES_ONLY:
+            params.pop(name, None)
     return params
 
 
@@ -57,6 +60,10 @@ def _gateway_request(case: Case, surface: str, params: dict[str, Any]) -> tuple[
             body = {"input": params["input"]}
             if "input_type" in params:
                 body["input_type"] = params["input_type"]
+        elif task == "embedding":  # ES's multimodal items (SPEC _types/CommonTypes.ts RequestEmbedding)
+            body = {"input": [{"content": {"type": "text", "value": t}} for t in params["input"]]
+                    + [{"content": {"type": "image", "format": "base64", "value": f"data:image/png;base64,{i}"}}
+                       for i in params.get("images", [])]}
         elif task == "rerank":
             body = {"query": params["query"], "input": params["documents"]}
             body.update({k: params[k] for k in ("top_n", "return_documents") if k in params})
@@ -67,7 +74,7 @@ def _gateway_request(case: Case, surface: str, params: dict[str, Any]) -> tuple[
             if "max_tokens" in params:
                 body["max_completion_tokens"] = params["max_tokens"]
         return f"/_inference/{task}/{ep}{suffix}", body
-    if task in ("text_embedding", "sparse_embedding"):
+    if task in ("text_embedding", "sparse_embedding", "embedding"):
         body = {"model": ep, "input": params["input"]}
         body.update({k: params[k] for k in ("dimensions", "user") if k in params})
         return "/v1/embeddings", body
@@ -114,9 +121,9 @@ def gateway_answer(case: Case, surface: str, status: int, raw: str) -> Any:
                     slot[1] += fn.get("arguments") or ""
         return {"text": text, "tools": [tuple(v) for _, v in sorted(calls.items())]}
     data = json.loads(raw)
-    if task in ("text_embedding", "sparse_embedding"):
+    if task in ("text_embedding", "sparse_embedding", "embedding"):
         if surface == "es":
-            return [item["embedding"] for item in data[task]]
+            return [item["embedding"] for item in data["embeddings" if task == "embedding" else task]]
         return [item["embedding"] for item in data["data"]]
     if task == "rerank":
         items = data["rerank"] if surface == "es" else data["results"]
