@@ -912,6 +912,35 @@ def sagemaker_answer(result: Any) -> Any:
 SAGEMAKER = {**AWS, "endpoint_name": "ep-1", "api": "openai"}
 
 
+# api=elastic: the body is ES's own payload (ES sagemaker/schema/elastic ElasticRerankPayload and
+# ElasticSparseEmbeddingPayload: `input` one string or a list, rerank's `query`, `return_documents`, `top_n`),
+# answered in ES's result shapes (`rerank`, `sparse_embedding`); boto3 InvokeEndpoint carries it
+
+
+def sagemaker_elastic_call(url: str, params: dict):
+    docs = params.get("documents", params.get("input"))
+    body: dict[str, Any] = {"input": docs if len(docs) > 1 else docs[0]}
+    if "query" in params:
+        body["query"] = params["query"]
+        body.update({k: params[k] for k in ("return_documents", "top_n") if k in params})
+    resp = _boto("sagemaker-runtime", url).invoke_endpoint(EndpointName="ep-1", Body=json.dumps(body),
+                                                           ContentType="application/json", Accept="application/json")
+    return json.loads(resp["Body"].read())
+
+
+def sagemaker_elastic_reply(params: dict) -> Reply:
+    if "query" in params:
+        return Reply(json.dumps({"rerank": RANKED}).encode())
+    return Reply(json.dumps({"sparse_embedding": [{"is_truncated": False, "embedding": {"alpha": 0.5, "text": 0.25}}
+                                                  for _ in params["input"]]}).encode())
+
+
+def sagemaker_elastic_answer(result: dict) -> list:
+    if "rerank" in result:
+        return [(r["index"], round(r["relevance_score"], 6)) for r in result["rerank"]]
+    return [e["embedding"] for e in result["sparse_embedding"]]
+
+
 # -- Google Vertex AI (google-genai with vertexai=True; Discovery Engine ranking from its API reference)
 # The gateway exchanges its service account for a token at the account's token_uri (routed to the capture
 # server); the SDK is given that same token, so both send `Authorization: Bearer vertex-token`.
@@ -1357,6 +1386,10 @@ CASES: list[Case] = [
     Case("amazon_sagemaker", "text_embedding", "boto3", call=sagemaker_call, reply=sagemaker_reply,
          answer=sagemaker_answer, settings=SAGEMAKER, params=EMBED, ignore_headers=SIGNED,
          verify=aws_verify("sagemaker"), modules=("boto3",)),
+    *[Case("amazon_sagemaker", task, "boto3", call=sagemaker_elastic_call, reply=sagemaker_elastic_reply,
+           answer=sagemaker_elastic_answer, settings={**SAGEMAKER, "api": "elastic"}, params=params, surfaces=surfaces,
+           ignore_headers=SIGNED, verify=aws_verify("sagemaker"), modules=("boto3",))
+      for task, params, surfaces in (("rerank", RERANK, ("es", "v1")), ("sparse_embedding", EMBED, ("es",)))],
     *chat_cases("googlevertexai", "google-genai", genai_chat(_vertex_genai), gemini_reply, _vertex_settings(),
                 answer=gemini_answer, chat_params=NO_USER, modules=("google.genai",), proto_json=True,
                 routes=VERTEX_TOKEN_ROUTE),
@@ -1397,8 +1430,6 @@ NOT_COVERED: dict[str, str] = {
        for name, spec in SERVICES.items()
        if TaskType.EMBEDDING in spec.tasks and TaskType.TEXT_EMBEDDING in spec.tasks and name != "jinaai"
        and not spec.local},
-    **{f"amazon_sagemaker/{t}": "api=elastic only (the container's own format, no SDK shape beyond InvokeEndpoint, "
-                                "which the api=openai cases check)" for t in ("rerank", "sparse_embedding")},
 }
 
 
