@@ -543,6 +543,24 @@ def anthropic_answer(result: Any) -> dict:
     return {"text": text, "tools": calls}
 
 
+# -- Anthropic on Vertex AI (anthropic's AnthropicVertex client: rawPredict / streamRawPredict, the model in the
+#    URL, `anthropic_version: vertex-2023-10-16` in the body)
+
+
+# ES takes a Model Garden endpoint's URLs as given (GoogleVertexAiChatCompletionServiceSettings: uri, streaming_uri)
+ANTHROPIC_VERTEX = "{url}/v1/projects/p-1/locations/us-central1/publishers/anthropic/models/m-1:"
+
+
+def anthropic_vertex_chat(url: str, params: dict):
+    from anthropic import AnthropicVertex
+    c = AnthropicVertex(region="us-central1", project_id="p-1", access_token=VERTEX_TOKEN, base_url=url + "/v1",
+                        max_retries=0)
+    kw = anthropic_kwargs(params, ANTHROPIC_MAX_TOKENS)
+    if params.get("stream"):
+        return list(c.messages.create(stream=True, **kw))
+    return c.messages.create(**kw)
+
+
 # -- Google AI Studio (google-genai, Gemini API v1beta)
 
 
@@ -812,6 +830,22 @@ def documented_post(path: str, body: Callable[[dict], dict], headers: dict[str, 
         resp.raise_for_status()
         return resp.json()
     return call
+
+
+# Realtime (managed online) endpoints have no SDK call of their own: Azure Machine Learning's scoring request
+# for chat models deployed to managed compute (learn.microsoft.com/azure/machine-learning/how-to-deploy-models-llama,
+# "Consume Meta Llama models": `{"input_data": {"input_string": [{role, content}], "parameters": {temperature, top_p,
+# max_new_tokens, do_sample}}}` posted to the scoring URI with `Authorization: Bearer <key>`, answered `{"output"}`)
+
+
+def azure_realtime_body(params: dict) -> dict:
+    parameters = {k: params[k] for k in ("temperature", "top_p") if k in params}
+    parameters["max_new_tokens"] = params.get("max_tokens", AZURE_DEFAULT_MAX_TOKENS)
+    return {"input_data": {"input_string": [{"role": "user", "content": params["input"]}], "parameters": parameters}}
+
+
+AZURE_REALTIME = documented_post("/score", azure_realtime_body,
+                                 {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
 
 
 # jina.ai/embeddings ("curl https://api.jina.ai/v1/embeddings -H Authorization: Bearer ..." with model, input,
@@ -1319,6 +1353,11 @@ CASES: list[Case] = [
                                        "azure.ai.inference.models:StreamingChatCompletionsUpdate", usage_in_last=True),
                             _at("", "target", api_key=KEY, provider="meta", endpoint_type="token"),
                             modules=("azure.ai.inference",)) if c.task == "completion"],
+    Case("azureaistudio", "completion", "azureml-api-reference", call=AZURE_REALTIME, variant="realtime",
+         reply=lambda p: Reply(json.dumps({"output": "Sunny."}).encode()), answer=lambda r: {"text": r["output"],
+                                                                                            "tools": []},
+         settings=_at("/score", "target", api_key=KEY, provider="meta", endpoint_type="realtime"),
+         params=COMPLETION, modules=("httpx",)),
     Case("azureaistudio", "rerank", "cohere", call=cohere_v1_rerank, reply=cohere_rerank_reply, answer=rerank_answer,
          settings=_at("", "target", api_key=KEY, provider="cohere", endpoint_type="token"), params=RERANK),
     Case("azureaistudio", "text_embedding", "azure-ai-inference", call=azure_inference_embed,
@@ -1393,6 +1432,14 @@ CASES: list[Case] = [
     *chat_cases("googlevertexai", "google-genai", genai_chat(_vertex_genai), gemini_reply, _vertex_settings(),
                 answer=gemini_answer, chat_params=NO_USER, modules=("google.genai",), proto_json=True,
                 routes=VERTEX_TOKEN_ROUTE),
+    *chat_cases("googlevertexai", "anthropic", anthropic_vertex_chat, anthropic_reply,
+                {**_vertex_settings(), "provider": "anthropic", "url": ANTHROPIC_VERTEX + "rawPredict",
+                 "streaming_url": ANTHROPIC_VERTEX + "streamRawPredict"}, answer=anthropic_answer, variant="anthropic",
+                task_settings={"max_tokens": ANTHROPIC_MAX_TOKENS}, chat_params=NO_SAMPLING,
+                completion_params={"input": "Say hi", "max_tokens": 32}, routes=VERTEX_TOKEN_ROUTE,
+                ignore_body={"anthropic_version": "the SDK writes its direct-API version (2026-10-21); Anthropic's "
+                             "Vertex page (docs.anthropic.com/en/api/claude-on-vertex-ai) and Google's use-claude "
+                             "page require vertex-2023-10-16, which the gateway sends"}),
     Case("googlevertexai", "text_embedding", "google-genai", call=vertex_embed, reply=vertex_embed_reply,
          answer=lambda r: r, settings=_vertex_settings(), params=EMBED, modules=("google.genai",), proto_json=True,
          routes=VERTEX_TOKEN_ROUTE),
