@@ -1500,4 +1500,9 @@ ERROR_BODIES: dict[str, Callable[[str], tuple[str, str, dict]]] = {
     "amazonbedrock": lambda m: (json.dumps({"message": m}), "application/json",
                                 {"x-amzn-ErrorType": "ValidationException:http://internal.amazon.com/coral/"}),
     "voyageai": lambda m: (json.dumps({"detail": m}), "application/json", {}),
+    "jinaai": lambda m: (json.dumps({"detail": m}), "application/json", {}),  # ES JinaAIErrorResponseEntity
+    # cloud.ibm.com/apidocs/watsonx-ai "Error handling": errors[{code, message, more_info}], trace, status_code
+    "watsonxai": lambda m: (json.dumps({"errors": [{"code": "invalid_input_argument", "message": m,
+                                                    "more_info": "https://cloud.ibm.com/apidocs/watsonx-ai"}],
+                                        "trace": "t-1", "status_code": 400}), "application/json", {}),
 }

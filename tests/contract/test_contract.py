@@ -201,7 +201,7 @@ ERROR_CASES = [c for c in CASES if c.service in ERROR_BODIES and not c.stream]
 
 
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: c.id)
-async def test_provider_error_bodies_reach_the_client(case: Case, capture, http):
+async def test_provider_error_bodies_reach_the_client(case: Case, capture, http, tmp_path):
     """A 400 in the provider's own error shape: the SDK raises with its message, and the gateway answers
     400 with the same message on both surfaces (ES envelope, OpenAI error)."""
     reason = case.unavailable()
@@ -213,7 +213,8 @@ async def test_provider_error_bodies_reach_the_client(case: Case, capture, http)
     capture.routes.update({p: r() if callable(r) else r for p, r in case.routes.items()})
     if not case.sdk.endswith("api-reference"):  # an SDK reads the body into its exception
         with pytest.raises(Exception) as raised:
-            await asyncio.to_thread(case.call, capture.url, _surface_params(case, "es"))
+            sdk_url = await capture.serve_tls(str(tmp_path)) if case.tls else capture.url
+            await asyncio.to_thread(case.call, sdk_url, _surface_params(case, "es"))
         assert message in str(raised.value), f"the SDK did not read the error body: {raised.value!r}"
     body = {"service": case.service, "service_settings": _settings(case, capture.url)}
     if case.task_settings:
