@@ -1136,9 +1136,9 @@ def watsonx_call(key: str):
         client = _watsonx(url, key)
         if "query" in params:
             rerank = Rerank(model_id="m-1", api_client=client, project_id="p-1")
-            options = {k: params[k] for k, name in (("top_n", "top_n"),) if k in params}
+            options: dict[str, Any] = {"top_n": params["top_n"]} if "top_n" in params else {}
             if "return_documents" in params:
-                options["inputs"] = params["return_documents"]
+                options["inputs"] = params["return_documents"]  # return_options.inputs: the documents' texts
             return rerank.generate(query=params["query"], inputs=params["documents"],
                                    params={"return_options": options})["results"]
         if "messages" not in params and not isinstance(params.get("input"), str):
@@ -1218,7 +1218,8 @@ def watsonx_cases() -> list[Case]:
         out.append(Case("watsonxai", task, "ibm-watsonx-ai", call=watsonx_call(key), reply=watsonx_reply,
                         answer=watsonx_answer, params={**params, "stream": True} if stream else params, stream=stream,
                         settings=_at("", api_key=key, model_id="m-1", project_id="p-1", api_version=WX_VERSION),
-                        routes={"/identity/token": _iam_reply}, ignore_side=IAM_SIDE, tls=True, modules=("ibm_watsonx_ai",)))
+                        routes={"/identity/token": _iam_reply}, ignore_side=IAM_SIDE, tls=True,
+                        modules=("ibm_watsonx_ai",)))
     return out
 
 
