@@ -1219,7 +1219,7 @@ def watsonx_cases() -> list[Case]:
                         answer=watsonx_answer, params={**params, "stream": True} if stream else params, stream=stream,
                         settings=_at("", api_key=key, model_id="m-1", project_id="p-1", api_version=WX_VERSION),
                         routes={"/identity/token": _iam_reply}, ignore_side=IAM_SIDE, tls=True,
-                        modules=("ibm_watsonx_ai",)))
+                        modules=("ibm_watsonx_ai", "trustme")))
     return out
 
 
