@@ -49,7 +49,7 @@ class EngineHost:
         self.manager = manager
         self.path = path
         self._server: asyncio.AbstractServer | None = None
-        self._connections: set[asyncio.Task] = set()
+        self._connections: dict[asyncio.Task, asyncio.StreamWriter] = {}
 
     async def start(self) -> None:
         if os.path.exists(self.path):
@@ -66,8 +66,9 @@ class EngineHost:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._connections):
-            task.cancel()
+        for writer in list(self._connections.values()):
+            writer.close()  # its reader sees the end and cancels the connection's calls (a cancelled
+            # connection task would make asyncio log an error: 3.11's start_unix_server asks it for its exception)
         await asyncio.gather(*self._connections, return_exceptions=True)
         with contextlib.suppress(OSError):
             os.unlink(self.path)
@@ -76,7 +77,7 @@ class EngineHost:
         """One worker's connection: its requests run side by side, each in its own task."""
         me = asyncio.current_task()
         assert me is not None
-        self._connections.add(me)
+        self._connections[me] = writer
         calls: dict[int, asyncio.Task] = {}
 
         async def send(rid: int, kind: str, payload: Any) -> None:
@@ -107,7 +108,7 @@ class EngineHost:
                 task.cancel()
             await asyncio.gather(*calls.values(), return_exceptions=True)
             writer.close()
-            self._connections.discard(me)
+            self._connections.pop(me, None)
 
     async def _serve(self, rid: int, op: str, payload: msgspec.Raw, send: Any) -> None:
         try:

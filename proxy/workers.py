@@ -88,7 +88,13 @@ def engine_host(settings, ready: Any) -> None:
         pass
     from engines.host import run
 
-    sys.exit(asyncio.run(run(settings, ready)))
+    code = asyncio.new_event_loop().run_until_complete(run(settings, ready))
+    # not asyncio.run, nor a plain exit: both wait for a model load still running in a thread (torch's
+    # import, a vLLM start), which would keep the host up long after the supervisor asked it to go
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _engine_socket(settings) -> tuple[str, str | None]:
