@@ -159,7 +159,8 @@ def input_items(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == "message":
             role = item["role"]
             out.append({"type": "message", "id": item.get("id") or new_id("msg"), "role": role,
-                        "status": item.get("status") or "completed", "content": _item_parts(role, item.get("content", ""))})
+                        "status": item.get("status") or "completed",
+                        "content": _item_parts(role, item.get("content", ""))})
         elif kind == "function_call":
             out.append(call_item(item.get("id") or new_id("fc"), item.get("call_id") or "", item.get("name"),
                                  item.get("arguments") or "{}", item.get("status") or "completed"))
