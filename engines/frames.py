@@ -58,13 +58,32 @@ class _Embedded(msgspec.Struct, kw_only=True):
     usage: Usage | None = None
 
 
+_NULL = msgspec.Raw(b"null")
+
+
+# `logprobs: Raw | None` is a union msgspec cannot decode: these take the raw JSON, null included
+class _ChatResult(ChatResult, kw_only=True):
+    logprobs: msgspec.Raw = _NULL
+
+
+class _ChatDelta(ChatDelta, kw_only=True):
+    logprobs: msgspec.Raw = _NULL
+
+
+def _canonical(value: Any, cls: type) -> Any:
+    fields = {name: getattr(value, name) for name in value.__struct_fields__}
+    if bytes(fields["logprobs"]).strip() == b"null":
+        fields["logprobs"] = None
+    return cls(**fields)
+
+
 class Failure(msgspec.Struct, kw_only=True):
     classes: list[str]  # the error's class and its bases, most specific first
     state: dict[str, Any]  # its attributes: reason, status, headers, param, messages...
 
 
 _RESULTS: dict[str, Any] = {"embed": _Embedded, "sparse_embed": SparseEmbedResult, "rerank": RerankResult,
-                            "chat": ChatResult, STREAM: list[ChatDelta]}
+                            "chat": _ChatResult, STREAM: list[_ChatDelta]}
 _frame = msgspec.json.Decoder(tuple[int, str, msgspec.Raw])
 _encoder = msgspec.json.Encoder()
 _decoders = {op: msgspec.json.Decoder(t) for op, t in _RESULTS.items()}
@@ -92,6 +111,10 @@ def decode_result(op: str, raw: msgspec.Raw) -> Any:
     value = _decoders[op].decode(raw)
     if isinstance(value, _Embedded):
         return EmbedResult(vectors=value.vectors, element_type=value.element_type, usage=value.usage)
+    if isinstance(value, _ChatResult):
+        return _canonical(value, ChatResult)
+    if isinstance(value, list):
+        return [_canonical(delta, ChatDelta) for delta in value]
     return value
 
 

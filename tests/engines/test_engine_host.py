@@ -93,11 +93,14 @@ async def test_answers_and_errors_through_the_host_are_those_of_the_engine_in_pr
         ("POST", f"/_inference/{E5_EP}", {"input": ["hello", "bonjour"]}),
         ("POST", f"/_inference/chat_completion/{CHAT}/_stream", es_chat),
         ("POST", "/v1/chat/completions", {"model": CHAT, **greedy}),
-        # errors raised in the host: the engine's own (tools), the chat parameter check (logprobs), a
-        # model that does not exist (400 at PUT), each in its surface's format
+        # raw JSON from the engine (logprobs), in a result and in deltas
+        ("POST", "/v1/chat/completions", {"model": CHAT, **greedy, "logprobs": True, "top_logprobs": 2}),
+        ("POST", "/v1/chat/completions", {"model": CHAT, **greedy, "logprobs": True, "stream": True}),
+        # errors raised in the host: the engine's own (tools), the chat parameter check (reasoning_effort),
+        # a model that does not exist (400 at PUT), each in its surface's format
         ("POST", "/v1/chat/completions", {"model": CHAT, **greedy, "tools": [
             {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}),
-        ("POST", "/v1/chat/completions", {"model": CHAT, **greedy, "logprobs": True}),
+        ("POST", "/v1/chat/completions", {"model": CHAT, **greedy, "reasoning_effort": "low"}),
         ("POST", f"/_inference/chat_completion/{CHAT}/_stream", {**es_chat, "tools": [
             {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}),
         ("PUT", "/_inference/text_embedding/nowhere", {"service": "elasticsearch",
@@ -122,9 +125,11 @@ async def test_answers_and_errors_through_the_host_are_those_of_the_engine_in_pr
                 async with http.request(method, server.make_url(path), json=body) as resp:
                     assert _comparable(resp.status, await resp.read()) == expected, (method, path)
     statuses = [a[0] for a in answers]
-    assert statuses == [200, 200, 200, 400, 400, 400, 400], answers
+    assert statuses == [200, 200, 200, 200, 200, 400, 400, 400, 400], answers
     assert "Paris" in json.dumps(answers[2][1]) and b"Paris" in answers[1][1]
-    assert "logprobs" in json.dumps(answers[4][1]) and b"Tool calling" in answers[5][1]
+    assert answers[3][1]["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+    assert answers[4][1].count(b'"logprobs":{"content":') > 3
+    assert "reasoning_effort" in json.dumps(answers[6][1]) and b"Tool calling" in answers[7][1]
 
 
 async def test_a_model_still_loading_answers_503_with_its_progress_through_the_host(aiohttp_server, data_dir,
