@@ -25,15 +25,14 @@ from urllib.parse import quote
 
 import msgspec
 
-from proxy.chat_params import check as check_chat_params
 from proxy.errors import RequestValidationError, StatusError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
-                         EmbedRequest, EmbedResult, FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta,
-                         Usage)
+from proxy.types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
+                         FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta, Usage)
 
 from .anthropic import thinking_budget
 from .aws import AwsAdapter, EventMessage, stream_exception
-from .base import StreamCut, StreamParser, UpstreamRequest, malformed, map_input_type, reject_input_type, unsupported
+from .base import (StreamCut, StreamParser, UpstreamRequest, decoding, malformed, map_input_type, reject_input_type,
+                   unsupported)
 from .chat_parts import (NamedFunction, content_blocks, data_url, function_tools, image_url, tool_arguments,
                          tool_choice)
 
@@ -280,7 +279,6 @@ class AmazonBedrockAdapter(AwsAdapter):
     # verified: the AWS service model of Bedrock Runtime (aws-elixir generated bedrock_runtime metadata:
     # endpoint_prefix "bedrock-runtime", signing_name "bedrock", protocol rest-json)
     signing_name = "bedrock"
-    tasks: ClassVar[frozenset[TaskType]] = frozenset({T.TEXT_EMBEDDING, T.COMPLETION, T.CHAT_COMPLETION})
     # the largest Bedrock batch; the instance narrows it to its provider's (Titan: 1)
     embed_batch_size: ClassVar[int | None] = 96
     # ThrottlingException and ModelNotReadyException are 429, ServiceUnavailable 503: the base set
@@ -323,21 +321,20 @@ class AmazonBedrockAdapter(AwsAdapter):
                 f"{quote(model, safe='')}/{operation}")
 
     # -- requests -----------------------------------------------------------------------------
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        provider = self.provider()
-        if isinstance(req, EmbedRequest):
-            self._check_embeddings(provider)
-            body = self.titan_body(req) if provider == "amazontitan" else self.cohere_body(req)
-            operation = "invoke"
-        elif isinstance(req, ChatRequest):
-            # every provider family does completion and chat (ES chatCompletionProviders)
-            body = self.converse_body(req, provider)
-            operation = "converse-stream" if req.stream else "converse"
-        else:
-            raise StatusError(f"The [{SERVICE}] service does not support task type [rerank]")
+    def _request(self, req: CanonicalRequest, operation: str, body: dict[str, Any]) -> UpstreamRequest:
         accept = "application/vnd.amazon.eventstream" if operation == "converse-stream" else "application/json"
         return UpstreamRequest(url=self.url(self.model(req), operation), body=_encoder.encode(body),
                                headers={"Content-Type": "application/json", "Accept": accept})
+
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        provider = self.provider()
+        self._check_embeddings(provider)
+        return self._request(req, "invoke", self.titan_body(req) if provider == "amazontitan" else self.cohere_body(req))
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
+        # every provider family does completion and chat (ES chatCompletionProviders)
+        body = self.converse_body(req, self.provider())
+        return self._request(req, "converse-stream" if req.stream else "converse", body)
 
     def titan_body(self, req: EmbedRequest) -> dict[str, Any]:
         # verified: ES AmazonBedrockTitanEmbeddingsRequestEntity: {"inputText": one text}
@@ -364,12 +361,12 @@ class AmazonBedrockAdapter(AwsAdapter):
         # input_type is required by Cohere embed v3 on Bedrock: ES defaults it to search_document
         return {"texts": req.inputs, "input_type": input_type or "search_document"}
 
-    def check_chat(self, req: ChatRequest) -> None:
+    def mapped_chat_params(self) -> tuple[frozenset[str], frozenset[str] | None]:
         # Claude on Bedrock takes Anthropic's own `thinking` and `tool_choice` fields through
         # additionalModelRequestFields (AWS Bedrock user guide, "Extended thinking" with Converse)
         claude = self.provider_or_none() == "anthropic"
-        check_chat_params(req, SERVICE, ("reasoning_effort",) if claude else (),
-                          ("top_k",) if self.provider_or_none() in TOP_K_FIELD else ())
+        return (frozenset({"reasoning_effort"} if claude else ()),
+                frozenset({"top_k"} if self.provider_or_none() in TOP_K_FIELD else ()))
 
     def converse_body(self, req: ChatRequest, provider: str) -> dict[str, Any]:
         if req.seed is not None:
@@ -428,15 +425,11 @@ class AmazonBedrockAdapter(AwsAdapter):
         return body
 
     # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        try:
-            if isinstance(req, EmbedRequest):
-                if self.provider() == "amazontitan":
-                    return self.parse_titan(body)
-                return self.parse_cohere(body)
-            return self.parse_converse(req, body)  # type: ignore[arg-type]
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed("response") from None
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            if self.provider() == "amazontitan":
+                return self.parse_titan(body)
+            return self.parse_cohere(body)
 
     @staticmethod
     def parse_titan(body: bytes) -> EmbedResult:
@@ -453,8 +446,9 @@ class AmazonBedrockAdapter(AwsAdapter):
             return EmbedResult(vectors=_by_type_decoder.decode(raw).float)
         return EmbedResult(vectors=_vectors_decoder.decode(raw))
 
-    def parse_converse(self, req: ChatRequest, body: bytes) -> ChatResult:
-        resp = _converse_decoder.decode(body)
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        with decoding():
+            resp = _converse_decoder.decode(body)
         texts: list[str] = []
         calls: list[ToolCall] = []
         for block in (resp.output.message.content if resp.output.message else []):

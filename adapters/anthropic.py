@@ -11,16 +11,15 @@ Source: https://docs.anthropic.com/en/api/messages, https://docs.anthropic.com/e
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from typing import Any, Mapping
 
 import msgspec
 
 from proxy.errors import RequestValidationError, StatusError, StreamReportedError, UpstreamError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
-                         FunctionCall, TaskType, ToolCall, ToolCallDelta, Usage)
+from proxy.types import ChatDelta, ChatMessage, ChatRequest, ChatResult, FunctionCall, ToolCall, ToolCallDelta, Usage
 
-from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
-                   malformed, unsupported)
+from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, decoding,
+                   generic_error, malformed, unsupported)
 from .chat_parts import (NamedFunction, content_blocks, data_url, function_tools, image_url, tool_arguments,
                          tool_choice)
 
@@ -280,14 +279,11 @@ class AnthropicAdapter(Adapter):
     service = SERVICE
     maps_reasoning = True  # thinking_config
     framing = Framing.SSE
-    tasks: ClassVar[frozenset[TaskType]] = frozenset({TaskType.COMPLETION, TaskType.CHAT_COMPLETION})
     chat_params = frozenset({"parallel_tool_calls", "reasoning_effort"})
     extra_params = frozenset({"top_k"})  # a Messages API parameter clients send through extra_body
     # ES retries 429, 500 and 529 (overloaded) (AnthropicResponseHandler); the base set covers them
 
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        if not isinstance(req, ChatRequest):
-            raise StatusError(f"The [{SERVICE}] service does not support task type [{self.task.value}]")
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
         headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION}
         key = self.setting("api_key")
         if key:
@@ -349,14 +345,12 @@ class AnthropicAdapter(Adapter):
         return body
 
     # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
         # verified: ES AnthropicChatCompletionResponseEntity javadoc ({id, model, content[{type, text}],
         # stop_reason, usage{input_tokens, output_tokens}}); ES answers one completion result per text block,
         # we join them into one answer
-        try:
+        with decoding():
             msg = _message_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed("response") from None
         texts: list[str] = []
         thoughts: list[str] = []
         calls: list[ToolCall] = []

@@ -17,12 +17,11 @@ from typing import Any, ClassVar, Mapping
 import msgspec
 
 from proxy.errors import RequestValidationError, StatusError, StreamReportedError, UpstreamError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
-                         EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
-                         ToolCall, ToolCallDelta, Usage)
+from proxy.types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, EmbedResult, FunctionCall,
+                         InputType, RerankRequest, RerankResult, ToolCall, ToolCallDelta, Usage)
 
-from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
-                   malformed, map_input_type, unsupported)
+from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, decoding,
+                   generic_error, malformed, map_input_type, unsupported)
 from .rerank_compat import parse_rerank, rerank_body
 
 SERVICE = "cohere"
@@ -264,8 +263,6 @@ def translate_response_format(fmt: dict[str, Any]) -> dict[str, Any]:
 class CohereAdapter(Adapter):
     service = SERVICE
     framing = Framing.SSE
-    tasks: ClassVar[frozenset[TaskType]] = frozenset({TaskType.TEXT_EMBEDDING, TaskType.RERANK,
-                                                      TaskType.COMPLETION, TaskType.CHAT_COMPLETION})
     # verified: ES CohereServiceFields.EMBEDDING_MAX_BATCH_SIZE = 96
     embed_batch_size: ClassVar[int | None] = 96
     chat_params = frozenset({"frequency_penalty", "presence_penalty"})
@@ -278,11 +275,13 @@ class CohereAdapter(Adapter):
             headers["Authorization"] = f"Bearer {key}"
         return UpstreamRequest(url=url, body=_encoder.encode(payload), headers=headers)
 
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        if isinstance(req, EmbedRequest):
-            return self._request(EMBED_URL, self.embed_body(req))
-        if isinstance(req, RerankRequest):
-            return self._request(RERANK_URL, self.rerank_body(req))
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        return self._request(EMBED_URL, self.embed_body(req))
+
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
+        return self._request(RERANK_URL, self.rerank_body(req))
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
         return self._request(CHAT_URL, self.chat_body(req))
 
     # -- embed ----------------------------------------------------------------------------------
@@ -311,24 +310,25 @@ class CohereAdapter(Adapter):
             body["truncate"] = truncate
         return body
 
-    def parse_embeddings(self, body: bytes) -> EmbedResult:
-        resp = _embed_decoder.decode(body)
-        key, element_type = self.embedding_type()
-        raw = bytes(resp.embeddings)
-        if raw.lstrip()[:1] == b"[":  # v1-style bare float arrays
-            vectors = _vectors_decoder.decode(raw)
-            element_type = "float"
-        else:
-            by_type = _by_type_decoder.decode(raw)
-            if key not in by_type:
-                raise malformed(f"response (no [{key}] embeddings)")
-            vectors = by_type[key]
-        usage = None
-        units = resp.meta.billed_units if resp.meta else None
-        if units is not None and units.input_tokens is not None:
-            tokens = int(units.input_tokens)
-            usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
-        return EmbedResult(vectors=vectors, element_type=element_type, usage=usage)
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            resp = _embed_decoder.decode(body)
+            key, element_type = self.embedding_type()
+            raw = bytes(resp.embeddings)
+            if raw.lstrip()[:1] == b"[":  # v1-style bare float arrays
+                vectors = _vectors_decoder.decode(raw)
+                element_type = "float"
+            else:
+                by_type = _by_type_decoder.decode(raw)
+                if key not in by_type:
+                    raise malformed(f"response (no [{key}] embeddings)")
+                vectors = by_type[key]
+            usage = None
+            units = resp.meta.billed_units if resp.meta else None
+            if units is not None and units.input_tokens is not None:
+                tokens = int(units.input_tokens)
+                usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
+            return EmbedResult(vectors=vectors, element_type=element_type, usage=usage)
 
     # -- rerank ---------------------------------------------------------------------------------
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
@@ -372,7 +372,8 @@ class CohereAdapter(Adapter):
         return body
 
     def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
-        resp = _chat_decoder.decode(body)
+        with decoding():
+            resp = _chat_decoder.decode(body)
         reason = (resp.finish_reason or "").lower()
         if reason in _ERROR_FINISH:
             raise UpstreamError(f"The upstream service ended the generation with [{resp.finish_reason}]",
@@ -389,19 +390,9 @@ class CohereAdapter(Adapter):
                           finish_reason=finish_reason(resp.finish_reason),
                           usage=resp.usage.canonical() if resp.usage else None)
 
-    # -- responses ------------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        try:
-            if isinstance(req, EmbedRequest):
-                return self.parse_embeddings(body)
-            if isinstance(req, RerankRequest):
-                return self.parse_rerank(body)
-            return self.parse_chat(req, body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed("response") from None
-
-    def parse_rerank(self, body: bytes) -> RerankResult:
-        return parse_rerank(body)
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
+        with decoding():
+            return parse_rerank(body)
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return CohereStreamParser(model=req.model or self.setting("model_id"))

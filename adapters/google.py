@@ -16,10 +16,10 @@ from urllib.parse import quote
 import msgspec
 
 from proxy.errors import StatusError, StreamReportedError, UpstreamError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
-                         EmbedRequest, EmbedResult, FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta, Usage)
+from proxy.types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
+                         FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta, Usage)
 
-from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, malformed,
+from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, decoding, malformed,
                    map_input_type, unsupported)
 
 T = TaskType
@@ -448,10 +448,8 @@ def _call_id(fc: _FunctionCall) -> str:
 
 
 def parse_gemini_chat(body: bytes, model: str) -> ChatResult:
-    try:
+    with decoding():
         resp = _generate_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        raise malformed() from None
     if resp.error is not None:
         raise _stream_error(resp.error)
     usage = resp.usageMetadata.usage() if resp.usageMetadata else None
@@ -571,7 +569,6 @@ class GoogleAiStudioAdapter(Adapter):
 
     service = "googleaistudio"
     maps_reasoning = True  # gemini_thinking
-    tasks: ClassVar[frozenset[TaskType]] = frozenset({T.TEXT_EMBEDDING, T.COMPLETION, T.CHAT_COMPLETION})
     # verified: ES GoogleAiStudioService EMBEDDING_MAX_BATCH_SIZE = 100, whose javadoc quotes Google's
     # 400 "BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch".
     embed_batch_size: ClassVar[int | None] = 100
@@ -586,20 +583,21 @@ class GoogleAiStudioAdapter(Adapter):
     def _url(self, model: str, action: str, query: str = "") -> str:
         return f"{self.base_url}/models/{quote(model, safe='')}:{action}" + (f"?{query}" if query else "")
 
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
+    def _headers(self) -> dict[str, str]:
         # the key in a header, as google-genai sends it (ai.google.dev/api#api-keys), not `?key=`: a URL lands
         # in proxy and access logs
-        headers = {"Content-Type": "application/json", "x-goog-api-key": str(self.setting("api_key") or "")}
+        return {"Content-Type": "application/json", "x-goog-api-key": str(self.setting("api_key") or "")}
+
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
         model = self.model(req)
-        if isinstance(req, EmbedRequest):
-            return UpstreamRequest(url=self._url(model, "batchEmbedContents"), body=_encoder.encode(
-                self.embed_body(req, model)), headers=headers)
-        if isinstance(req, ChatRequest):
-            body = gemini_chat_body(req, self.service)
-            url = self._url(model, "streamGenerateContent", "alt=sse") if req.stream else self._url(model,
-                                                                                                    "generateContent")
-            return UpstreamRequest(url=url, body=_encoder.encode(body), headers=headers)
-        raise StatusError(f"The [{self.service}] service does not support task type [rerank]")
+        return UpstreamRequest(url=self._url(model, "batchEmbedContents"),
+                               body=_encoder.encode(self.embed_body(req, model)), headers=self._headers())
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
+        model = self.model(req)
+        body = gemini_chat_body(req, self.service)
+        url = self._url(model, "streamGenerateContent", "alt=sse") if req.stream else self._url(model, "generateContent")
+        return UpstreamRequest(url=url, body=_encoder.encode(body), headers=self._headers())
 
     def embed_body(self, req: EmbedRequest, model: str) -> dict[str, Any]:
         check_embed_user(req, self.service)
@@ -615,14 +613,13 @@ class GoogleAiStudioAdapter(Adapter):
             requests.append(item)
         return {"requests": requests}
 
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        if isinstance(req, ChatRequest):
-            return parse_gemini_chat(body, self.model(req))
-        try:
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        return parse_gemini_chat(body, self.model(req))
+
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
             resp = _batch_embed_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed() from None
-        if len(resp.embeddings) != len(req.inputs):  # type: ignore[union-attr]
+        if len(resp.embeddings) != len(req.inputs):
             raise malformed("response (wrong number of embeddings)")
         return EmbedResult(vectors=[e.values for e in resp.embeddings])
 
