@@ -26,15 +26,15 @@ from urllib.parse import quote
 import msgspec
 
 from proxy.errors import RequestValidationError, StatusError
-from proxy.types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
-                         FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta, Usage)
+from proxy.types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, EmbedRequest,
+                         EmbedResult, FunctionCall, ImagePart, InputType, NamedToolChoice, TaskType, Tool, ToolCall,
+                         ToolCallDelta, ToolChoice, Usage)
 
 from .anthropic import thinking_budget
 from .aws import AwsAdapter, EventMessage, stream_exception
 from .base import (StreamCut, StreamParser, UpstreamRequest, decoding, malformed, map_input_type, reject_input_type,
                    unsupported)
-from .chat_parts import (NamedFunction, content_blocks, data_url, function_tools, image_url, tool_arguments,
-                         tool_choice)
+from .chat_parts import content_blocks, data_url, schema, tool_arguments
 
 SERVICE = "amazonbedrock"
 T = TaskType
@@ -180,9 +180,9 @@ _event_decoder = msgspec.json.Decoder(_StreamEvent)
 # ------------------------------------------------------------------------------ request translation
 
 
-def _image_block(part: dict[str, Any]) -> dict[str, Any]:
-    url = image_url(part)
-    if not isinstance(url, str) or not url.startswith("data:"):
+def _image_block(part: ImagePart) -> dict[str, Any]:
+    url = part.url
+    if not url.startswith("data:"):
         # Converse takes image bytes (or S3 locations), it never fetches a URL
         raise RequestValidationError(f"The [{SERVICE}] service accepts images only as base64 data URLs")
     media_type, data, is_base64 = data_url(url)
@@ -199,7 +199,7 @@ def _image_block(part: dict[str, Any]) -> dict[str, Any]:
     return {"image": {"format": fmt, "source": {"bytes": data}}}
 
 
-def _blocks(content: str | list[dict[str, Any]] | None, where: str) -> list[dict[str, Any]]:
+def _blocks(content: str | list[ContentPart] | None, where: str) -> list[dict[str, Any]]:
     return content_blocks(content, where, SERVICE, lambda text: {"text": text}, _image_block, keep_empty_text=True)
 
 
@@ -240,9 +240,9 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]
     return system, out
 
 
-def translate_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def translate_tools(tools: list[Tool]) -> list[dict[str, Any]]:
     out = []
-    for fn in function_tools(tools, SERVICE):
+    for fn in (tool.function for tool in tools):
         if not fn.name:
             raise RequestValidationError("A tool function needs a [name]")
         if fn.strict:  # strict: false asks for nothing
@@ -250,19 +250,18 @@ def translate_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         spec: dict[str, Any] = {"name": fn.name}
         if fn.description is not None:
             spec["description"] = fn.description
-        spec["inputSchema"] = {"json": fn.schema()}  # required by Converse
+        spec["inputSchema"] = {"json": schema(fn)}  # required by Converse
         out.append({"toolSpec": spec})
     return out
 
 
-def translate_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+def translate_tool_choice(choice: ToolChoice) -> dict[str, Any]:
     """Converse `toolChoice` (`none` has no Converse form: the caller leaves the tools out)."""
-    chosen = tool_choice(choice)
-    if isinstance(chosen, NamedFunction):
-        return {"tool": {"name": chosen.name}}
-    if chosen == "auto":
+    if isinstance(choice, NamedToolChoice):
+        return {"tool": {"name": choice.function.name}}
+    if choice == "auto":
         return {"auto": {}}
-    if chosen == "required":
+    if choice == "required":
         return {"any": {}}
     raise RequestValidationError(f"Unsupported [tool_choice] value [{choice}] for the [{SERVICE}] service")
 

@@ -17,8 +17,9 @@ from typing import Any, ClassVar, Mapping
 import msgspec
 
 from proxy.errors import RequestValidationError, StatusError, StreamReportedError, UpstreamError
-from proxy.types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, EmbedResult, FunctionCall,
-                         InputType, RerankRequest, RerankResult, ToolCall, ToolCallDelta, Usage)
+from proxy.types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, EmbedRequest, EmbedResult,
+                         FunctionCall, ImagePart, InputType, RerankRequest, RerankResult, TextPart, Tool, ToolCall,
+                         ToolCallDelta, ToolChoice, Usage, part_type)
 
 from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, decoding,
                    generic_error, malformed, map_input_type, unsupported)
@@ -168,22 +169,20 @@ def finish_reason(reason: str | None) -> str | None:
 # ------------------------------------------------------------------------------ request translation
 
 
-def _content(content: str | list[dict[str, Any]] | None, role: str) -> str | list[dict[str, Any]] | None:
+def _content(content: str | list[ContentPart] | None, role: str) -> str | list[dict[str, Any]] | None:
     """OpenAI content to Cohere v2 content: a string, or text (and, for users, image_url) parts."""
     if content is None or isinstance(content, str):
         return content
-    allowed = {"text", "image_url"} if role == "user" else {"text"}
-    parts = []
+    parts: list[dict[str, Any]] = []
     for part in content:
-        kind = part.get("type")
-        if kind not in allowed:
-            raise RequestValidationError(f"The [{SERVICE}] service does not support content parts of type "
-                                         f"[{kind}] in [{role}] messages")
-        if kind == "text":
-            parts.append({"type": "text", "text": part.get("text", "")})
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart) and role == "user":
+            image = part.image_url
+            parts.append({"type": "image_url", "image_url": {"url": image} if isinstance(image, str) else image})
         else:
-            image = part.get("image_url")
-            parts.append({"type": "image_url", "image_url": image if isinstance(image, dict) else {"url": image}})
+            raise RequestValidationError(f"The [{SERVICE}] service does not support content parts of type "
+                                         f"[{part_type(part)}] in [{role}] messages")
     return parts
 
 
@@ -216,24 +215,20 @@ def translate_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     return out
 
 
-def translate_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+def translate_tools(tools: list[Tool]) -> tuple[list[Tool], bool]:
     """Cohere v2 takes OpenAI's tool shape; `strict` is one request-wide flag there (`strict_tools`)."""
     out = []
     stricts = set()
     for tool in tools:
-        fn = tool.get("function")
-        if tool.get("type", "function") != "function" or not isinstance(fn, dict):
-            raise RequestValidationError(f"The [{SERVICE}] service supports only tools of type [function]")
-        stricts.add(bool(fn.get("strict")))
-        clean = {k: v for k, v in fn.items() if k != "strict"}
-        out.append({"type": "function", "function": clean})
+        stricts.add(bool(tool.function.strict))
+        out.append(Tool(function=msgspec.structs.replace(tool.function, strict=None)))
     if len(stricts) > 1:
         raise RequestValidationError(f"The [{SERVICE}] service applies [strict] to all tools or none: "
                                      f"set it the same on every function")
     return out, stricts == {True}
 
 
-def translate_tool_choice(choice: str | dict[str, Any]) -> str | None:
+def translate_tool_choice(choice: ToolChoice) -> str | None:
     # verified: cohere-python V2ChatRequestToolChoice docs: REQUIRED | NONE; unset lets the model choose
     if isinstance(choice, str):
         mapped = {"auto": None, "none": "NONE", "required": "REQUIRED"}

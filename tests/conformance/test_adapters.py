@@ -20,7 +20,7 @@ from adapters.base import StreamCut, UpstreamRequest
 from proxy.catalogue import SERVICES, Service, Setting
 from proxy.errors import GatewayError
 from proxy.endpoint import Endpoint
-from proxy.types import ChatMessage, ChatRequest, EmbedRequest, InputType, RerankRequest, TaskType
+from proxy.types import ChatMessage, ChatRequest, EmbedRequest, FunctionDef, InputType, RerankRequest, TaskType, Tool
 from tests.tasks import request_for
 
 T = TaskType
@@ -118,7 +118,7 @@ def _fingerprint(up: UpstreamRequest | GatewayError) -> Any:
 
 CHAT_PARAMS: dict[str, Any] = {
     "max_tokens": 77, "temperature": 0.123, "top_p": 0.456, "stop": ["STOP-X"], "seed": 4242,
-    "tools": [{"type": "function", "function": {"name": "probe_tool", "parameters": {"type": "object"}}}],
+    "tools": [Tool(function=FunctionDef(name="probe_tool", parameters={"type": "object"}))],
     "tool_choice": "required", "response_format": {"type": "json_object"}, "user": "probe-user",
     "reasoning": {"max_tokens": 2048}, "reasoning=effort": {"effort": "high"},
 }

@@ -13,6 +13,7 @@ from adapters.aws import EventStreamDecoder
 from adapters.base import StreamCut
 from proxy.errors import GatewayError, StatusError, UpstreamError
 from proxy.types import ChatMessage, ChatRequest, EmbedRequest, FunctionCall, InputType, TaskType, ToolCall, Usage
+from tests.canonical import typed
 from tests.fakes.aws_upstream import event, exception
 from tests.tasks import request_for
 
@@ -32,7 +33,7 @@ def user(text: str) -> ChatMessage:
 
 
 def body_of(a: AmazonBedrockAdapter, req) -> dict:
-    return json.loads(request_for(a, req).body)
+    return json.loads(request_for(a, typed(req)).body)
 
 
 # ------------------------------------------------------------------------------ Converse requests
@@ -150,8 +151,8 @@ def test_invalid_messages_are_refused():
         adapter().chat_request(ChatRequest(messages=[ChatMessage(role="assistant", tool_calls=[
             ToolCall(id="1", function=FunctionCall(name="f", arguments="{oops"))])]))
     with pytest.raises(GatewayError, match="strict"):
-        adapter().chat_request(ChatRequest(messages=[user("x")], tools=[
-            {"type": "function", "function": {"name": "f", "strict": True}}]))
+        adapter().chat_request(typed(ChatRequest(messages=[user("x")], tools=[
+            {"type": "function", "function": {"name": "f", "strict": True}}])))
 
 
 def test_images_must_be_base64_data_urls():
@@ -160,8 +161,8 @@ def test_images_must_be_base64_data_urls():
         {"type": "text", "text": "what is it?"}, part])]))
     assert body["messages"][0]["content"][1] == {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}}
     with pytest.raises(GatewayError, match="data URLs"):
-        adapter().chat_request(ChatRequest(messages=[ChatMessage(role="user", content=[
-            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}])]))
+        adapter().chat_request(typed(ChatRequest(messages=[ChatMessage(role="user", content=[
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}])])))
 
 
 # ------------------------------------------------------------------------------ embeddings

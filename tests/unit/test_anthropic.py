@@ -13,6 +13,7 @@ from adapters.base import SSEEvent, StreamCut
 from proxy.errors import GatewayError, UpstreamError
 from proxy.sse import SSEDecoder
 from proxy.types import ChatMessage, ChatRequest, FunctionCall, TaskType, ToolCall, Usage
+from tests.canonical import typed
 
 
 def adapter(task=TaskType.CHAT_COMPLETION, task_settings=None, **service) -> AnthropicAdapter:
@@ -24,7 +25,7 @@ def adapter(task=TaskType.CHAT_COMPLETION, task_settings=None, **service) -> Ant
 
 
 def body_of(a: AnthropicAdapter, req: ChatRequest) -> dict:
-    up = a.chat_request(req)
+    up = a.chat_request(typed(req))
     return json.loads(up.body)
 
 

@@ -14,6 +14,7 @@ from proxy.errors import GatewayError, UpstreamError
 from proxy.sse import SSEDecoder
 from proxy.types import (ChatMessage, ChatRequest, EmbedRequest, FunctionCall, InputType, RankedDoc, RerankRequest,
                          TaskType, ToolCall, Usage)
+from tests.canonical import typed
 from tests.tasks import request_for
 
 
@@ -25,7 +26,7 @@ def adapter(task=TaskType.TEXT_EMBEDDING, task_settings=None, **service) -> Cohe
 
 
 def sent(a: CohereAdapter, req) -> tuple[str, dict]:
-    up = request_for(a, req)
+    up = request_for(a, typed(req))
     assert up.headers["Authorization"] == "Bearer co-key" and not up.explicit_url
     return up.url, json.loads(up.body)
 

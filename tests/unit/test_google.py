@@ -18,6 +18,7 @@ from proxy.errors import GatewayError, UpstreamError
 from proxy.sse import SSEDecoder
 from proxy.types import (ChatMessage, ChatRequest, EmbedRequest, FunctionCall, InputType, RerankRequest, TaskType,
                          ToolCall, Usage)
+from tests.canonical import typed
 
 T = TaskType
 
@@ -156,7 +157,7 @@ def test_full_chat_translation_with_tools():
                                                  "parameters": {"type": "object"}}},
                {"type": "function", "function": {"name": "get_time", "parameters": {}}}],
         tool_choice={"type": "function", "function": {"name": "get_weather"}})
-    raw = studio().chat_request(req).body
+    raw = studio().chat_request(typed(req)).body
     assert b'"args":{"city":  "Paris", "n": 1.50}' in raw
     body = json.loads(raw)
     assert body["contents"] == [
@@ -181,7 +182,8 @@ def test_full_chat_translation_with_tools():
                                             ("required", {"functionCallingConfig": {"mode": "ANY"}})])
 def test_tool_choice_strings(choice, config):
     tools = [{"type": "function", "function": {"name": "f"}}]
-    body = gemini_chat_body(ChatRequest(messages=[user("x")], tools=tools, tool_choice=choice), "googleaistudio")
+    body = gemini_chat_body(typed(ChatRequest(messages=[user("x")], tools=tools, tool_choice=choice)),
+                            "googleaistudio")
     assert body.get("toolConfig") == config
 
 
@@ -196,8 +198,8 @@ def test_tool_choice_strings(choice, config):
         ToolCall(id="1", function=FunctionCall(name="f", arguments="[1]"))])]), "must be a JSON object"),
     (ChatRequest(messages=[ChatMessage(role="user", content=[{"type": "image_url", "image_url": {
         "url": "https://x/y.png"}}])]), "Only base64 data URLs"),
-    (ChatRequest(messages=[ChatMessage(role="user", content=[{"type": "input_audio"}])]), r"Type \[input_audio\]"),
-    (ChatRequest(messages=[user("x")], tools=[{"type": "retrieval"}]), r"Tool type \[retrieval\]"),
+    (ChatRequest(messages=[ChatMessage(role="user", content=[{"type": "input_audio", "input_audio": {
+        "data": "AAA=", "format": "wav"}}])]), r"Type \[input_audio\]"),
     (ChatRequest(messages=[user("x")], tools=[{"type": "function", "function": {"name": "f", "strict": True}}]),
      r"\[tools.function.strict\]"),
     (ChatRequest(messages=[user("x")], tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="maybe"),
@@ -207,7 +209,7 @@ def test_tool_choice_strings(choice, config):
 ])
 def test_unsupported_parameters_are_rejected(req, message):
     with pytest.raises(GatewayError, match=message) as exc:
-        studio().chat_request(req)
+        studio().chat_request(typed(req))
     assert exc.value.status == 400
 
 
