@@ -168,7 +168,7 @@ RESPONSE = b"""{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"ass
 "usage":{"input_tokens":472,"cache_creation_input_tokens":0,"cache_read_input_tokens":100,"output_tokens":89}}"""
 
 
-def test_parse_response_with_tool_use():
+def test_parse_chat_with_tool_use():
     result = adapter().parse_chat(ChatRequest(messages=[user("x")]), RESPONSE)
     assert result.id == "msg_01XFDUDYJgAACzvnptvVoYEL" and result.model == "claude-sonnet-4-5"
     assert result.content == "I'll check." and result.finish_reason == "tool_calls"

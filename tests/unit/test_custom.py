@@ -242,7 +242,7 @@ def test_dimensions_and_user_are_rejected():
         adapter().embed_request(EmbedRequest(inputs=["a"], user="u"))
 
 
-def test_parse_response_per_task():
+def test_each_task_parser():
     emb = adapter().parse_embed(EmbedRequest(inputs=["a"]), b'{"data":[{"embedding":[0.5,1]}]}')
     assert emb.vectors == [[0.5, 1.0]] and emb.element_type == "float"
     sparse = adapter(TaskType.SPARSE_EMBEDDING, parser={
