@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from proxy.chat_params import check as check_chat_params
 from proxy.errors import StatusError, UpstreamError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, EmbedRequest, EmbedResult, RankedDoc,
-                         RerankRequest, RerankResult, TaskType, Usage)
+from proxy.types import (CanonicalRequest, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RankedDoc, RerankRequest,
+                         RerankResult, TaskType, Usage)
 
-from .base import (Adapter, ProviderError, StreamParser, UpstreamRequest, generic_error, host_region,
+from .base import (Adapter, ProviderError, StreamParser, UpstreamRequest, decoding, generic_error, host_region,
                    map_input_type, unsupported)
 from .google import (GEMINI_CHAT_PARAMS, GOOGLE_INPUT_TYPES, GeminiStreamParser, check_embed_user, gemini_chat_body,
                      google_error, malformed, parse_gemini_chat)
@@ -201,7 +201,6 @@ _rank_decoder = msgspec.json.Decoder(_RankResponse)
 
 class GoogleVertexAiAdapter(Adapter):
     service = "googlevertexai"
-    tasks: ClassVar[frozenset[TaskType]] = frozenset({T.TEXT_EMBEDDING, T.RERANK, T.COMPLETION, T.CHAT_COMPLETION})
     # ES GoogleVertexAiResponseHandler retries 500, 503 and 429 (as AI Studio's handler does)
     retry_statuses: ClassVar[frozenset[int]] = frozenset({429, 500, 503})
     tokens: ClassVar[TokenCache] = TokenCache()
@@ -265,19 +264,21 @@ class GoogleVertexAiAdapter(Adapter):
         return str(model)
 
     # -- requests -----------------------------------------------------------------------------
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        own = self.setting("url")
+        url = own or self._model_url("google", self._model(req), "predict")
+        return UpstreamRequest(url=url, body=_encoder.encode(self.embed_body(req)),
+                               headers={"Content-Type": "application/json"}, explicit_url=bool(own))
+
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
+        own = self.setting("url")
+        url = own or (f"https://discoveryengine.googleapis.com/v1/projects/{self._project()}/locations/global"
+                      f"/rankingConfigs/default_ranking_config:rank")
+        return UpstreamRequest(url=url, body=_encoder.encode(self.rerank_body(req)),
+                               headers={"Content-Type": "application/json"}, explicit_url=bool(own))
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
         headers = {"Content-Type": "application/json"}
-        if isinstance(req, EmbedRequest):
-            own = self.setting("url")
-            url = own or self._model_url("google", self._model(req), "predict")
-            return UpstreamRequest(url=url, body=_encoder.encode(self.embed_body(req)), headers=headers,
-                                   explicit_url=bool(own))
-        if isinstance(req, RerankRequest):
-            own = self.setting("url")
-            url = own or (f"https://discoveryengine.googleapis.com/v1/projects/{self._project()}/locations/global"
-                          f"/rankingConfigs/default_ranking_config:rank")
-            return UpstreamRequest(url=url, body=_encoder.encode(self.rerank_body(req)), headers=headers,
-                                   explicit_url=bool(own))
         if self.provider == "google":
             url, explicit = self._generation_url(req, "google", "generateContent", "streamGenerateContent?alt=sse")
             thinking = self.task_setting(req, "thinking_config") or {}
@@ -289,8 +290,6 @@ class GoogleVertexAiAdapter(Adapter):
             return UpstreamRequest(url=url, body=_encoder.encode(self.anthropic_body(req)), headers=headers,
                                    explicit_url=explicit)
         if self.provider in OPENAI_SHAPED:
-            if req.reasoning is not None:
-                raise unsupported("reasoning", self.service)
             own, own_stream = self.setting("url"), self.setting("streaming_url")
             if not (own or own_stream):
                 raise StatusError(f"The [{self.service}] service needs [url] or [streaming_url] for provider "
@@ -342,6 +341,9 @@ class GoogleVertexAiAdapter(Adapter):
         if self.provider == "google":
             check_chat_params(req, self.service, GEMINI_CHAT_PARAMS, ("top_k",))
         elif self.provider == "anthropic" or self.provider in OPENAI_SHAPED:
+            if self.provider in OPENAI_SHAPED and req.reasoning is not None:
+                # these partners take no reasoning, which the OpenAI body builder would map
+                raise unsupported("reasoning", self.service)
             self.partner().check_chat(req)  # the partner's body builder is the one that maps them
         else:
             super().check_chat(req)
@@ -375,31 +377,27 @@ class GoogleVertexAiAdapter(Adapter):
         return msgspec.structs.replace(up, headers={**up.headers, "Authorization": f"Bearer {token}"})
 
     # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        if isinstance(req, ChatRequest):
-            if self.provider == "google":
-                return parse_gemini_chat(body, self._model(req))
-            return self.partner().parse_response(req, body)
-        try:
-            if isinstance(req, EmbedRequest):
-                return self.parse_embeddings(req, body)
-            return self.parse_rerank(body)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
-            raise malformed() from None
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        if self.provider == "google":
+            return parse_gemini_chat(body, self._model(req))
+        result: ChatResult = self.partner().parse_chat(req, body)
+        return result
 
-    def parse_embeddings(self, req: EmbedRequest, body: bytes) -> EmbedResult:
-        resp = _predict_decoder.decode(body)
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            resp = _predict_decoder.decode(body)
         if len(resp.predictions) != len(req.inputs):
             raise malformed("response (wrong number of embeddings)")
         tokens = int(sum(p.embeddings.statistics.token_count for p in resp.predictions if p.embeddings.statistics))
         usage = Usage(prompt_tokens=tokens, total_tokens=tokens) if tokens else None
         return EmbedResult(vectors=[p.embeddings.values for p in resp.predictions], usage=usage)
 
-    def parse_rerank(self, body: bytes) -> RerankResult:
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
         # verified: ES GoogleVertexAiRerankResponseEntity: records[].{id (the input index), score, content?}
-        resp = _rank_decoder.decode(body)
-        return RerankResult(ranked=[RankedDoc(index=int(r.id), relevance_score=r.score, text=r.content)
-                                    for r in resp.records])
+        with decoding(also=(ValueError,)):  # an id that is not an index
+            resp = _rank_decoder.decode(body)
+            return RerankResult(ranked=[RankedDoc(index=int(r.id), relevance_score=r.score, text=r.content)
+                                        for r in resp.records])
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         if self.provider == "google":

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Mapping
 
 import msgspec
 
-from proxy.types import EmbedRequest, InputType, RerankRequest, TaskType
+from proxy.types import EmbedRequest, InputType, RerankRequest
 
 from .base import map_input_type, unsupported
 from .embed_rerank import EmbedRerankAdapter
@@ -43,7 +43,6 @@ class VoyageAIAdapter(EmbedRerankAdapter):
     rerank_url = RERANK_URL
     embedding_types = EMBEDDING_TYPES
     embedding_type_choices = "float, int8, bit"
-    embed_tasks = frozenset({TaskType.TEXT_EMBEDDING})
     # Documented: "The maximum length of the list is 1,000" (docs.voyageai.com/reference/embeddings-api), next to
     # per-request token caps as low as 120K (voyage-3-large, voyage-code-3, ...); Voyage's own OpenAPI spec
     # (github.com/voyage-ai/openapi) documents 128. We split at 128: accepted by every model, and 128 texts
