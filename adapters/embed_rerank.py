@@ -33,6 +33,9 @@ class EmbedRerankAdapter(Adapter):
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
         raise NotImplementedError
 
+    def embed_url(self) -> str:
+        return self.embeddings_url
+
     def _headers(self) -> dict[str, str]:
         key = self.setting("api_key")
         # how integrations identify themselves to both providers: ES JinaAIUtils / VoyageAIUtils
@@ -44,7 +47,7 @@ class EmbedRerankAdapter(Adapter):
 
     def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
         if isinstance(req, EmbedRequest) and (self.embed_tasks is None or self.task in self.embed_tasks):
-            return UpstreamRequest(url=self.embeddings_url, body=_encoder.encode(self.embed_body(req)),
+            return UpstreamRequest(url=self.embed_url(), body=_encoder.encode(self.embed_body(req)),
                                    headers=self._headers())
         if isinstance(req, RerankRequest):
             return UpstreamRequest(url=self.rerank_url, body=_encoder.encode(self.rerank_body(req)),
