@@ -524,6 +524,12 @@ class FireworksAIAdapter(OpenAICompatible):
     default_urls = {T.TEXT_EMBEDDING: "https://api.fireworks.ai/inference/v1/embeddings",
                     T.CHAT_COMPLETION: "https://api.fireworks.ai/inference/v1/chat/completions"}
 
+    def url(self, task: TaskType) -> tuple[str, bool]:
+        # an embeddings endpoint stores ES's DEFAULT_URL when none was given (proxy.catalogue): that is the
+        # service's own URL, routed like any default, not one the user chose
+        url, own = super().url(task)
+        return url, own and url not in self.default_urls.values()
+
 
 class NvidiaAdapter(OpenAICompatible):
     """NIM: `input_type` passage/query (query when unset, as ES does), and its own rerank shape."""

@@ -119,7 +119,8 @@ def _tasks(*names: TaskType) -> frozenset[TaskType]:
 
 
 def _dimensions_set_by_user(task: TaskType, ss: dict[str, Any]) -> list[str]:
-    """OpenShiftAiEmbeddingsServiceSettings prints `dimensions_set_by_user` always."""
+    """OpenShiftAiEmbeddingsServiceSettings and FireworksAiEmbeddingsServiceSettings print
+    `dimensions_set_by_user` always."""
     if task in (T.TEXT_EMBEDDING, T.EMBEDDING):
         ss["dimensions_set_by_user"] = ss.get("dimensions") is not None
     return []
@@ -272,11 +273,14 @@ _SERVICES: tuple[Service, ...] = (
             deprecation="The [elser] service is deprecated and will be removed in a future release. Use the "
                         "[elasticsearch] service instead, with [model_id] set to [.elser_model_2] in the "
                         "[service_settings]"),
-    # fireworksai (ES 9.4+): settings inferred from the OpenAI-compatible services; rate limit 6000 per SPEC.
+    # fireworksai (ES 9.4+): rate limit 6000; the embeddings settings print `url` (DEFAULT_URL when none is
+    # given) and `dimensions_set_by_user` always (FireworksAiEmbeddingsServiceSettings), the chat ones `url`
+    # only when given (FireworksAiChatCompletionServiceSettings)
     Service("fireworksai", _tasks(T.TEXT_EMBEDDING, T.COMPLETION, T.CHAT_COMPLETION),
             (MODEL_ID, API_KEY, URL, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS, RATE_LIMIT),
             (_s("user"), _s("headers", "map")),
-            rate_limit=6000),
+            rate_limit=6000, defaults={T.TEXT_EMBEDDING: {"url": "https://api.fireworks.ai/inference/v1/embeddings"}},
+            cross_check=_dimensions_set_by_user),
     Service("googleaistudio", _tasks(T.COMPLETION, T.TEXT_EMBEDDING, T.CHAT_COMPLETION),
             (MODEL_ID, API_KEY, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS, RATE_LIMIT),
             rate_limit=360),
