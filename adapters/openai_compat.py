@@ -547,7 +547,8 @@ class NvidiaAdapter(OpenAICompatible):
         body.setdefault("input_type", "query")
         truncate = self.task_setting(req, "truncate")
         if truncate:
-            body["truncate"] = truncate
+            # build.nvidia.com embedding API reference: `truncate` is NONE, START or END
+            body["truncate"] = str(truncate).upper()
         return body
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:

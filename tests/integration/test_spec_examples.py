@@ -90,6 +90,7 @@ NOT_APPLICABLE: dict[str, tuple[str, str]] = {
     "PutHuggingFaceRequestExample2.yaml": _NOT_A_URL,
     "PutWatsonxRequestExample1.yaml": _NOT_A_URL,
     **{f"PutOpenShiftAiRequestExample{i}.yaml": _NOT_A_URL for i in range(1, 6)},
+    **{f"PutNvidiaRequestExample{i}.yaml": _NOT_A_URL for i in (1, 3, 5, 7)},
     # ES VoyageAIService reads its secrets with DefaultSecretSettings.fromMap, where `api_key` is required: these two
     # examples leave it out, and Elasticsearch refuses them as well
     "PutVoyageAIRequestExample1.yaml": ("no api_key", "does not contain the required setting [api_key]"),
@@ -138,3 +139,55 @@ async def test_put_examples_are_accepted(es, api, example):
     for key, value in body.get("task_settings", {}).items():
         assert resp.body["task_settings"][key] == value, key
     assert (await es.inference.get(inference_id="ex")).body["endpoints"][0] == resp.body
+
+
+# -- the PUT response examples: what the gateway answers for the request example each one belongs to
+
+# Set by Elasticsearch's validation call at PUT (TextEmbeddingModelValidator), which these tests leave off
+# (tests/conftest.make_settings); tests/integration/test_put_validation.py checks that the gateway fills them.
+FROM_VALIDATION = frozenset({"dimensions", "similarity"})
+# Response examples that are not what Elasticsearch answers: file -> why.
+RESPONSE_DIFFERENCES: dict[str, str] = {
+    "PutFireworksAiResponseExample2.yaml": "it leaves `url` out, which PutFireworksAiResponseExample1 and "
+                                           "FireworksAiEmbeddingsServiceSettings show always",
+    "PutAzureOpenAiResponseExample1.yaml": "its rate limit reads 1140; AzureOpenAiEmbeddingsServiceSettings' "
+                                           "DEFAULT_RATE_LIMIT_SETTINGS is 1_440, which the gateway shows",
+    "PutElasticsearchResponseExample1.yaml": "model_id, num_threads and num_allocations come from the running "
+                                             "deployment (ElasticsearchInternalService.validateAgainstDeployment); "
+                                             "these tests run no local deployment",
+    "PutElserResponseExample1.yaml": "written before 8.16: it has no chunking_settings (ES adds the default to every "
+                                     "new endpoint) and prints the empty task_settings the other examples leave out",
+}
+
+
+def _request_example(name: str) -> tuple[str, dict]:
+    for api in OTHER_APIS:
+        for e in EXAMPLES[api]:
+            if e["source"].endswith("/" + name):
+                return api, e
+    raise LookupError(name)
+
+
+@pytest.mark.parametrize("response", [pytest.param(r, id=r["source"].rsplit("/", 1)[1])
+                                      for r in EXAMPLES["responses"]])
+async def test_put_answers_have_the_specification_s_shape(es, response):
+    name = response["source"].rsplit("/", 1)[1]
+    if name in RESPONSE_DIFFERENCES:
+        pytest.skip(RESPONSE_DIFFERENCES[name])
+    api, request = _request_example(response["request"])
+    body = json.loads(json.dumps(request["body"]))
+    settings = body["service_settings"]
+    placeholder = request["source"].rsplit("/", 1)[1] in NOT_APPLICABLE and "url" in settings
+    if placeholder:  # the same request with a URL the gateway can store (NOT_APPLICABLE says why)
+        settings["url"] = "https://placeholder.example/v1"
+    resp = await _put(es, api, {**request, "body": body})
+    expected, got = response["body"], resp.body
+    assert sorted(k for k in got if k != "inference_id") == sorted(k for k in expected if k != "inference_id")
+    for part in ("service_settings", "task_settings"):
+        learned = FROM_VALIDATION - set(request["body"].get(part, {}))
+        want = {k: v for k, v in expected.get(part, {}).items() if k not in learned}
+        have = {k: v for k, v in got.get(part, {}).items() if k not in learned}
+        if placeholder and part == "service_settings":
+            have["url"] = want.get("url")
+        assert have == want, part
+    assert got.get("chunking_settings") == expected.get("chunking_settings")
