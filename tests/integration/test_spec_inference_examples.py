@@ -1,7 +1,8 @@
 """Replays the inference request examples of the Elasticsearch specification (`tests/data/es_spec_examples.json`,
 `requests`, each with its source file in elastic/elasticsearch-specification) against simulated providers: every
 example Elasticsearch 9.5 documents must be answered in its API's shape, through the official client's method
-where it has one (streams are read as the event stream they are)."""
+where it has one (streams are read as the event stream they are), and in the shape of the response example that
+belongs to it where the specification has one (`answer`: field names and types, the values being the provider's)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,59 @@ LATER: dict[str, str] = {
 # anthropic.py, google.py), so these are refused by name before anything is sent, as the issue asks of reasoning
 # a provider cannot take; the same requests without `summary` go through.
 REASONING_SUMMARY = {f"PostChatCompletionRequestExample{i}.yaml" for i in (4, 5, 6)}
+
+
+def _shape(value, key: str = ""):
+    """Field names and JSON types, the values left out; a sparse embedding's tokens are data, not field names."""
+    if isinstance(value, dict):
+        if key == "embedding":
+            return {"<token>": _shape(next(iter(value.values())))} if value else {}
+        return {k: _shape(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0], key)] if value else []
+    return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+
+# Response examples whose shape is not what the gateway answers: path -> why (each checked to differ).
+ANSWER_DIFFERENCES: dict[str, str] = {
+    "RerankResponseExample1.yaml": "it shows `text` without return_documents, as Cohere's v1 rerank answered by "
+                                   "default; a Cohere endpoint calls v2 now, which returns no documents",
+    "chat_completion_unified/examples/response/PostChatCompletionResponseExample1.yaml": "it wraps each chunk in `chat_completion` (and its second event is not "
+                                               "JSON); the gateway writes ES's ChatCompletionChunk itself "
+                                               "(proxy/wire/es.py), as the streaming tests of issue 16 item 5 settle",
+    "non_streaming_chat_completion/examples/response/PostChatCompletionResponseExample1.yaml":
+        "not reconciled yet: the gateway's non-streaming chat answer adds OpenAI's `created` and `logprobs` and "
+        "writes the usage details only when the provider gives them; the example has no `created`/`logprobs` and "
+        "always writes prompt_tokens_details and completion_tokens_details",
+}
+
+
+def _answered_as(example: dict, got) -> None:
+    answer = example.get("answer")
+    if answer is None:
+        return
+    for name, reason in ANSWER_DIFFERENCES.items():
+        if answer["source"].endswith("/" + name):
+            with pytest.raises(AssertionError):  # still different: drop the entry once it matches
+                _answered_as({"answer": {**answer, "source": ""}, "body": example["body"]}, got)
+            return
+    expected = answer["body"]
+    if "rerank" in expected:
+        # RerankResponseExample1 quotes index and relevance_score; RankedDocsResults writes numbers (Examples 2, 3)
+        expected = {"rerank": [{**d, "index": int(d["index"]), "relevance_score": float(d["relevance_score"])}
+                               for d in expected["rerank"]]}
+    if isinstance(expected, list):  # a stream: its first event, a content event, and the usage event before [DONE]
+        assert got[-1] == "[DONE]" and expected[-1] == "[DONE]"
+        events = [json.loads(e) for e in got[:-1]]
+        assert _shape(events[0]) == _shape(expected[0])
+        assert _shape(expected[1]) in [_shape(e) for e in events[1:-1]]
+        assert _shape(events[-1]) == _shape(expected[-2])
+        return
+    if isinstance(expected.get("rerank"), list):  # as many documents as the example's top_n asks for
+        assert len(got["rerank"]) == len(expected["rerank"]) or "top_n" not in example["body"]
+        expected = {"rerank": expected["rerank"][:1]}
+        got = {"rerank": got["rerank"][:1]}
+    assert _shape(got) == _shape(expected)
 
 
 @pytest.fixture
@@ -101,8 +155,10 @@ async def test_inference_examples_are_answered(es, http, providers, example):
             assert resp.headers["Content-Type"].startswith("text/event-stream")
         events = [line[6:] for line in raw.splitlines() if line.startswith("data: ")]
         assert events[-1] == "[DONE]" and all("error" not in json.loads(e) for e in events[:-1])
+        _answered_as(example, events)
         return
     resp = await es.perform_request(method, f"/{path}", body=body, headers={"content-type": "application/json",
                                                                            "accept": "application/json"})
     key = {"chat_completion": "choices"}.get(task, task)
     assert resp.body[key], resp.body
+    _answered_as(example, resp.body)
