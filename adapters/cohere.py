@@ -21,8 +21,8 @@ import msgspec
 
 from proxy.errors import RequestValidationError, StatusError, StreamReportedError, UpstreamError
 from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
-                         EmbedPart, EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
-                         ToolCall, ToolCallDelta, Usage)
+                         EmbedPart, EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult,
+                         TaskType, ToolCall, ToolCallDelta, Usage)
 
 from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
                    malformed, map_input_type, unsupported)

@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from proxy.chat_params import check as check_chat_params
 from proxy.errors import RequestValidationError, StatusError, UpstreamError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, EmbedPart, EmbedRequest, EmbedResult, RankedDoc,
-                         RerankRequest, RerankResult, TaskType, Usage)
+from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, EmbedPart, EmbedRequest, EmbedResult,
+                         RankedDoc, RerankRequest, RerankResult, TaskType, Usage)
 
 from .base import (Adapter, ProviderError, StreamParser, UpstreamRequest, generic_error, host_region,
                    map_input_type, unsupported)

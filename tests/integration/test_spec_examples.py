@@ -78,9 +78,10 @@ async def test_vertex_generation_rules_are_elasticsearch_s(es):
 
 OTHER_APIS = sorted(k for k in EXAMPLES if k.startswith("put") and k != "put_googlevertexai")
 # Examples Elasticsearch accepts that the gateway cannot: file -> (the reason, what the refusal says).
-_PLACEHOLDER = ("a placeholder such as `Target-URI` or `url-endpoint`: java.net.URI parses it as a relative reference, "
-                "but Elasticsearch's own PUT then fails on it, since its validation call (ModelValidatorBuilder) cannot "
-                "reach it; the gateway refuses it while parsing (proxy.validation.url_problem), as for UNCALLABLE above")
+_PLACEHOLDER = ("a placeholder such as `Target-URI` or `url-endpoint`: java.net.URI parses it as a relative "
+                "reference, but Elasticsearch's own PUT then fails on it, since its validation call "
+                "(ModelValidatorBuilder) cannot reach it; the gateway refuses it while parsing "
+                "(proxy.validation.url_problem), as for UNCALLABLE above")
 _NOT_A_URL = (_PLACEHOLDER, "only http and https urls can be called")
 NOT_APPLICABLE: dict[str, tuple[str, str]] = {
     "PutAzureAiStudioRequestExample1.yaml": _NOT_A_URL,
