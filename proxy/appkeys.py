@@ -31,7 +31,7 @@ USAGE: web.AppKey["UsageRecorder"] = web.AppKey("usage")
 RESPONSES: web.AppKey["ResponseStore"] = web.AppKey("responses")
 TRACING: web.AppKey["Tracing | None"] = web.AppKey("tracing")
 REDIS: web.AppKey["RedisLink | None"] = web.AppKey("redis", object)  # None without --redis
-LOCAL: web.AppKey[object] = web.AppKey("local", object)  # engines.manager.EngineManager or None
+LOCAL: web.AppKey[object] = web.AppKey("local", object)  # EngineManager, a worker's HostedEngines, or None
 
 # route resource (or a tuple of URL prefixes) -> the error surface of its client API (proxy.surfaces)
 SURFACES: web.AppKey["dict[object, ErrorSurface]"] = web.AppKey("surfaces", dict)
