@@ -1,7 +1,10 @@
 """Cohere's v2 API (`cohere`): embed, rerank and chat (completion, chat_completion).
 
 - embed: `POST /v2/embed` `{model, texts, input_type, embedding_types, truncate}`; the answer is keyed
-  by embedding type and its vectors are spliced into our answer unparsed.
+  by embedding type and its vectors are spliced into our answer unparsed. On the `embedding` task, images
+  (and several items as one embedding) go to the models that take them as `inputs` of `content` lists of
+  `text` and `image_url` items (docs.cohere.com/reference/embed, cohere-python `EmbedInput`); ES's Cohere
+  service sends texts only (`CohereV2EmbeddingsRequest`).
 - rerank: `POST /v2/rerank` `{model, query, documents, top_n}` (rerank_compat).
 - chat: `POST /v2/chat` `{model, messages, stream, ...}`; streams are SSE events typed by `type`,
   ended by `message-end`, which also carries the finish reason and the usage (reported once).
@@ -17,9 +20,9 @@ from typing import Any, ClassVar, Mapping
 import msgspec
 
 from proxy.errors import RequestValidationError, StatusError, StreamReportedError, UpstreamError
-from proxy.types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, EmbedRequest, EmbedResult,
-                         FunctionCall, ImagePart, InputType, RerankRequest, RerankResult, TextPart, Tool, ToolCall,
-                         ToolCallDelta, ToolChoice, Usage, part_type)
+from proxy.types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, EmbedPart, EmbedRequest,
+                         EmbedResult, FunctionCall, ImagePart, InputType, RerankRequest, RerankResult, TextPart, Tool,
+                         ToolCall, ToolCallDelta, ToolChoice, Usage, part_type)
 
 from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, decoding,
                    generic_error, malformed, map_input_type, unsupported)
@@ -252,6 +255,13 @@ def translate_response_format(fmt: dict[str, Any]) -> dict[str, Any]:
     raise RequestValidationError(f"The [{SERVICE}] service does not support [response_format] type [{kind}]")
 
 
+def _cohere_item(part: EmbedPart) -> dict[str, Any]:
+    """cohere-python `TextEmbedContent` / `ImageUrlEmbedContent`: an image goes as a `data:` URI in `image_url.url`."""
+    if part.type == "text":
+        return {"type": "text", "text": part.value}
+    return {"type": "image_url", "image_url": {"url": part.value}}
+
+
 # ------------------------------------------------------------------------------ the adapter
 
 
@@ -260,6 +270,13 @@ class CohereAdapter(Adapter):
     framing = Framing.SSE
     # verified: ES CohereServiceFields.EMBEDDING_MAX_BATCH_SIZE = 96
     embed_batch_size: ClassVar[int | None] = 96
+    handles_embedding_task: ClassVar[bool] = True
+
+    @classmethod
+    def embeds_images(cls, settings: Mapping[str, Any]) -> bool:
+        # docs.cohere.com/docs/cohere-embed: embed-v4.0 takes `inputs` mixing text and images; the v3 models
+        # take one image per request in `images` only, which one embedding task call cannot promise
+        return str(settings.get("model_id") or "").lower().startswith("embed-v4")
     chat_params = frozenset({"frequency_penalty", "presence_penalty"})
     extra_params = frozenset({"top_k"})  # Cohere's `k`
 
@@ -294,9 +311,13 @@ class CohereAdapter(Adapter):
         # endpoint's task-settings input_type, else search_query ("inputType is required in v2")
         stored = self.endpoint.task_settings.get("input_type")
         input_type = req.input_type or (InputType(stored) if stored else None) or InputType.SEARCH
-        body: dict[str, Any] = {"model": self.setting("model_id"), "texts": req.inputs,
-                                "input_type": map_input_type(input_type, INPUT_TYPES, SERVICE),
-                                "embedding_types": [self.embedding_type()[0]]}
+        body: dict[str, Any] = {"model": self.setting("model_id")}
+        if req.contents is not None:
+            body["inputs"] = [{"content": [_cohere_item(p) for p in group]} for group in req.contents]
+        else:
+            body["texts"] = req.inputs
+        body["input_type"] = map_input_type(input_type, INPUT_TYPES, SERVICE)
+        body["embedding_types"] = [self.embedding_type()[0]]
         if req.dimensions is not None:
             # verified: cohere-python v2 embed `output_dimension` (embed-v4 and newer models)
             body["output_dimension"] = req.dimensions

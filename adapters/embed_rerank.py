@@ -32,6 +32,9 @@ class EmbedRerankAdapter(Adapter):
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
         raise NotImplementedError
 
+    def embed_url(self) -> str:
+        return self.embeddings_url
+
     def _headers(self) -> dict[str, str]:
         key = self.setting("api_key")
         # how integrations identify themselves to both providers: ES JinaAIUtils / VoyageAIUtils
@@ -42,7 +45,7 @@ class EmbedRerankAdapter(Adapter):
         return headers
 
     def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
-        return UpstreamRequest(url=self.embeddings_url, body=_encoder.encode(self.embed_body(req)),
+        return UpstreamRequest(url=self.embed_url(), body=_encoder.encode(self.embed_body(req)),
                                headers=self._headers())
 
     def rerank_request(self, req: RerankRequest) -> UpstreamRequest:

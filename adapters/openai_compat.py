@@ -529,6 +529,12 @@ class FireworksAIAdapter(OpenAIEmbeddings):
     default_urls = {T.TEXT_EMBEDDING: "https://api.fireworks.ai/inference/v1/embeddings",
                     T.CHAT_COMPLETION: "https://api.fireworks.ai/inference/v1/chat/completions"}
 
+    def url(self, task: TaskType) -> tuple[str, bool]:
+        # an embeddings endpoint stores ES's DEFAULT_URL when none was given (proxy.catalogue): that is the
+        # service's own URL, routed like any default, not one the user chose
+        url, own = super().url(task)
+        return url, own and url not in self.default_urls.values()
+
 
 class NvidiaAdapter(OpenAIRerank):
     """NIM: `input_type` passage/query (query when unset, as ES does), and its own rerank shape."""
@@ -546,7 +552,8 @@ class NvidiaAdapter(OpenAIRerank):
         body.setdefault("input_type", "query")
         truncate = self.task_setting(req, "truncate")
         if truncate:
-            body["truncate"] = truncate
+            # build.nvidia.com embedding API reference: `truncate` is NONE, START or END
+            body["truncate"] = str(truncate).upper()
         return body
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:

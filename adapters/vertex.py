@@ -3,7 +3,10 @@ generateContent, and Model Garden partners (Anthropic `rawPredict`, OpenAI-shape
 
 Authentication is a service account: `authorize` signs an RS256 JWT with the account's key,
 exchanges it at the account's `token_uri` for an OAuth2 access token, and caches that token per
-account until five minutes before it expires. Sources:
+account until five minutes before it expires. On the `embedding` task a `multimodalembedding` model embeds
+one text or one image per instance (`{"text"}` / `{"image": {"bytesBase64Encoded", "mimeType"}}`, answers
+`textEmbedding` / `imageEmbedding`: cloud.google.com/vertex-ai/generative-ai/docs/model-reference/
+multimodal-embeddings); ES's Vertex service embeds text only. Sources:
 https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference,
 https://developers.google.com/identity/protocols/oauth2/service-account; ES `GoogleVertexAi*`.
 """
@@ -22,9 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from proxy.chat_params import check as check_chat_params
-from proxy.errors import StatusError, UpstreamError
-from proxy.types import (CanonicalRequest, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RankedDoc, RerankRequest,
-                         RerankResult, TaskType, Usage)
+from proxy.errors import RequestValidationError, StatusError, UpstreamError
+from proxy.types import (CanonicalRequest, ChatRequest, ChatResult, EmbedPart, EmbedRequest, EmbedResult,
+                         RankedDoc, RerankRequest, RerankResult, TaskType, Usage)
 
 from .base import (Adapter, ProviderError, StreamParser, UpstreamRequest, decoding, generic_error, host_region,
                    map_input_type, unsupported)
@@ -48,6 +51,7 @@ ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
 # verified: ES GoogleVertexAiServiceFields EMBEDDING_MAX_BATCH_SIZE = 250 (cloud.google.com/vertex-ai/docs/quotas)
 DEFAULT_EMBED_BATCH = 250
 OPENAI_SHAPED = frozenset({"meta", "hugging_face", "mistral", "ai21"})
+MULTIMODAL_MODEL = "multimodalembedding"  # multimodalembedding, multimodalembedding@001
 
 
 # ------------------------------------------------------------------------------ service account
@@ -192,7 +196,17 @@ class _RankResponse(msgspec.Struct):
     records: list[_Record] = []
 
 
+class _MultimodalPrediction(msgspec.Struct, rename="camel"):
+    text_embedding: msgspec.Raw = msgspec.Raw()  # empty when absent
+    image_embedding: msgspec.Raw = msgspec.Raw()
+
+
+class _MultimodalResponse(msgspec.Struct):
+    predictions: list[_MultimodalPrediction]
+
+
 _predict_decoder = msgspec.json.Decoder(_PredictResponse)
+_multimodal_decoder = msgspec.json.Decoder(_MultimodalResponse)
 _rank_decoder = msgspec.json.Decoder(_RankResponse)
 
 
@@ -221,9 +235,21 @@ class GoogleVertexAiAdapter(Adapter):
                 return ("gcp", found)
         return None
 
+    handles_embedding_task: ClassVar[bool] = True
+
+    @classmethod
+    def embeds_images(cls, settings: Mapping[str, Any]) -> bool:
+        return str(settings.get("model_id") or "").lower().startswith(MULTIMODAL_MODEL)
+
+    def multimodal(self) -> bool:
+        return self.task == T.EMBEDDING and self.embeds_images(self.endpoint.service_settings)
+
     def __init__(self, endpoint: Any) -> None:
         super().__init__(endpoint)
         self.embed_batch_size = int(self.setting("max_batch_size") or DEFAULT_EMBED_BATCH)  # type: ignore[misc]
+        if self.multimodal():
+            # the Vertex SDK's MultiModalEmbeddingModel.get_embeddings sends one instance per call
+            self.embed_batch_size = 1  # type: ignore[misc]
         self.provider = (self.setting("provider") or "google").lower()
         self._partner: Any = None
 
@@ -301,6 +327,8 @@ class GoogleVertexAiAdapter(Adapter):
 
     def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
         check_embed_user(req, self.service)
+        if self.multimodal():
+            return self.multimodal_body(req)
         task_type = map_input_type(req.input_type, GOOGLE_INPUT_TYPES, self.service)
         instances = []
         for text in req.inputs:
@@ -320,6 +348,17 @@ class GoogleVertexAiAdapter(Adapter):
             parameters["outputDimensionality"] = dims
         if parameters:
             body["parameters"] = parameters
+        return body
+
+    def multimodal_body(self, req: EmbedRequest) -> dict[str, Any]:
+        if req.input_type is not None:  # the multimodal model has no task type (its API reference above)
+            raise RequestValidationError(f"The [{self.service}] model [{self.setting('model_id')}] does not support "
+                                         f"the [input_type] parameter", param="input_type")
+        groups = req.contents if req.contents is not None else [[EmbedPart(type="text", value=t)] for t in req.inputs]
+        body: dict[str, Any] = {"instances": [_multimodal_instance(g, self.service) for g in groups]}
+        dims = req.dimensions if req.dimensions is not None else self.endpoint.service_settings.get("dimensions")
+        if dims is not None:
+            body["parameters"] = {"dimension": dims}
         return body
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
@@ -385,6 +424,12 @@ class GoogleVertexAiAdapter(Adapter):
 
     def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
         with decoding():
+            if self.multimodal():
+                multi = _multimodal_decoder.decode(body)
+                vectors = [p.text_embedding or p.image_embedding for p in multi.predictions]
+                if len(vectors) != len(req.inputs) or not all(vectors):
+                    raise malformed("response (wrong number of embeddings)")
+                return EmbedResult(vectors=vectors)  # type: ignore[arg-type]
             resp = _predict_decoder.decode(body)
         if len(resp.predictions) != len(req.inputs):
             raise malformed("response (wrong number of embeddings)")
@@ -411,9 +456,26 @@ class GoogleVertexAiAdapter(Adapter):
                 self.tokens.forget(load_service_account(self.setting("service_account_json")))
             except StatusError:
                 pass
-        if self.provider in ("google",) or self.task in (T.TEXT_EMBEDDING, T.RERANK):
+        if self.provider in ("google",) or self.task in (T.TEXT_EMBEDDING, T.EMBEDDING, T.RERANK):
             return google_error(body)
         return generic_error(body)
 
 
 __all__ = ["GoogleVertexAiAdapter", "ServiceAccount", "TokenCache", "load_service_account", "signed_jwt"]
+
+
+def _multimodal_instance(group: list[EmbedPart], service: str) -> dict[str, Any]:
+    """One text or one image: an instance holding both is answered with two separate embeddings."""
+    if len(group) != 1:
+        raise StatusError(f"The [{service}] service embeds one item per input; several items in one content "
+                          f"object are not supported")
+    part = group[0]
+    if part.type == "text":
+        return {"text": part.value}
+    image: dict[str, str] = {"bytesBase64Encoded": part.value}
+    if part.value.startswith("data:") and "," in part.value:
+        head, image["bytesBase64Encoded"] = part.value.split(",", 1)
+        mime = head[5:].split(";", 1)[0]
+        if mime:
+            image["mimeType"] = mime
+    return {"image": image}

@@ -308,3 +308,21 @@ def test_stream_error_finish_and_error_event():
     with pytest.raises(UpstreamError, match="internal") as exc:
         run_stream([STREAM[:200].rsplit(b"\n\n", 1)[0] + b'\n\nevent: error\ndata: {"message":"internal"}\n\n'])
     assert not isinstance(exc.value, StreamCut)
+
+
+def test_embedding_task_sends_content_inputs_and_texts_otherwise():
+    """docs.cohere.com/reference/embed: `inputs` of `content` lists (`text`, `image_url` with a data URI) on
+    embed-v4; plain `texts` whenever every input is one text, as ES's CohereV2EmbeddingsRequest sends."""
+    from proxy.types import EmbedPart
+
+    image = "data:image/png;base64,AAAA"
+    ad = adapter(TaskType.EMBEDDING, model_id="embed-v4.0")
+    assert ad.embeds_images(ad.endpoint.service_settings)
+    assert not ad.embeds_images({"model_id": "embed-english-v3.0"})
+    req = EmbedRequest(inputs=["cat"], contents=[[EmbedPart(type="text", value="cat"),
+                                                  EmbedPart(type="image", value=image)]])
+    sent = json.loads(ad.embed_request(req).body)
+    assert sent["inputs"] == [{"content": [{"type": "text", "text": "cat"},
+                                           {"type": "image_url", "image_url": {"url": image}}]}]
+    assert "texts" not in sent and sent["input_type"] == "search_query" and sent["embedding_types"] == ["float"]
+    assert json.loads(ad.embed_request(EmbedRequest(inputs=["cat"])).body)["texts"] == ["cat"]

@@ -132,3 +132,25 @@ def test_errors_read_detail_and_malformed_bodies_are_502():
 def test_request_repr_hides_the_key():
     up = adapter().embed_request(EmbedRequest(inputs=["a"]))
     assert "pa-key" not in repr(up) and msgspec.json.decode(up.body)["model"] == "voyage-3.5"
+
+
+def test_embedding_task_goes_to_the_multimodal_endpoint_unless_the_model_is_text_only():
+    """ES VoyageAIEmbeddingsRequestEntity.writeInputs: `inputs` of `content` lists on a multimodal model (the
+    `embedding` task's default), the plain `input` list otherwise; text_embedding keeps `input`."""
+    from adapters.voyageai import MULTIMODAL_URL
+    from proxy.types import EmbedPart
+
+    image = "data:image/png;base64,AAAA"
+    req = EmbedRequest(inputs=["cat", "cap"], contents=[[EmbedPart(type="text", value="cat")],
+                                                        [EmbedPart(type="text", value="cap"),
+                                                         EmbedPart(type="image", value=image)]])
+    up = adapter(TaskType.EMBEDDING, model_id="voyage-multimodal-3").embed_request(req)
+    assert up.url == MULTIMODAL_URL
+    assert body(up)["inputs"] == [{"content": [{"type": "text", "text": "cat"}]},
+                                  {"content": [{"type": "text", "text": "cap"},
+                                               {"type": "image_base64", "image_base64": image}]}]
+    assert "input" not in body(up)
+    text_only = adapter(TaskType.EMBEDDING, multimodal_model=False).embed_request(EmbedRequest(inputs=["cat"]))
+    assert text_only.url == EMBEDDINGS_URL and body(text_only)["input"] == ["cat"]
+    plain = adapter(TaskType.TEXT_EMBEDDING).embed_request(EmbedRequest(inputs=["cat"]))
+    assert plain.url == EMBEDDINGS_URL and body(plain)["input"] == ["cat"]
