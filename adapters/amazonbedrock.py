@@ -380,15 +380,6 @@ class AmazonBedrockAdapter(AwsAdapter):
         # input_type is required by Cohere embed v3 on Bedrock: ES defaults it to search_document
         return {"texts": req.inputs, "input_type": input_type or "search_document"}
 
-    def check_chat(self, req: ChatRequest) -> None:
-        if req.parallel_tool_calls is False and req.tools:
-            # Converse's toolConfig has no such switch, and AWS documents no way to pass Anthropic's
-            # `disable_parallel_tool_use` through it (additionalModelRequestFields)
-            raise RequestValidationError(f"The [{SERVICE}] service cannot honour [parallel_tool_calls] false: the "
-                                         f"Converse API has no setting that limits a turn to one tool call",
-                                         param="parallel_tool_calls")
-        super().check_chat(req)
-
     def mapped_chat_params(self) -> tuple[frozenset[str], frozenset[str] | None]:
         # Claude on Bedrock takes Anthropic's own `thinking` and `tool_choice` fields through
         # additionalModelRequestFields (AWS Bedrock user guide, "Extended thinking" with Converse)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from . import appkeys, region, surfaces, tracing
 from .auth import check_endpoint
+from .chat_params import first_tool_call, first_tool_call_deltas, one_tool_call
 from .backends import adapter_class
 from .contract import Backend, CallContext
 from .endpoint import Endpoint
@@ -73,6 +74,8 @@ class Call:
         result: CanonicalResult
         if isinstance(req, ChatRequest):
             result = await backend.chat(req, ctx)
+            if one_tool_call(req):
+                result = first_tool_call(result)
         elif isinstance(req, RerankRequest):
             req = rerank_options(ep, req)
             result = finish_rerank(req, await backend.rerank(req, ctx))
@@ -91,6 +94,8 @@ class Call:
         ctx = self._context(req, timeout)
         request = self.request
         deltas = self._backend().stream(req, ctx)
+        if one_tool_call(req):
+            deltas = first_tool_call_deltas(deltas)
         return await pump(request, deltas if finish is None else _then(deltas, finish), renderer,
                           lambda usage: count_usage(request, usage), lambda err: scrub(request, err))
 

@@ -269,11 +269,11 @@ class FakeBedrock(_AwsFake):
             text = "Result: " + " ".join(t for r in results for t in _texts(r.get("content", [])))
             return [{"text": text}], "end_turn"
         tools = (body.get("toolConfig") or {}).get("tools") or []
-        if tools:
-            name = tools[0]["toolSpec"]["name"]
-            return [{"text": "Let me check."},
-                    {"toolUse": {"toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "name": name,
-                                 "input": TOOL_INPUT}}], "tool_use"
+        if tools:  # one call per tool, in parallel as Claude makes them
+            return [{"text": "Let me check."}] + [
+                {"toolUse": {"toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q" + ("" if n == 0 else str(n)),
+                             "name": tool["toolSpec"]["name"], "input": TOOL_INPUT}}
+                for n, tool in enumerate(tools)], "tool_use"
         text = " ".join(_texts(last["content"])).upper()
         text_format = (body.get("outputConfig") or {}).get("textFormat")
         if text_format:  # structured output: an object with each required property set to the prompt

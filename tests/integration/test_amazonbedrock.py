@@ -325,10 +325,30 @@ async def test_structured_output_and_strict_tools_as_boto3_sends_them(es, client
 
 async def test_what_converse_cannot_express_is_refused_by_name(es, client, bedrock):
     await put(es, "chat_completion", "chat", settings(bedrock))
-    tools = [{"type": "function", "function": {"name": "get_weather"}}]
-    for kwargs, param in (({"response_format": {"type": "json_object"}}, "response_format"),
-                          ({"tools": tools, "parallel_tool_calls": False}, "parallel_tool_calls")):
-        with pytest.raises(openai.BadRequestError) as exc:
-            await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}], **kwargs)
-        assert exc.value.param == param and "amazonbedrock" in exc.value.message
+    with pytest.raises(openai.BadRequestError) as exc:
+        await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}],
+                                             response_format={"type": "json_object"})
+    assert exc.value.param == "response_format" and "amazonbedrock" in exc.value.message
     assert bedrock.requests == []
+
+
+async def test_parallel_tool_calls_false_keeps_the_first_call_where_converse_has_no_switch(es, client, bedrock):
+    await put(es, "chat_completion", "chat", settings(bedrock))
+    tools = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+             for name in ("get_weather", "get_time")]
+    ask = {"model": "chat", "messages": [{"role": "user", "content": "weather and time?"}], "tools": tools}
+    both = (await client.chat.completions.create(**ask)).choices[0].message.tool_calls
+    assert [c.function.name for c in both] == ["get_weather", "get_time"]
+
+    one = (await client.chat.completions.create(**ask, parallel_tool_calls=False)).choices[0]
+    assert [c.function.name for c in one.message.tool_calls] == ["get_weather"] and one.finish_reason == "tool_calls"
+    assert "parallel" not in json.dumps(bedrock.requests[-1])  # Converse has no such field: nothing is sent
+
+    calls: dict[int, dict] = {}
+    async for chunk in await client.chat.completions.create(**ask, parallel_tool_calls=False, stream=True):
+        for d in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            call = calls.setdefault(d.index, {"name": "", "arguments": ""})
+            call["name"] += (d.function.name or "") if d.function else ""
+            call["arguments"] += (d.function.arguments or "") if d.function else ""
+    assert [c["name"] for c in calls.values()] == ["get_weather"]
+    assert json.loads(calls[min(calls)]["arguments"]) == json.loads(one.message.tool_calls[0].function.arguments)

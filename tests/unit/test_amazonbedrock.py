@@ -344,7 +344,6 @@ def test_reasoning_effort_and_top_k_for_claude_refused_elsewhere():
     other = adapter(provider="amazontitan", model="amazon.titan-text-express-v1")
     with pytest.raises(GatewayError, match=r"\[reasoning_effort\]"):
         other.check_chat(ChatRequest(messages=[user("x")], reasoning_effort="low"))
-    with pytest.raises(GatewayError, match=r"\[parallel_tool_calls\]"):
-        a.check_chat(ChatRequest(messages=[user("x")], parallel_tool_calls=False,
-                                 tools=[{"type": "function", "function": {"name": "f"}}]))
-    a.check_chat(ChatRequest(messages=[user("x")], parallel_tool_calls=False))  # no tools: nothing to refuse
+    # no switch in Converse: accepted, and the gateway keeps the first call (proxy/chat_params.one_tool_call)
+    a.check_chat(typed(ChatRequest(messages=[user("x")], parallel_tool_calls=False,
+                               tools=[{"type": "function", "function": {"name": "f"}}])))
