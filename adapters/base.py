@@ -20,8 +20,8 @@ from proxy.chat_params import unsupported  # re-exported: adapters import it fro
 from proxy.contract import Framing, UpstreamRequest
 from proxy.errors import StatusError, StreamCut, ValidationError, malformed
 from proxy.sse import FrameDecoder, NDJSONDecoder, SSEDecoder, SSEEvent
-from proxy.types import (CanonicalRequest, ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, InputType,
-                         RerankRequest, RerankResult, SparseEmbedResult, TaskType)
+from proxy.types import (CanonicalRequest, ChatDelta, ChatRequest, ChatResult, EmbedPart, EmbedRequest, EmbedResult,
+                         InputType, RerankRequest, RerankResult, SparseEmbedResult, TaskType)
 
 
 class ProviderError(msgspec.Struct, kw_only=True):
@@ -119,6 +119,22 @@ def map_input_type(input_type: InputType | None, mapping: Mapping[InputType, str
         return mapping[input_type]
     except KeyError:
         raise ValidationError(f"Input type [{input_type.value}] is not supported for [{service}]") from None
+
+
+def single_part(group: list[EmbedPart], service: str) -> EmbedPart:
+    """The one item of an `embedding` input, for providers that embed one text or one image per input."""
+    if len(group) != 1:
+        raise StatusError(f"The [{service}] service embeds one item per input; several items in one content "
+                          f"object are not supported")
+    return group[0]
+
+
+def split_data_uri(value: str) -> tuple[str | None, str]:
+    """(media type, base64 payload) of a `data:` URI; (None, value) for plain base64."""
+    if value.startswith("data:") and "," in value:
+        head, data = value.split(",", 1)
+        return head[5:].split(";", 1)[0] or None, data
+    return None, value
 
 
 def host_region(url: Any, pattern: str) -> str | None:

@@ -16,10 +16,9 @@ from typing import Any, ClassVar, Mapping
 
 import msgspec
 
-from proxy.errors import StatusError
 from proxy.types import EmbedPart, EmbedRequest, InputType, RerankRequest, TaskType
 
-from .base import map_input_type, unsupported
+from .base import map_input_type, single_part, split_data_uri, unsupported
 from .embed_rerank import EmbedRerankAdapter
 from .rerank_compat import rerank_body
 
@@ -111,13 +110,7 @@ class JinaAIAdapter(EmbedRerankAdapter):
 def _jina_item(group: list[EmbedPart], service: str) -> dict[str, str]:
     """Jina takes one text or one image per input (`{"text": ...}` / `{"image": ...}`); an image goes as its
     base64 payload, without a `data:` URI prefix (Jina's API takes a URL or plain base64)."""
-    if len(group) != 1:
-        raise StatusError(f"The [{service}] service embeds one item per input; several items in one content "
-                          f"object are not supported")
-    part = group[0]
+    part = single_part(group, service)
     if part.type == "text":
         return {"text": part.value}
-    value = part.value
-    if value.startswith("data:") and "," in value:
-        value = value.split(",", 1)[1]
-    return {"image": value}
+    return {"image": split_data_uri(part.value)[1]}

@@ -30,7 +30,7 @@ from proxy.types import (CanonicalRequest, ChatRequest, ChatResult, EmbedPart, E
                          RankedDoc, RerankRequest, RerankResult, TaskType, Usage)
 
 from .base import (Adapter, ProviderError, StreamParser, UpstreamRequest, decoding, generic_error, host_region,
-                   map_input_type, unsupported)
+                   map_input_type, single_part, split_data_uri, unsupported)
 from .google import (GEMINI_CHAT_PARAMS, GOOGLE_INPUT_TYPES, GeminiStreamParser, check_embed_user, gemini_chat_body,
                      google_error, malformed, parse_gemini_chat)
 from .tokens import ExpiringTokens
@@ -466,16 +466,11 @@ __all__ = ["GoogleVertexAiAdapter", "ServiceAccount", "TokenCache", "load_servic
 
 def _multimodal_instance(group: list[EmbedPart], service: str) -> dict[str, Any]:
     """One text or one image: an instance holding both is answered with two separate embeddings."""
-    if len(group) != 1:
-        raise StatusError(f"The [{service}] service embeds one item per input; several items in one content "
-                          f"object are not supported")
-    part = group[0]
+    part = single_part(group, service)
     if part.type == "text":
         return {"text": part.value}
-    image: dict[str, str] = {"bytesBase64Encoded": part.value}
-    if part.value.startswith("data:") and "," in part.value:
-        head, image["bytesBase64Encoded"] = part.value.split(",", 1)
-        mime = head[5:].split(";", 1)[0]
-        if mime:
-            image["mimeType"] = mime
+    mime, data = split_data_uri(part.value)
+    image = {"bytesBase64Encoded": data}
+    if mime:
+        image["mimeType"] = mime
     return {"image": image}
