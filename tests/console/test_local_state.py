@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import aiohttp
 import pytest
 
-from engines import cpu
 from engines.models import builtin_models
 from proxy.server import create_app
 from tests.console.conftest import shot
 from tests.engines.conftest import E5, local_settings
+from tests.engines.holds import hold_e5_load
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(E5 not in {m.model_id for m in builtin_models()},
                                                    reason=f"the local model package of {E5} is not installed")]
@@ -29,14 +28,7 @@ async def _status(http, server) -> dict:
 @pytest.fixture
 def gate(monkeypatch):
     """E5's weights load only once the test opens this gate, so `loading` lasts as long as it needs."""
-    opened = threading.Event()
-    real_load = cpu.E5Engine._load
-
-    def held_load(self):
-        opened.wait(30)
-        real_load(self)
-
-    monkeypatch.setattr(cpu.E5Engine, "_load", held_load)
+    opened = hold_e5_load(monkeypatch)
     yield opened
     opened.set()
 

@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from engines import cpu, frames
+from engines import frames
 from engines.host import EngineHost
 from engines.manager import EngineManager
 from engines.models import builtin_models
@@ -31,6 +30,7 @@ from engines.remote import EngineClient
 from proxy import appkeys, errors
 from proxy.server import create_app
 from tests.engines.conftest import E5, MINILM, SMOLLM, local_settings
+from tests.engines.holds import hold_e5_load, hold_e5_runs
 from tests.shared.conftest import Gateway
 
 E5_EP = ".multilingual-e5-small-elasticsearch"
@@ -134,14 +134,7 @@ async def test_answers_and_errors_through_the_host_are_those_of_the_engine_in_pr
 
 async def test_a_model_still_loading_answers_503_with_its_progress_through_the_host(aiohttp_server, data_dir,
                                                                                    monkeypatch):
-    gate = threading.Event()
-    real_load = cpu.E5Engine._load
-
-    def slow_load(self):
-        gate.wait(30)
-        real_load(self)
-
-    monkeypatch.setattr(cpu.E5Engine, "_load", slow_load)
+    gate = hold_e5_load(monkeypatch)
     try:
         async with hosted(aiohttp_server, data_dir) as (server, manager, _host), aiohttp.ClientSession() as http:
             async with http.get(server.make_url("/_ready")) as resp:
@@ -169,16 +162,7 @@ async def test_a_model_still_loading_answers_503_with_its_progress_through_the_h
 
 
 async def test_a_full_queue_answers_429_through_the_host(aiohttp_server, data_dir, monkeypatch):
-    gate = threading.Event()
-    entered = threading.Event()
-    real_run = cpu.E5Engine._run
-
-    def held_run(self, items):
-        entered.set()
-        gate.wait(20)
-        return real_run(self, items)
-
-    monkeypatch.setattr(cpu.E5Engine, "_run", held_run)
+    gate, entered = hold_e5_runs(monkeypatch)
     try:
         async with hosted(aiohttp_server, data_dir, local_queue_size=2) as (server, manager, _host):
             await manager.wait_ready(20)

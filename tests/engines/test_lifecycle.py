@@ -7,7 +7,6 @@ gateway of its own so the settings can differ.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import aiohttp
@@ -20,6 +19,7 @@ from proxy.endpoint import Endpoint
 from proxy.server import create_app
 from proxy.types import TaskType
 from tests.engines.conftest import E5, SMOLLM, local_settings
+from tests.engines.holds import hold_e5_load, hold_e5_runs
 
 E5_EP = ".multilingual-e5-small-elasticsearch"
 
@@ -43,14 +43,7 @@ def _state(manager: EngineManager) -> dict:
 
 
 async def test_requests_get_503_until_the_model_has_loaded(aiohttp_server, tmp_path, monkeypatch):
-    gate = threading.Event()
-    real_load = cpu.E5Engine._load
-
-    def slow_load(self):
-        gate.wait(20)
-        real_load(self)
-
-    monkeypatch.setattr(cpu.E5Engine, "_load", slow_load)
+    gate = hold_e5_load(monkeypatch, timeout=20)
     server, manager = await _start(aiohttp_server, tmp_path)
     try:
         async with aiohttp.ClientSession() as http:
@@ -68,16 +61,7 @@ async def test_requests_get_503_until_the_model_has_loaded(aiohttp_server, tmp_p
 
 
 async def test_a_full_queue_answers_429(aiohttp_server, tmp_path, monkeypatch):
-    gate = threading.Event()
-    entered = threading.Event()
-    real_run = cpu.E5Engine._run
-
-    def held_run(self, items):
-        entered.set()
-        gate.wait(20)
-        return real_run(self, items)
-
-    monkeypatch.setattr(cpu.E5Engine, "_run", held_run)
+    gate, entered = hold_e5_runs(monkeypatch)
     server, manager = await _start(aiohttp_server, tmp_path, local_queue_size=2)
     await manager.wait_ready(20)
     url = server.make_url(f"/_inference/{E5_EP}")
@@ -178,14 +162,7 @@ def test_folders_named_in_the_settings_get_preconfigured_endpoints(tmp_path):
 
 async def test_while_models_load_the_listing_is_complete_and_each_answer_says_how_far_it_got(
         aiohttp_server, tmp_path, monkeypatch):
-    gate = threading.Event()
-    real_load = cpu.E5Engine._load
-
-    def slow_load(self):
-        gate.wait(30)
-        real_load(self)
-
-    monkeypatch.setattr(cpu.E5Engine, "_load", slow_load)
+    gate = hold_e5_load(monkeypatch)
     # the chat model as shipped (no F16 copy): it loads in about a second once its turn comes
     server, manager = await _start(aiohttp_server, tmp_path, local_models_include=[E5, SMOLLM],
                                    local_gguf_f16=False)
