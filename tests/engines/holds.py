@@ -3,7 +3,11 @@ queue stays full for as long as the test needs (the gates open by themselves aft
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+
+import aiohttp
 
 from engines import cpu
 
@@ -32,3 +36,27 @@ def hold_e5_runs(monkeypatch, timeout: float = 20) -> tuple[threading.Event, thr
 
     monkeypatch.setattr(cpu.E5Engine, "_run", held_run)
     return gate, entered
+
+
+async def until(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+async def check_a_full_queue_answers_429(url, batcher, gate: threading.Event, entered: threading.Event) -> None:
+    """With `local_queue_size=2` and the runs held: one input in the pass, two queued, the next refused."""
+    async with aiohttp.ClientSession() as http:
+        first = asyncio.create_task(http.post(url, json={"input": ["in the pass"]}))
+        await asyncio.to_thread(entered.wait, 10)
+        second = asyncio.create_task(http.post(url, json={"input": ["queued", "queued too"]}))
+        await until(lambda: batcher().queued == 2)
+        async with http.post(url, json={"input": ["one too many"]}) as resp:
+            assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+            assert "queue is full" in (await resp.json())["error"]["reason"]
+        gate.set()
+        for task in (first, second):
+            resp = await task
+            assert resp.status == 200
+            resp.release()

@@ -30,7 +30,7 @@ from engines.remote import EngineClient
 from proxy import appkeys, errors
 from proxy.server import create_app
 from tests.engines.conftest import E5, MINILM, SMOLLM, local_settings
-from tests.engines.holds import hold_e5_load, hold_e5_runs
+from tests.engines.holds import check_a_full_queue_answers_429, hold_e5_load, hold_e5_runs, until
 from tests.shared.conftest import Gateway
 
 E5_EP = ".multilingual-e5-small-elasticsearch"
@@ -64,13 +64,6 @@ async def hosted(aiohttp_server, data_dir: Path, **overrides):
         await server.close()
         await host.close()
         await manager.close()
-
-
-async def _until(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 # ------------------------------------------------------------------------------ the host in this process
@@ -166,20 +159,8 @@ async def test_a_full_queue_answers_429_through_the_host(aiohttp_server, data_di
     try:
         async with hosted(aiohttp_server, data_dir, local_queue_size=2) as (server, manager, _host):
             await manager.wait_ready(20)
-            url = server.make_url(f"/_inference/{E5_EP}")
-            async with aiohttp.ClientSession() as http:
-                first = asyncio.create_task(http.post(url, json={"input": ["in the pass"]}))
-                await asyncio.to_thread(entered.wait, 10)
-                second = asyncio.create_task(http.post(url, json={"input": ["queued", "queued too"]}))
-                await _until(lambda: manager.engine(E5).batcher.queued == 2)
-                async with http.post(url, json={"input": ["one too many"]}) as resp:
-                    assert resp.status == 429 and resp.headers["Retry-After"] == "1"
-                    assert "queue is full" in (await resp.json())["error"]["reason"]
-                gate.set()
-                for task in (first, second):
-                    resp = await task
-                    assert resp.status == 200
-                    resp.release()
+            await check_a_full_queue_answers_429(server.make_url(f"/_inference/{E5_EP}"),
+                                                 lambda: manager.engine(E5).batcher, gate, entered)
     finally:
         gate.set()
 
@@ -203,7 +184,7 @@ async def test_deltas_arrive_while_the_host_generates_and_a_client_that_leaves_s
                         if contents >= 5:
                             break
                 resp.connection.transport.abort()  # the client goes away mid-stream
-        await _until(lambda: engine.stats()["active"] == 0 and engine.stats()["cancelled"] > before["cancelled"],
+        await until(lambda: engine.stats()["active"] == 0 and engine.stats()["cancelled"] > before["cancelled"],
                      timeout=10)
         produced = engine.stats()["tokens_generated"] - before["tokens_generated"]
         assert produced < 400, produced  # stopped long before the 1500 tokens asked for

@@ -19,7 +19,7 @@ from proxy.endpoint import Endpoint
 from proxy.server import create_app
 from proxy.types import TaskType
 from tests.engines.conftest import E5, SMOLLM, local_settings
-from tests.engines.holds import hold_e5_load, hold_e5_runs
+from tests.engines.holds import check_a_full_queue_answers_429, hold_e5_load, hold_e5_runs
 
 E5_EP = ".multilingual-e5-small-elasticsearch"
 
@@ -64,21 +64,9 @@ async def test_a_full_queue_answers_429(aiohttp_server, tmp_path, monkeypatch):
     gate, entered = hold_e5_runs(monkeypatch)
     server, manager = await _start(aiohttp_server, tmp_path, local_queue_size=2)
     await manager.wait_ready(20)
-    url = server.make_url(f"/_inference/{E5_EP}")
     try:
-        async with aiohttp.ClientSession() as http:
-            first = asyncio.create_task(http.post(url, json={"input": ["in the pass"]}))
-            await asyncio.to_thread(entered.wait, 10)
-            second = asyncio.create_task(http.post(url, json={"input": ["queued", "queued too"]}))
-            await _until(lambda: manager.engine(E5).batcher.queued == 2)
-            async with http.post(url, json={"input": ["one too many"]}) as resp:
-                assert resp.status == 429
-                assert "queue is full" in (await resp.json())["error"]["reason"]
-            gate.set()
-            for task in (first, second):
-                resp = await task
-                assert resp.status == 200
-                resp.release()
+        await check_a_full_queue_answers_429(server.make_url(f"/_inference/{E5_EP}"),
+                                             lambda: manager.engine(E5).batcher, gate, entered)
     finally:
         gate.set()
 
