@@ -19,8 +19,8 @@ from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessa
                          EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
                          ToolCall, ToolCallDelta, Usage)
 
-from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
-                   malformed, map_input_type, reject_input_type, unsupported)
+from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, StreamWire, UpstreamRequest,
+                   generic_error, malformed, map_input_type, reject_input_type, unsupported)
 from .oauth2 import TOKENS, ClientCredentials
 from .rerank_compat import parse_rerank, rerank_body
 
@@ -259,6 +259,8 @@ class OpenAICompatible(Adapter):
     input_types: ClassVar[Mapping[InputType, str] | None] = None
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     stream_requires_done: ClassVar[bool] = True
+    # the family streams OpenAI's `chat.completion.chunk` events, ending with [DONE]
+    stream_wire = StreamWire.OPENAI_CHAT
     # `stream_options.include_usage` on streams, for providers whose API takes it (usage then comes last)
     stream_usage_option: ClassVar[bool] = True
     # chat parameters the provider's API does not take (refused, never dropped) and those it names otherwise
