@@ -203,11 +203,12 @@ class OpenAIStreamParser:
         self.finished = False
 
     def feed(self, event: SSEEvent) -> list[ChatDelta]:
-        data = event.data.strip()
+        data = event.data
         if event.event == "error":
+            data = data.strip()
             info = generic_error(data.encode())
             raise StreamReportedError(info.message if info and info.message else data[:300])
-        if len(data) == 6 and data.upper() == "[DONE]":
+        if len(data) < 16 and data.strip().upper() == "[DONE]":  # a chunk is longer: no copy on the common path
             self.done = True
             return []
         try:
@@ -232,7 +233,7 @@ class OpenAIStreamParser:
             out.append(ChatDelta(content=d.content, role=d.role, refusal=d.refusal, tool_calls=calls,
                                  reasoning=d.reasoning_content or d.reasoning,
                                  finish_reason=choice.finish_reason, id=chunk.id, model=chunk.model,
-                                 logprobs=_raw(choice.logprobs)))
+                                 logprobs=_raw(choice.logprobs) if choice.logprobs else None))
         if chunk.usage is not None:
             out.append(ChatDelta(usage=chunk.usage.canonical(), id=chunk.id, model=chunk.model))
         return out

@@ -78,10 +78,11 @@ async def _write(response: web.StreamResponse, renderer: StreamRenderer, item: C
         return
     batch = item if isinstance(item, list) else [item]
     frames = []
+    render = renderer.frame
     for delta in batch:
         if delta.usage is not None:
             count_usage(delta.usage)
-        frame = renderer.frame(delta)
+        frame = render(delta)
         if frame:
             frames.append(frame)
     if frames:

@@ -558,15 +558,30 @@ class ChatStream:
         self.created = int(time.time())
         self.include_usage = include_usage
         self.legacy_functions = legacy_functions  # the request used `functions`: calls go out as function_call
+        self._text_head = b""
 
     def frame(self, delta: ChatDelta) -> bytes | None:
+        if (delta.content is not None and delta.role is None and delta.finish_reason is None and delta.usage is None
+                and delta.tool_calls is None and delta.refusal is None and delta.logprobs is None):
+            # most of a stream: a piece of text, written as `chat_chunk_frame` would with one encode
+            head = self._text_head or self._head()
+            return head + _encoder.encode(delta.content) + _TEXT_TAIL
         return chat_chunk_frame(delta, self.id, self.model, self.created, self.include_usage, self.legacy_functions)
+
+    def _head(self) -> bytes:
+        self._text_head = (b'data: {"id":' + _encoder.encode(self.id) + b',"object":"chat.completion.chunk","created":'
+                           + _encoder.encode(self.created) + b',"model":' + _encoder.encode(self.model)
+                           + b',"choices":[{"index":0,"delta":{"content":')
+        return self._text_head
 
     def done(self) -> bytes:
         return DONE_FRAME
 
     def error(self, err: GatewayError) -> bytes:
         return error_frame(err)
+
+
+_TEXT_TAIL = b'},"finish_reason":null}]}\n\n'
 
 
 class TextStream(ChatStream):
