@@ -98,11 +98,14 @@ class SSEDecoder:
 
     def _events(self, whole: bytes, events: list[SSEEvent]) -> None:
         """Whole events, the last one's blank line excluded, seen from an event boundary."""
-        for block in whole.split(b"\n\n"):
-            if block.startswith(b"data: ") and b"\n" not in block:
+        if len(whole) > self._limit:  # then one of them may be too large: each is checked
+            for block in whole.split(b"\n\n"):
                 if len(block) > self._limit:
                     raise FrameTooLarge(self._limit)
-                events.append(SSEEvent(block[6:].decode("utf-8", "replace"), "message", self._id))
+        event_id = self._id
+        for block in whole.split(b"\n\n"):
+            if block.startswith(b"data: ") and b"\n" not in block:
+                events.append(SSEEvent(block[6:].decode("utf-8", "replace"), "message", event_id))
             else:
                 for line in block.split(b"\n"):
                     self._line(line, events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import struct
 import time
 import uuid
@@ -553,7 +554,7 @@ class ChatStream:
     object_id = "chatcmpl"
 
     def __init__(self, model: str, include_usage: bool, legacy_functions: bool = False) -> None:
-        self.id = f"{self.object_id}-{uuid.uuid4().hex}"
+        self.id = f"{self.object_id}-{os.urandom(16).hex()}"  # uuid4().hex costs 5x more
         self.model = model
         self.created = int(time.time())
         self.include_usage = include_usage
