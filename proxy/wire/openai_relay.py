@@ -100,12 +100,12 @@ class ChatRelay:
     def _plain(self, block: bytes) -> bytes | None:
         """A block of whole `data: {...}` events, each with one `model` key and no usage or error: the block
         with the model rewritten, in a few passes in C; None when the block is not like that (an event of
-        another kind, or one without its model, makes the count differ)."""
+        another kind, or one without its model, makes the count differ). Lines that SSE readers skip
+        (comments, `id:`, `retry:`) pass along with it."""
         if not block.startswith(b"data: {") or _valued(block, b'"usage"') >= 0 or _valued(block, b'"error"') >= 0:
             return None
-        n = block.count(b"\n\ndata: {") + 1
-        if block.count(b"\n") != 2 * n:  # a line that is not one of those events
-            return None
+        # events: `data: ` after a blank line; one that is not JSON, or a named one, has no model of its own
+        n = block.count(b"\n\ndata: ") + 1
         old, new = self._upstream_model, self._model_field
         if not old or old not in block:
             m = _MODEL.search(block)
