@@ -246,14 +246,34 @@ def translate_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for fn in function_tools(tools, SERVICE):
         if not fn.name:
             raise RequestValidationError("A tool function needs a [name]")
-        if fn.strict:  # strict: false asks for nothing
-            raise unsupported("tools.function.strict", SERVICE)
         spec: dict[str, Any] = {"name": fn.name}
         if fn.description is not None:
             spec["description"] = fn.description
         spec["inputSchema"] = {"json": fn.schema()}  # required by Converse
+        if fn.strict:  # strict tool use (botocore bedrock-runtime ToolSpecification.strict); false asks for nothing
+            spec["strict"] = True
         out.append({"toolSpec": spec})
     return out
+
+
+def translate_response_format(fmt: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI `response_format` as Converse `outputConfig` (structured outputs: botocore bedrock-runtime
+    OutputConfig.textFormat, OutputFormat `json_schema` with a JsonSchemaDefinition whose `schema` is a JSON
+    string; AWS user guide "Get validated JSON results from models"); the answer's text is the JSON."""
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        schema = spec.get("schema")
+        if not isinstance(schema, dict):
+            raise RequestValidationError("[response_format] of type [json_schema] needs [json_schema.schema]",
+                                         param="response_format")
+        definition = {"schema": _encoder.encode(schema).decode()}
+        definition.update({k: spec[k] for k in ("name", "description") if spec.get(k)})
+        return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}
+    raise RequestValidationError(f"The [{SERVICE}] service supports [response_format] types [text] and [json_schema] "
+                                 f"(Converse has no schema-less JSON mode), not [{kind}]", param="response_format")
 
 
 def translate_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
@@ -368,16 +388,22 @@ class AmazonBedrockAdapter(AwsAdapter):
         # Claude on Bedrock takes Anthropic's own `thinking` and `tool_choice` fields through
         # additionalModelRequestFields (AWS Bedrock user guide, "Extended thinking" with Converse)
         claude = self.provider_or_none() == "anthropic"
+        if req.parallel_tool_calls is False and req.tools:
+            # Converse's toolConfig has no such switch, and AWS documents no way to pass Anthropic's
+            # `disable_parallel_tool_use` through it (additionalModelRequestFields)
+            raise RequestValidationError(f"The [{SERVICE}] service cannot honour [parallel_tool_calls] false: the "
+                                         f"Converse API has no setting that limits a turn to one tool call",
+                                         param="parallel_tool_calls")
         check_chat_params(req, SERVICE, ("reasoning_effort",) if claude else (),
                           ("top_k",) if self.provider_or_none() in TOP_K_FIELD else ())
 
     def converse_body(self, req: ChatRequest, provider: str) -> dict[str, Any]:
         if req.seed is not None:
             raise unsupported("seed", SERVICE)
-        if req.response_format is not None:
-            raise unsupported("response_format", SERVICE)
         system, messages = translate_messages(req.messages)
         body: dict[str, Any] = {"messages": messages}
+        if req.response_format is not None and (output := translate_response_format(req.response_format)):
+            body["outputConfig"] = output
         if system:
             body["system"] = system
         config: dict[str, Any] = {}

@@ -133,6 +133,10 @@ class Adapter:
     # True when the adapter maps a chat request's `reasoning` to its provider; otherwise `request` refuses it
     maps_reasoning: ClassVar[bool] = False
 
+    # True when the provider's embeddings API takes arrays of token ids as inputs: a client's token ids
+    # (`EmbedRequest.token_ids`) then go to it as they came, and their decoded text to the others
+    takes_token_ids: ClassVar[bool] = False
+
     # True when the adapter serves the `embedding` task itself (content parts, `embeds_images`); otherwise
     # an `embedding` endpoint is served through this adapter's text_embedding path, for text only
     handles_embedding_task: ClassVar[bool] = False
@@ -202,7 +206,8 @@ class Adapter:
         if size is None or len(req.inputs) <= size:
             return [req]
         return [msgspec.structs.replace(req, inputs=req.inputs[i:i + size],
-                                        contents=None if req.contents is None else req.contents[i:i + size])
+                                        contents=None if req.contents is None else req.contents[i:i + size],
+                                        token_ids=None if req.token_ids is None else req.token_ids[i:i + size])
                 for i in range(0, len(req.inputs), size)]
 
 

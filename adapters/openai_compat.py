@@ -310,7 +310,8 @@ class OpenAICompatible(Adapter):
         return self._request(self.rerank_body(req))
 
     def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {"input": req.inputs}
+        ids = req.token_ids if self.takes_token_ids else None
+        body: dict[str, Any] = {"input": req.inputs if ids is None else ids}
         if self.sends_model:
             body["model"] = self.model(req)
         if self.input_types is None:
@@ -423,6 +424,7 @@ class _OAuth2Mixin:
 class OpenAIAdapter(_OAuth2Mixin, OpenAICompatible):
     service = "openai"
     maps_reasoning = True
+    takes_token_ids = True  # `input`: "a string or array of tokens" (openai's EmbeddingCreateParams)
     default_urls = {T.TEXT_EMBEDDING: "https://api.openai.com/v1/embeddings",
                     T.CHAT_COMPLETION: "https://api.openai.com/v1/chat/completions"}
 

@@ -40,7 +40,9 @@ DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_LIFETIME = 3600
 REFRESH_MARGIN = 300.0  # refresh this many seconds before the token expires
-# verified: ES GoogleModelGardenAnthropicChatCompletionRequestEntity (VERTEX_2023_10_16, DEFAULT_MAX_TOKENS)
+# verified: ES GoogleModelGardenAnthropicChatCompletionRequestEntity (VERTEX_2023_10_16, DEFAULT_MAX_TOKENS). The
+# anthropic SDK's AnthropicVertex writes its direct-API version (2026-10-21) here; Anthropic's Vertex page
+# (docs.anthropic.com/en/api/claude-on-vertex-ai) and Google's use-claude page say it must be vertex-2023-10-16.
 ANTHROPIC_VERSION = "vertex-2023-10-16"
 ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
 # verified: ES GoogleVertexAiServiceFields EMBEDDING_MAX_BATCH_SIZE = 250 (cloud.google.com/vertex-ai/docs/quotas)
@@ -349,7 +351,9 @@ class GoogleVertexAiAdapter(Adapter):
             req = msgspec.structs.replace(req, max_tokens=ANTHROPIC_DEFAULT_MAX_TOKENS)
         body = self.partner().body(req, sampling=True)  # vertex-2023-10-16 still takes them
         body.pop("model", None)  # the model is in the URL
-        body["stream"] = bool(req.stream)
+        # `stream: true` only when streaming (the partner body's rule), as anthropic's AnthropicVertex client and
+        # the rawPredict examples (cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/use-claude)
+        # send it
         return {"anthropic_version": ANTHROPIC_VERSION, **body}
 
     def partner(self) -> Any:

@@ -447,6 +447,12 @@ class LlamaCppEngine(_CpuEngine):
     a flag that the token callback returns to llama.cpp, which ends the generation and frees its slot.
     """
 
+    # The optional chat parameters llama.cpp's server maps itself (tools/server/README.md, its OpenAI-compatible
+    # chat completions: penalties, `logit_bias` as OpenAI's {"token id": bias} object, `logprobs` and
+    # `top_logprobs`), and llama.cpp sampling parameters that clients send through extra_body
+    chat_params = frozenset({"frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs"})
+    extra_params = frozenset({"top_k", "min_p", "repetition_penalty"})
+
     def __init__(self, model: LocalModel, options: EngineOptions) -> None:
         super().__init__(model, options)
         self._server: Any = None
@@ -537,8 +543,18 @@ class LlamaCppEngine(_CpuEngine):
             body["stop"] = req.stop
         if req.seed is not None:
             body["seed"] = req.seed
-        if req.response_format:
+        if req.response_format:  # json_object and json_schema become a grammar in llama.cpp
             body["response_format"] = req.response_format
+        for name in ("frequency_penalty", "presence_penalty", "logit_bias", "top_logprobs"):
+            if getattr(req, name) is not None:
+                body[name] = getattr(req, name)
+        if req.logprobs:
+            body["logprobs"] = True
+        for name in ("top_k", "min_p"):
+            if name in req.extra:
+                body[name] = req.extra[name]
+        if "repetition_penalty" in req.extra:  # llama.cpp's name for it
+            body["repeat_penalty"] = req.extra["repetition_penalty"]
         return body
 
     async def _acquire(self) -> None:
@@ -666,9 +682,11 @@ class LlamaCppEngine(_CpuEngine):
             finish = choice.get("finish_reason")
             if content:
                 self.tokens_generated += 1
+            logprobs = choice.get("logprobs")  # OpenAI's shape ({"content": [...]}), with llama.cpp's token ids
             if content or role or finish:
                 out.append(ChatDelta(content=content or None, role=role, finish_reason=finish, id=request_id,
-                                     model=model_id))
+                                     model=model_id, logprobs=msgspec.Raw(orjson.dumps(logprobs)) if logprobs
+                                     else None))
         usage = chunk.get("usage")
         if usage:
             out.append(ChatDelta(usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
@@ -679,6 +697,7 @@ class LlamaCppEngine(_CpuEngine):
 
     async def chat(self, req: ChatRequest, request_id: str) -> ChatResult:
         parts: list[str] = []
+        logprobs: list[Any] = []
         finish: str | None = None
         usage: Usage | None = None
         stream = self.generate(req, request_id)
@@ -686,6 +705,8 @@ class LlamaCppEngine(_CpuEngine):
             async for delta in stream:
                 if delta.content:
                     parts.append(delta.content)
+                if delta.logprobs is not None:
+                    logprobs.extend(msgspec.json.decode(delta.logprobs).get("content") or ())
                 if delta.finish_reason:
                     finish = delta.finish_reason
                 if delta.usage is not None:
@@ -693,7 +714,8 @@ class LlamaCppEngine(_CpuEngine):
         finally:
             await stream.aclose()
         return ChatResult(id=request_id, model=self.model.model_id, content="".join(parts),
-                          finish_reason=finish or "stop", usage=usage, created=int(time.time()))
+                          finish_reason=finish or "stop", usage=usage, created=int(time.time()),
+                          logprobs=msgspec.Raw(orjson.dumps({"content": logprobs})) if req.logprobs else None)
 
 
 __all__ = ["create_engine", "SentenceTransformerEngine", "E5Engine", "SpladeEngine",

@@ -578,13 +578,21 @@ class LocalBackend:
                                 return_documents=req.return_documents, task_settings={**req.task_settings, **extra})
         return await self._call(ctx, lambda e: e.rerank(req))
 
+    def _check_chat(self, family: str, req: ChatRequest) -> None:
+        """Refuse by name, before any model loads, the optional parameters the engine family does not map."""
+        if family == "vllm":
+            from .vllm_engine import VllmEngine as engine
+        else:
+            from .cpu import LlamaCppEngine as engine  # the CPU family's one generative engine
+        check_chat_params(req, self.endpoint.service, engine.chat_params, engine.extra_params)
+
     async def chat(self, req: ChatRequest, ctx: CallContext) -> ChatResult:
-        check_chat_params(req, self.endpoint.service)  # the engines map none of the optional parameters
+        self._check_chat(self.manager.slot_for(self.endpoint).family, req)
         return await self._call(ctx, lambda e: e.chat(req, new_request_id()))
 
     async def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta]:
-        check_chat_params(req, self.endpoint.service)
         slot = self.manager.slot_for(self.endpoint)
+        self._check_chat(slot.family, req)
         slot.inflight += 1
         try:
             engine = await self.manager.acquire(slot, self.endpoint, ctx)

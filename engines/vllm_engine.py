@@ -47,7 +47,7 @@ from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 import msgspec
 import orjson
 
-from proxy.errors import GatewayError, ServiceUnavailableError, StatusError
+from proxy.errors import GatewayError, RequestValidationError, ServiceUnavailableError, StatusError
 from proxy.settings import Settings
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RankedDoc, RerankRequest,
                          RerankResult, SparseEmbedResult, TaskType, Usage)
@@ -215,10 +215,29 @@ def _cosine(q: Sequence[float], docs: Sequence[Sequence[float]]) -> list[float]:
     return [sum(a * b for a, b in zip(q, d)) / (qn * norm(d)) for d in docs]
 
 
+def _structured_outputs(fmt: dict[str, Any]) -> Any:
+    """OpenAI `response_format` as vLLM's StructuredOutputsParams (vllm/sampling_params.py: `json` for a schema,
+    `json_object` for any JSON object), the way vLLM's own OpenAI server maps it."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if fmt.get("type") == "json_object":
+        return StructuredOutputsParams(json_object=True)
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+    if not isinstance(schema, dict):
+        raise RequestValidationError("response_format must be [text], [json_object] or [json_schema] with a "
+                                     "[json_schema.schema]", param="response_format")
+    return StructuredOutputsParams(json=schema)
+
+
 class VllmEngine:
     """One model in an in-process `AsyncLLM` (its engine core runs in a child process vLLM starts)."""
 
     name = "vllm"
+    # The optional chat parameters vLLM's SamplingParams take (frequency_penalty, presence_penalty,
+    # logit_bias keyed by token id), and its own sampling parameters that clients send through extra_body.
+    # Logprobs are refused: vLLM's per-token Logprob maps are not turned into OpenAI's shape here.
+    chat_params = frozenset({"frequency_penalty", "presence_penalty", "logit_bias"})
+    extra_params = frozenset({"top_k", "min_p", "repetition_penalty"})
 
     def __init__(self, model: LocalModel, options: EngineOptions, args: dict[str, Any], cache_dir: Path) -> None:
         self.model = model
@@ -453,6 +472,19 @@ class VllmEngine:
             kwargs["stop"] = list(req.stop)
         if req.seed is not None:
             kwargs["seed"] = req.seed
+        for name in ("frequency_penalty", "presence_penalty"):
+            if getattr(req, name) is not None:
+                kwargs[name] = float(getattr(req, name))
+        if req.logit_bias:
+            try:
+                kwargs["logit_bias"] = {int(token): float(bias) for token, bias in req.logit_bias.items()}
+            except (TypeError, ValueError):
+                raise RequestValidationError("logit_bias maps token ids to biases", param="logit_bias") from None
+        for name in ("top_k", "min_p", "repetition_penalty"):
+            if name in req.extra:
+                kwargs[name] = req.extra[name]
+        if req.response_format and req.response_format.get("type") != "text":
+            kwargs["structured_outputs"] = _structured_outputs(req.response_format)
         return SamplingParams(**kwargs)
 
     async def generate(self, req: ChatRequest, request_id: str) -> AsyncIterator[ChatDelta]:

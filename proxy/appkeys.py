@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .keys import ApiKey, KeyRing
     from .metrics import Metrics
     from .registry import Registry
+    from .responses_store import ResponseStore
     from .settings import Settings
     from .shared_limits import RedisLink
     from .tracing import Tracing
@@ -27,9 +28,10 @@ METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 KEYS: web.AppKey["KeyRing"] = web.AppKey("keys")
 BUDGETS: web.AppKey["Budgets"] = web.AppKey("budgets")
 USAGE: web.AppKey["UsageRecorder"] = web.AppKey("usage")
+RESPONSES: web.AppKey["ResponseStore"] = web.AppKey("responses")
 TRACING: web.AppKey["Tracing | None"] = web.AppKey("tracing")
 REDIS: web.AppKey["RedisLink | None"] = web.AppKey("redis", object)  # None without --redis
-LOCAL: web.AppKey[object] = web.AppKey("local", object)  # engines.manager.EngineManager or None
+LOCAL: web.AppKey[object] = web.AppKey("local", object)  # EngineManager, a worker's HostedEngines, or None
 
 # route resource (or a tuple of URL prefixes) -> the error surface of its client API (proxy.surfaces)
 SURFACES: web.AppKey["dict[object, ErrorSurface]"] = web.AppKey("surfaces", dict)

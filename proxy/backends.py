@@ -319,7 +319,7 @@ class Backends:
         self.max_retries = max_retries
         self.endpoint_max_retries = dict(endpoint_max_retries or {})
         self.metrics = metrics
-        self.local = local  # engines.EngineManager, when local models are enabled
+        self.local = local  # EngineManager (or a worker's HostedEngines), when local models are enabled
         self.shared = shared  # shared_limits.RedisLink with --redis: shared rate limits, embedding cache
         self.resolve = resolve  # endpoint id -> Endpoint: how composite services find their targets
         self.allowed = allowed  # whether the region policy allows an endpoint (routers pass over the others)

@@ -20,6 +20,7 @@ from .observability import observe, stamp_request_id, stamp_target
 from .pipeline import scrub
 from .scrubbing import scrubbed_traceback, secret_strings
 from .registry import Registry
+from .responses_store import ResponseStore
 from .routes import anthropic as anthropic_routes
 from .routes import console as console_routes
 from .routes import es as es_routes
@@ -158,9 +159,15 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.LOCAL] = None
     local = None
     if settings.local_models:
-        from engines.manager import EngineManager  # imported here: it must not weigh on a remote-only gateway
+        # imported here: they must not weigh on a remote-only gateway
+        if settings.engine_socket:  # a worker of --workers N: the engine host runs the models
+            from engines.remote import HostedEngines
 
-        local = EngineManager(settings)
+            local = HostedEngines(settings)
+        else:
+            from engines.manager import EngineManager
+
+            local = EngineManager(settings)
         await local.start()  # returns at once; models load in the background
         app[appkeys.LOCAL] = local
     registry = Registry(store, box, preconfigured=local.preconfigured() if local else (),
@@ -180,6 +187,7 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
                 continue
             log.info("created endpoint [%s] from the config file", declared.inference_id)
     app[appkeys.REGISTRY] = registry
+    app[appkeys.RESPONSES] = ResponseStore(store, box)
     backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[appkeys.REDIS],
                         resolve=registry.get, max_retries=settings.max_retries,
                         endpoint_max_retries=settings.endpoint_max_retries,

@@ -103,6 +103,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     otel_traces_exporter: str | None = None
     # --workers N: the folder where the workers' Prometheus metrics meet (set by the supervisor)
     metrics_dir: str | None = None
+    # --workers N with local models: the Unix socket of the engine host that runs them (set by the supervisor)
+    engine_socket: str | None = None
     # vLLM engine arguments for every model it serves; an endpoint's service_settings of the same name win
     vllm_max_num_seqs: int | None = None
     vllm_max_num_batched_tokens: int | None = None

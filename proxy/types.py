@@ -63,6 +63,9 @@ class EmbedRequest(Base, kw_only=True):
     # the `embedding` task with images or grouped items: one list of parts per embedding (ES
     # `InferenceStringGroup`), `inputs` then holding each group's text; None when every input is one text
     contents: list[list[EmbedPart]] | None = None
+    # the inputs as the client sent them when it sent token ids (`input: [[15339, 1917]]` on /v1/embeddings); `inputs`
+    # then holds their text (proxy/token_ids.py), for upstreams that do not take ids (`Adapter.takes_token_ids`)
+    token_ids: list[list[int]] | None = None
 
 
 class RerankRequest(Base, kw_only=True):

@@ -7,6 +7,11 @@ writes within ~250 ms, or PostgreSQL with LISTEN/NOTIFY) and, with `--redis`, ra
 embedding cache; without Redis each worker enforces the rate limits on its own. A worker that dies
 is restarted; one that fails while starting stops them all with its exit code. SIGTERM or SIGINT to
 the supervisor stops the workers gracefully.
+
+With local models, the supervisor first starts one engine host (`engines/host.py`) that loads each
+model once and serves it to every worker over a Unix socket in the data directory; the workers call
+it through `engines/remote.py`. A host that dies is restarted (the workers connect again); one that
+cannot start stops the supervisor before any worker starts. The host stops after the workers.
 """
 
 from __future__ import annotations
@@ -51,8 +56,7 @@ def _listening(message: str, ready: Any) -> None:
         ready.set()
 
 
-def worker(settings, index: int, ready: Any) -> None:
-    """One of `--workers N` processes: its own event loop, registry and pools, on the shared port."""
+def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):  # go when the supervisor goes, even on kill -9
         try:
             import ctypes
@@ -60,9 +64,48 @@ def worker(settings, index: int, ready: Any) -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except OSError:
             pass
+
+
+def worker(settings, index: int, ready: Any) -> None:
+    """One of `--workers N` processes: its own event loop, registry and pools, on the shared port."""
+    _die_with_parent()
     logging.basicConfig(level=settings.log_level.upper(),
                         format=f"%(asctime)s %(levelname)s w{index} %(name)s %(message)s")
     sys.exit(serve(settings, reuse_port=True, ready=ready))
+
+
+def engine_host(settings, ready: Any) -> None:
+    """The process that loads the local models once and runs them for every worker (engines/host.py)."""
+    import asyncio
+
+    _die_with_parent()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s host %(name)s %(message)s")
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    from engines.host import run
+
+    code = asyncio.new_event_loop().run_until_complete(run(settings, ready))
+    # not asyncio.run, nor a plain exit: both wait for a model load still running in a thread (torch's
+    # import, a vLLM start), which would keep the host up long after the supervisor asked it to go
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _engine_socket(settings) -> tuple[str, str | None]:
+    """Where the engine host listens: `engines.sock` in the (owner-only) data directory, or in a private
+    temporary folder when that path is too long for a Unix socket (104 bytes on macOS, 108 on Linux, NUL
+    included). The folder to remove at the end comes second."""
+    path = settings.data_path / "engines.sock"
+    if len(os.fsencode(path)) < 104:
+        return str(path), None
+    folder = tempfile.mkdtemp(prefix="inference-proxy-engines-")
+    return os.path.join(folder, "engines.sock"), folder
 
 
 def prepare_sqlite(settings) -> None:
@@ -113,6 +156,10 @@ def supervise(settings) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="inference-proxy-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     settings = msgspec.structs.replace(settings, metrics_dir=metrics_dir)
+    socket_folder = None
+    if settings.local_models:  # one engine host runs the local models for all workers
+        engine_socket, socket_folder = _engine_socket(settings)
+        settings = msgspec.structs.replace(settings, engine_socket=engine_socket)
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -130,12 +177,60 @@ def supervise(settings) -> int:
         proc.start()
         return proc, time.monotonic(), ready
 
+    def start_host():
+        ready = ctx.Event()
+        proc = ctx.Process(target=engine_host, args=(settings, ready), name="inference-proxy-engines", daemon=False)
+        proc.start()
+        return proc, time.monotonic(), ready
+
+    def stop_all(procs) -> None:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: aiohttp (and the engine host) shut down gracefully
+        deadline = time.monotonic() + 30
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+    def cleanup() -> None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if socket_folder is not None:
+            shutil.rmtree(socket_folder, ignore_errors=True)
+
+    host = None
+    if settings.engine_socket:  # started, and listening, before the workers connect to it
+        host = start_host()
+        while not host[2].wait(0.1):
+            if stopping or not host[0].is_alive():
+                host[0].join(0.5)
+                code = host[0].exitcode
+                if not stopping:
+                    log.error("the engine host exited with %s before it listened; stopping", code)
+                stop_all([host[0]])
+                cleanup()
+                return code if code and code > 0 else (0 if stopping else 1)
     workers = {i: start(i) for i in range(settings.workers)}
-    log.info("supervisor %d: %d workers on %s:%d", os.getpid(), settings.workers, settings.host, settings.port)
+    log.info("supervisor %d: %d workers on %s:%d%s", os.getpid(), settings.workers, settings.host, settings.port,
+             f", local models in engine host {host[0].pid}" if host else "")
     code = 0
     while not stopping:
-        if not wait([p.sentinel for p, _, _ in workers.values()], timeout=0.5):
+        sentinels = [p.sentinel for p, _, _ in workers.values()] + ([host[0].sentinel] if host else [])
+        if not wait(sentinels, timeout=0.5):
             continue
+        if host is not None and not host[0].is_alive() and not stopping:
+            proc, started, ready = host
+            proc.join()
+            if not ready.is_set():
+                log.error("the engine host exited with %s before it listened; stopping", proc.exitcode)
+                code = proc.exitcode if proc.exitcode and proc.exitcode > 0 else 1
+                break
+            # the workers' calls in flight got 503; they connect again to the new host, which loads the models
+            log.warning("the engine host (pid %s) exited with %s; restarting it", proc.pid, proc.exitcode)
+            if time.monotonic() - started < _RESTART_PAUSE_S:
+                time.sleep(_RESTART_PAUSE_S)
+            host = start_host()
         for index, (proc, started, ready) in list(workers.items()):
             if proc.is_alive() or stopping:
                 continue
@@ -150,14 +245,8 @@ def supervise(settings) -> int:
             if time.monotonic() - started < _RESTART_PAUSE_S:
                 time.sleep(_RESTART_PAUSE_S)
             workers[index] = start(index)
-    for proc, _, _ in workers.values():
-        if proc.is_alive():
-            proc.terminate()  # SIGTERM: aiohttp shuts down gracefully
-    deadline = time.monotonic() + 30
-    for proc, _, _ in workers.values():
-        proc.join(max(0.0, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    shutil.rmtree(metrics_dir, ignore_errors=True)
+    stop_all([proc for proc, _, _ in workers.values()])
+    if host is not None:  # after the workers, whose requests in flight it still serves
+        stop_all([host[0]])
+    cleanup()
     return code

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .base import ChangeCallback, StartupError, Store, StoredEndpoint, StoredKey, UsageRow, is_document_id, redact
+from .base import (ChangeCallback, StartupError, Store, StoredEndpoint, StoredKey, StoredResponse, UsageRow,
+                   is_document_id, redact)
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["ChangeCallback", "StartupError", "Store", "StoredEndpoint", "StoredKey", "UsageRow", "is_document_id",
-           "is_shared", "make_store", "redact", "sqlite_path"]
+__all__ = ["ChangeCallback", "StartupError", "Store", "StoredEndpoint", "StoredKey", "StoredResponse", "UsageRow",
+           "is_document_id", "is_shared", "make_store", "redact", "sqlite_path"]
 
 
 def is_shared(settings: "Settings") -> bool:

@@ -43,6 +43,16 @@ class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
 
+class StoredResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored Responses API response: `body` is sealed (proxy/responses_store.py), `owner` the id of the
+    API key that made it ("" while access control is off), `created_at` epoch seconds."""
+
+    id: str
+    owner: str
+    body: bytes
+    created_at: float
+
+
 def is_document_id(key: str) -> bool:
     """Ids on the change feed that name a document rather than an endpoint."""
     return key.startswith("_")
@@ -81,6 +91,12 @@ class Store(Protocol):
     async def add_usage(self, rows: list[UsageRow]) -> None: ...
     async def query_usage(self, key_id: str | None, endpoint: str | None, start: int, end: int) -> list[UsageRow]:
         """Rows with start <= bucket < end, optionally of one key and one endpoint."""
+
+    # Responses API responses (`store: true`), each visible only to the key that made it
+    async def put_response(self, row: StoredResponse) -> None: ...
+    async def get_response(self, response_id: str, owner: str) -> StoredResponse | None: ...
+    async def delete_response(self, response_id: str, owner: str) -> bool:
+        """Remove a response of this owner; False when there was none."""
 
     # Gateway-wide documents next to the endpoints (the region policy: ES keeps it in the `.inference`
     # index as document `region_policy_elastic`, `RegionPolicyDoc.DOCUMENT_ID`). Their ids start with

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - the `shared` extra is not installed
     asyncpg = None  # type: ignore[assignment]
 
 from ..errors import ServiceUnavailableError
-from .base import ChangeCallback, StartupError, StoredEndpoint, StoredKey, UsageRow, redact
+from .base import ChangeCallback, StartupError, StoredEndpoint, StoredKey, StoredResponse, UsageRow, redact
 
 log = logging.getLogger("proxy.store")
 
@@ -120,6 +120,15 @@ END
 $$""",
         """CREATE TRIGGER documents_changed AFTER INSERT OR UPDATE OR DELETE ON documents
            FOR EACH ROW EXECUTE FUNCTION inference_proxy_notify_document()""",
+    ]),
+    (4, [
+        # Responses API responses, read by id and owner only (no change feed: nothing is cached)
+        """CREATE TABLE responses (
+            id         text PRIMARY KEY,
+            owner      text NOT NULL,
+            body       bytea NOT NULL,
+            created_at double precision NOT NULL
+        )""",
     ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -383,4 +392,19 @@ class PostgresStore:
 
     async def delete_document(self, doc_id: str) -> bool:
         status = await self._call("execute", "DELETE FROM documents WHERE doc_id = $1", doc_id)
+        return status == "DELETE 1"
+
+    async def put_response(self, row: StoredResponse) -> None:
+        await self._call("execute", "INSERT INTO responses (id, owner, body, created_at) VALUES ($1, $2, $3, $4) "
+                                    "ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, body = excluded.body, "
+                                    "created_at = excluded.created_at", row.id, row.owner, row.body, row.created_at)
+
+    async def get_response(self, response_id: str, owner: str) -> StoredResponse | None:
+        r = await self._call("fetchrow", "SELECT id, owner, body, created_at FROM responses WHERE id = $1 AND "
+                                         "owner = $2", response_id, owner)
+        return None if r is None else StoredResponse(id=r[0], owner=r[1], body=bytes(r[2]), created_at=r[3])
+
+    async def delete_response(self, response_id: str, owner: str) -> bool:
+        status = await self._call("execute", "DELETE FROM responses WHERE id = $1 AND owner = $2",
+                                  response_id, owner)
         return status == "DELETE 1"

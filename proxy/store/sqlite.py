@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from ..errors import ServiceUnavailableError
-from .base import ChangeCallback, StoredEndpoint, StoredKey, UsageRow
+from .base import ChangeCallback, StoredEndpoint, StoredKey, StoredResponse, UsageRow
 from .files import private_file
 
 R = TypeVar("R")
@@ -74,6 +74,14 @@ CREATE TABLE IF NOT EXISTS usage (
     PRIMARY KEY (bucket, key_id, endpoint)
 )
 """
+_RESPONSES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    id         TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    body       BLOB NOT NULL,
+    created_at REAL NOT NULL
+)
+"""
 _KEY_COLUMNS = "id, name, owner, digest, created_at, expiration, invalidated_at, doc"
 _USAGE_COLUMNS = "bucket, key_id, endpoint, requests, errors, input_tokens, output_tokens"
 
@@ -111,6 +119,7 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute(_KEYS_SCHEMA)
         conn.execute(_USAGE_SCHEMA)
         conn.execute(_DOCUMENTS)
+        conn.execute(_RESPONSES_SCHEMA)
     except BaseException:
         conn.close()
         raise
@@ -333,3 +342,30 @@ class SqliteStore:
 
     async def delete_document(self, doc_id: str) -> bool:
         return await self._run(self._delete_document, doc_id)
+
+    # ------------------------------------------------------------------ responses
+
+    def _put_response(self, r: StoredResponse) -> None:
+        assert self._conn is not None
+        self._conn.execute("INSERT OR REPLACE INTO responses (id, owner, body, created_at) VALUES (?, ?, ?, ?)",
+                           (r.id, r.owner, r.body, r.created_at))
+
+    def _get_response(self, response_id: str, owner: str) -> StoredResponse | None:
+        assert self._conn is not None
+        r = self._conn.execute("SELECT id, owner, body, created_at FROM responses WHERE id = ? AND owner = ?",
+                               (response_id, owner)).fetchone()
+        return None if r is None else StoredResponse(id=r[0], owner=r[1], body=bytes(r[2]), created_at=r[3])
+
+    def _delete_response(self, response_id: str, owner: str) -> bool:
+        assert self._conn is not None
+        return self._conn.execute("DELETE FROM responses WHERE id = ? AND owner = ?",
+                                  (response_id, owner)).rowcount == 1
+
+    async def put_response(self, row: StoredResponse) -> None:
+        await self._run(self._put_response, row)
+
+    async def get_response(self, response_id: str, owner: str) -> StoredResponse | None:
+        return await self._run(self._get_response, response_id, owner)
+
+    async def delete_response(self, response_id: str, owner: str) -> bool:
+        return await self._run(self._delete_response, response_id, owner)

@@ -28,7 +28,7 @@ _float_list = msgspec.json.Decoder(list[float])
 
 class EmbeddingsBody(msgspec.Struct, kw_only=True):
     model: str
-    input: str | list[Any]  # strings, or token ids (decoded to text: proxy.token_ids)
+    input: str | list[Any]  # strings, or token ids (passed on or decoded to text: EmbedRequest.token_ids)
     encoding_format: str = "float"
     # OpenAI: an integer of at least 1; the upper bound is Java's Integer.MAX_VALUE, the type of ES `dimensions`
     dimensions: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
@@ -187,14 +187,17 @@ def to_embed_request(body: EmbeddingsBody, task: TaskType, max_inputs: int, max_
     inputs = [body.input] if isinstance(body.input, str) else body.input
     if not inputs:
         raise InvalidRequest("input cannot be an empty array", param="input")
+    ids = None
     if all(isinstance(i, int) for i in inputs):  # one input as token ids
-        inputs = token_ids.decode([inputs])
+        ids = [inputs]
     elif all(isinstance(i, list) for i in inputs):  # several, as token ids
-        inputs = token_ids.decode(inputs)
+        ids = inputs
     elif not all(isinstance(i, str) for i in inputs):
         raise InvalidRequest("input must be a string, an array of strings, or token ids", param="input")
+    if ids is not None:
+        inputs = token_ids.decode(ids)  # also checks every id
     check_input_limits(inputs, max_inputs, max_input_chars)
-    return EmbedRequest(inputs=list(inputs), dimensions=body.dimensions, user=body.user)
+    return EmbedRequest(inputs=list(inputs), dimensions=body.dimensions, user=body.user, token_ids=ids)
 
 
 def _stop(stop: str | list[str] | None) -> list[str] | None:

@@ -131,6 +131,87 @@ def input_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
     return out
 
 
+def _item_parts(role: str, content: Any) -> list[dict[str, Any]]:
+    """A message's content as the parts a listed item carries: the input types for user, system and
+    developer messages (`ResponseInputMessageItem`), output text for the assistant's (`ResponseOutputMessage`)."""
+    parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else content
+    out = []
+    for part in parts:
+        if part.get("type") in ("input_text", "output_text", "text"):
+            part = ({"type": "output_text", "text": part.get("text", ""), "annotations": part.get("annotations") or [],
+                     "logprobs": part.get("logprobs") or []} if role == "assistant"
+                    else {"type": "input_text", "text": part.get("text", "")})
+        elif part.get("type") == "input_image":
+            part = {"detail": "auto", **part}
+        out.append(part)
+    return out
+
+
+def input_items(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A request's input as `GET /v1/responses/{id}/input_items` lists it: every item with an id (the
+    client's, else a new one) and a status, message content as typed parts. Called after
+    `input_messages` accepted the same input."""
+    if isinstance(items, str):
+        items = [{"type": "message", "role": "user", "content": items}]
+    out = []
+    for item in items:
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item["role"]
+            out.append({"type": "message", "id": item.get("id") or new_id("msg"), "role": role,
+                        "status": item.get("status") or "completed",
+                        "content": _item_parts(role, item.get("content", ""))})
+        elif kind == "function_call":
+            out.append(call_item(item.get("id") or new_id("fc"), item.get("call_id") or "", item.get("name"),
+                                 item.get("arguments") or "{}", item.get("status") or "completed"))
+        elif kind == "function_call_output":
+            out.append({"type": "function_call_output", "id": item.get("id") or new_id("fco"),
+                        "call_id": item.get("call_id"), "output": item.get("output") or "",
+                        "status": item.get("status") or "completed"})
+        else:  # reasoning: kept as given
+            out.append({"summary": [], **item, "id": item.get("id") or new_id("rs")})
+    return out
+
+
+# `include` values that concern listed input items; the others name items no gateway response has
+ITEM_INCLUDES = frozenset({"message.input_image.image_url", "message.output_text.logprobs"})
+
+
+def _shown(item: dict[str, Any], include: frozenset[str]) -> dict[str, Any]:
+    """Image URLs and logprobs are listed only when `include` asks for them, as OpenAI's API reference says
+    (`ResponseIncludable`)."""
+    if item["type"] != "message":
+        return item
+    parts = []
+    for part in item["content"]:
+        if part.get("type") == "input_image" and "message.input_image.image_url" not in include:
+            part = {**part, "image_url": None}
+        elif part.get("type") == "output_text" and "message.output_text.logprobs" not in include:
+            part = {**part, "logprobs": []}
+        parts.append(part)
+    return {**item, "content": parts}
+
+
+def item_list(items: list[dict[str, Any]], *, order: str, limit: int, after: str | None, before: str | None,
+              include: frozenset[str]) -> dict[str, Any]:
+    """One page of a response's input items (`ResponseItemList`): `order` over the conversation's own order,
+    `after`/`before` item ids of that ordering, exclusive."""
+    ordered = items if order == "asc" else items[::-1]
+    ids = [item["id"] for item in ordered]
+    start, end = 0, len(ordered)
+    for cursor, param in ((after, "after"), (before, "before")):
+        if cursor is not None and cursor not in ids:
+            raise _bad(f"No input item with id '{cursor}' in this response", param=param)
+    if after is not None:
+        start = ids.index(after) + 1
+    if before is not None:
+        end = ids.index(before)
+    page = ordered[start:end][:limit]
+    return {"object": "list", "data": [_shown(item, include) for item in page],
+            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None,
+            "has_more": start + len(page) < end}
+
+
 def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
     if not tools:
         return None
@@ -263,11 +344,6 @@ def output_items(result: ChatResult) -> list[dict[str, Any]]:
 def render(envelope: Envelope, result: ChatResult) -> dict[str, Any]:
     status, incomplete = _status(result.finish_reason)
     return envelope.response(status, output_items(result), result.usage, incomplete)
-
-
-def answer_messages(output: list[dict[str, Any]]) -> list[ChatMessage]:
-    """A response's output items as the assistant turn a follow-up request continues from."""
-    return input_messages([{k: v for k, v in item.items() if k != "id"} for item in output])
 
 
 # ------------------------------------------------------------------------------ stream events

@@ -45,10 +45,15 @@ async def test_bound_tools_and_a_tool_message(base):
 
 async def test_embeddings_with_token_ids_by_default(base, upstream, tiktoken_cache):
     # OpenAIEmbeddings tokenizes with tiktoken and sends token ids unless check_embedding_ctx_length=False
+    import tiktoken
+
     emb = langchain_openai.OpenAIEmbeddings(model="emb", base_url=f"{base}/v1", api_key="unused", max_retries=0)
-    vectors = await emb.aembed_documents(["hello world", "grüße"])
-    assert upstream.requests[-1]["input"] == ["hello world", "grüße"]  # decoded back to the same text
-    assert vectors[0] == pytest.approx(fake_vector("hello world"), abs=1e-6)
+    texts = ["hello world", "grüße"]
+    vectors = await emb.aembed_documents(texts)
+    ids = [tiktoken.get_encoding("cl100k_base").encode(t) for t in texts]
+    assert upstream.requests[-1]["input"] == ids  # OpenAI's API takes them as they are
     plain = langchain_openai.OpenAIEmbeddings(model="emb", base_url=f"{base}/v1", api_key="unused", max_retries=0,
                                               check_embedding_ctx_length=False)
-    assert await plain.aembed_query("hello world") == pytest.approx(vectors[0], abs=1e-6)
+    assert await plain.aembed_query("hello world") == pytest.approx(fake_vector("hello world"), abs=1e-6)
+    assert upstream.requests[-1]["input"] == ["hello world"]
+    assert vectors[0] != pytest.approx(fake_vector("hello world"), abs=1e-6)  # the fake embeds the ids it got

@@ -29,6 +29,10 @@ GATEWAY_HEADERS = frozenset({"via"})
 TELEMETRY_PREFIXES = ("x-stainless-", "x-speakeasy-", "x-ibm-", "x-watsonx-")
 
 
+# https URL of a capture server -> the CA file an SDK is told to trust for it
+CA_FILES: dict[str, str] = {}
+
+
 @dataclass
 class Captured:
     method: str
@@ -65,6 +69,8 @@ class CaptureServer:
         # path -> reply for side calls (an OAuth2 token endpoint) next to the call under test
         self.routes: dict[str, Reply] = {}
         self.url = ""
+        self.https_url = ""  # set by serve_tls()
+        self.ca_path = ""  # the PEM file of the CA that signed the TLS certificate
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> "CaptureServer":
@@ -78,7 +84,27 @@ class CaptureServer:
         self.url = f"http://127.0.0.1:{port}"
         return self
 
+    async def serve_tls(self, directory: str) -> str:
+        """The same server also on a loopback TLS port, with a certificate for 127.0.0.1 from a throwaway CA
+        (trustme) whose PEM is written to `directory`: for SDKs that take only https URLs."""
+        import os
+        import ssl
+
+        import trustme
+        ca = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+        self.ca_path = os.path.join(directory, "capture-ca.pem")
+        ca.cert_pem.write_to_path(self.ca_path)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)  # type: ignore[arg-type]
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.https_url = f"https://127.0.0.1:{port}"
+        CA_FILES[self.https_url] = self.ca_path
+        return self.https_url
+
     async def stop(self) -> None:
+        CA_FILES.pop(self.https_url, None)
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -183,16 +209,18 @@ def differences(sdk: Captured, gw: Captured, *, ignore_body: Iterable[str] = (),
     for k in sorted(set(h1) | set(h2)):
         if h1.get(k) != h2.get(k):
             out.append(f"header {k}: {h1.get(k)!r} from the SDK, {h2.get(k)!r} from the gateway")
-    a, b = _decode(sdk.body), _decode(gw.body)
+    a, b = _decode(sdk.body, sdk.headers), _decode(gw.body, gw.headers)
     if proto_json:
         a, b = camel_keys(a), camel_keys(b)
     _walk(a, b, "", out, set(ignore_body))
     return out
 
 
-def _decode(body: bytes) -> Any:
+def _decode(body: bytes, headers: Mapping[str, str]) -> Any:
     if not body:
         return None
+    if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {k: v[0] if len(v) == 1 else v for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
     try:
         return json.loads(body)
     except ValueError:

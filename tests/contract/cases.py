@@ -53,12 +53,17 @@ class Case:
     ignore_query: dict[str, str] = field(default_factory=dict)
     verify: Callable[[Captured, Captured, dict], list[str]] | None = None
     proto_json: bool = False  # Google APIs: snake_case and lowerCamelCase field names are the same field
-    routes: dict[str, Reply] = field(default_factory=dict)  # side calls the gateway makes (token exchanges)
+    # side calls the gateway makes (token exchanges): path -> reply, or a function making it when the case runs
+    routes: dict[str, Reply | Callable[[], Reply]] = field(default_factory=dict)
+    ignore_side: dict[str, str] = field(default_factory=dict)  # headers of the side calls that may differ
+    tls: bool = False  # the SDK takes https URLs only: it is given the capture server's TLS port
+    variant: str = ""  # one of several shapes of a service's task (a provider, an endpoint type)
     modules: tuple[str, ...] = ()  # imported to tell whether the SDK is there
 
     @property
     def id(self) -> str:
-        return f"{self.service}-{self.task}{'-stream' if self.stream else ''}"
+        variant = f"-{self.variant}" if self.variant else ""
+        return f"{self.service}-{self.task}{variant}{'-stream' if self.stream else ''}"
 
     def unavailable(self) -> str | None:
         for name in self.modules:
@@ -538,6 +543,24 @@ def anthropic_answer(result: Any) -> dict:
     return {"text": text, "tools": calls}
 
 
+# -- Anthropic on Vertex AI (anthropic's AnthropicVertex client: rawPredict / streamRawPredict, the model in the
+#    URL, `anthropic_version: vertex-2023-10-16` in the body)
+
+
+# ES takes a Model Garden endpoint's URLs as given (GoogleVertexAiChatCompletionServiceSettings: uri, streaming_uri)
+ANTHROPIC_VERTEX = "{url}/v1/projects/p-1/locations/us-central1/publishers/anthropic/models/m-1:"
+
+
+def anthropic_vertex_chat(url: str, params: dict):
+    from anthropic import AnthropicVertex
+    c = AnthropicVertex(region="us-central1", project_id="p-1", access_token=VERTEX_TOKEN, base_url=url + "/v1",
+                        max_retries=0)
+    kw = anthropic_kwargs(params, ANTHROPIC_MAX_TOKENS)
+    if params.get("stream"):
+        return list(c.messages.create(stream=True, **kw))
+    return c.messages.create(**kw)
+
+
 # -- Google AI Studio (google-genai, Gemini API v1beta)
 
 
@@ -809,8 +832,25 @@ def documented_post(path: str, body: Callable[[dict], dict], headers: dict[str, 
     return call
 
 
+# Realtime (managed online) endpoints have no SDK call of their own: Azure Machine Learning's scoring request
+# for chat models deployed to managed compute (learn.microsoft.com/azure/machine-learning/how-to-deploy-models-llama,
+# "Consume Meta Llama models": `{"input_data": {"input_string": [{role, content}], "parameters": {temperature, top_p,
+# max_new_tokens, do_sample}}}` posted to the scoring URI with `Authorization: Bearer <key>`, answered `{"output"}`)
+
+
+def azure_realtime_body(params: dict) -> dict:
+    parameters = {k: params[k] for k in ("temperature", "top_p") if k in params}
+    parameters["max_new_tokens"] = params.get("max_tokens", AZURE_DEFAULT_MAX_TOKENS)
+    return {"input_data": {"input_string": [{"role": "user", "content": params["input"]}], "parameters": parameters}}
+
+
+AZURE_REALTIME = documented_post("/score", azure_realtime_body,
+                                 {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+
+
 # jina.ai/embeddings ("curl https://api.jina.ai/v1/embeddings -H Authorization: Bearer ..." with model, input,
 # embedding_type) and jina.ai/reranker (model, query, documents, top_n, return_documents)
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="  # 1x1
 JINA_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}",
                 "Request-Source": "unspecified:elasticsearch"}
 
@@ -904,6 +944,35 @@ def sagemaker_answer(result: Any) -> Any:
 
 
 SAGEMAKER = {**AWS, "endpoint_name": "ep-1", "api": "openai"}
+
+
+# api=elastic: the body is ES's own payload (ES sagemaker/schema/elastic ElasticRerankPayload and
+# ElasticSparseEmbeddingPayload: `input` one string or a list, rerank's `query`, `return_documents`, `top_n`),
+# answered in ES's result shapes (`rerank`, `sparse_embedding`); boto3 InvokeEndpoint carries it
+
+
+def sagemaker_elastic_call(url: str, params: dict):
+    docs = params.get("documents", params.get("input"))
+    body: dict[str, Any] = {"input": docs if len(docs) > 1 else docs[0]}
+    if "query" in params:
+        body["query"] = params["query"]
+        body.update({k: params[k] for k in ("return_documents", "top_n") if k in params})
+    resp = _boto("sagemaker-runtime", url).invoke_endpoint(EndpointName="ep-1", Body=json.dumps(body),
+                                                           ContentType="application/json", Accept="application/json")
+    return json.loads(resp["Body"].read())
+
+
+def sagemaker_elastic_reply(params: dict) -> Reply:
+    if "query" in params:
+        return Reply(json.dumps({"rerank": RANKED}).encode())
+    return Reply(json.dumps({"sparse_embedding": [{"is_truncated": False, "embedding": {"alpha": 0.5, "text": 0.25}}
+                                                  for _ in params["input"]]}).encode())
+
+
+def sagemaker_elastic_answer(result: dict) -> list:
+    if "rerank" in result:
+        return [(r["index"], round(r["relevance_score"], 6)) for r in result["rerank"]]
+    return [e["embedding"] for e in result["sparse_embedding"]]
 
 
 # -- Google Vertex AI (google-genai with vertexai=True; Discovery Engine ranking from its API reference)
@@ -1024,6 +1093,209 @@ ACS_HEADERS = {name: "the SDK's own x-acs-* request metadata; the API reference'
                             "x-acs-content-sha256", "x-acs-bearer-token", "x-acs-signature-type")}
 
 
+# -- IBM watsonx.ai (ibm-watsonx-ai: APIClient, Embeddings, Rerank, ModelInference). The SDK takes https URLs
+#    only and treats any host outside IBM Cloud's list as Cloud Pak for Data (a version handshake first):
+#    `platform_url` marks the capture server as IBM Cloud, `auth_url` points its IAM exchange there, and
+#    scope_validation=False skips the project lookup. Replies follow the API reference
+#    (cloud.ibm.com/apidocs/watsonx-ai: text-embeddings, text-rerank, text-chat, text-chat-stream); the SDK
+#    returns them as dicts, having no response types.
+
+WX_VERSION = "2024-05-01"  # the endpoint's api_version; the SDK is set to send the same
+
+
+def _jwt(claims: dict) -> str:
+    import base64
+
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def _iam_reply() -> Reply:
+    import time
+    now = int(time.time())
+    # IAM answers an API key exchange with a JWT access token (cloud.ibm.com/apidocs/iam-identity-token-api)
+    return Reply(json.dumps({"access_token": _jwt({"iat": now, "exp": now + 3600}), "refresh_token": "not-used",
+                             "token_type": "Bearer", "expires_in": 3600, "expiration": now + 3600}).encode())
+
+
+def _watsonx(url: str, key: str):
+    from ibm_watsonx_ai import APIClient, Credentials
+
+    from .capture import CA_FILES
+    credentials = Credentials(url=url, api_key=key, platform_url=url, auth_url=url + "/identity/token",
+                              verify=CA_FILES[url])
+    client = APIClient(credentials, project_id="p-1", scope_validation=False)
+    client.version_param = WX_VERSION
+    return client
+
+
+def watsonx_call(key: str):
+    def call(url: str, params: dict):
+        from ibm_watsonx_ai.foundation_models import Embeddings, ModelInference, Rerank
+        client = _watsonx(url, key)
+        if "query" in params:
+            rerank = Rerank(model_id="m-1", api_client=client, project_id="p-1")
+            options: dict[str, Any] = {"top_n": params["top_n"]} if "top_n" in params else {}
+            if "return_documents" in params:
+                options["inputs"] = params["return_documents"]  # return_options.inputs: the documents' texts
+            return rerank.generate(query=params["query"], inputs=params["documents"],
+                                   params={"return_options": options})["results"]
+        if "messages" not in params and not isinstance(params.get("input"), str):
+            embeddings = Embeddings(model_id="m-1", api_client=client, project_id="p-1")
+            return embeddings.embed_documents(params["input"])
+        model = ModelInference(model_id="m-1", api_client=client, project_id="p-1", validate=False)
+        messages = params.get("messages") or [{"role": "user", "content": params["input"]}]
+        chat = {k: params[k] for k in ("max_tokens", "temperature", "top_p", "stop", "seed") if k in params}
+        kw: dict[str, Any] = {"messages": messages, "params": chat or None}
+        if "tools" in params:
+            kw["tools"] = params["tools"]
+        if isinstance(params.get("tool_choice"), str):
+            kw["tool_choice_option"] = params["tool_choice"]
+        if params.get("stream"):
+            return list(model.chat_stream(**kw))
+        return model.chat(**kw)
+    return call
+
+
+def watsonx_reply(params: dict) -> Reply:
+    if "query" in params:
+        return Reply(json.dumps({"model_id": "m-1", "created_at": "2024-05-01T00:00:00Z", "input_token_count": 5,
+                                 "query": params["query"],
+                                 "results": [{"index": r["index"], "score": r["relevance_score"]}
+                                             for r in RANKED]}).encode())
+    if "messages" not in params and not isinstance(params.get("input"), str):
+        return Reply(json.dumps({"model_id": "m-1", "created_at": "2024-05-01T00:00:00Z", "input_token_count": 4,
+                                 "results": [{"embedding": VECTORS[i]} for i in range(len(params["input"]))]}).encode())
+    inner = openai_chat_reply(params)
+    if not params.get("stream"):
+        data = json.loads(inner.body)  # type: ignore[arg-type]
+        data["model_id"] = data.pop("model")
+        data["created_at"] = "2024-05-01T00:00:00Z"
+        return Reply(json.dumps(data).encode())
+    # text-chat-stream: `id: n` / `event: message` / `data: <chunk>` events, no `[DONE]`, usage in the last chunk
+    frames = []
+    for i, raw in enumerate(b"".join(inner.body).decode().split("\n\n")):  # type: ignore[arg-type]
+        if raw.startswith("data: ") and raw[6:] != "[DONE]":
+            chunk = json.loads(raw[6:])
+            chunk["model_id"] = chunk.pop("model")
+            frames.append(f"id: {i + 1}\nevent: message\ndata: {json.dumps(chunk)}\n\n".encode())
+    return Reply(frames, content_type="text/event-stream")
+
+
+def watsonx_answer(result: Any) -> Any:
+    if isinstance(result, list) and result and isinstance(result[0], dict) and "score" in result[0]:
+        return [(r["index"], round(r["score"], 6)) for r in result]
+    if isinstance(result, list) and result and isinstance(result[0], list):
+        return result
+    if isinstance(result, list):  # stream chunks as dicts
+        text, calls = "", {}
+        for chunk in result:
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                text += delta.get("content") or ""
+                for call in delta.get("tool_calls") or []:
+                    slot = calls.setdefault(call.get("index", 0), ["", ""])
+                    fn = call.get("function") or {}
+                    slot[0] += fn.get("name") or ""
+                    slot[1] += fn.get("arguments") or ""
+        return {"text": text, "tools": [tuple(v) for _, v in sorted(calls.items())]}
+    msg = result["choices"][0]["message"]
+    return {"text": msg.get("content") or "",
+            "tools": [(c["function"]["name"], c["function"]["arguments"]) for c in msg.get("tool_calls") or []]}
+
+
+IAM_SIDE = {"authorization": "the SDK adds `Basic Yng6Yng=`; IAM's API reference (cloud.ibm.com/apidocs/"
+                             "iam-identity-token-api, create an IAM access token for an API key) sends none"}
+
+
+def watsonx_cases() -> list[Case]:
+    out = []
+    for task, params, stream in (("text_embedding", EMBED, False), ("rerank", RERANK, False),
+                                 ("completion", COMPLETION, False), ("completion", COMPLETION, True),
+                                 ("chat_completion", NO_USER, False), ("chat_completion", NO_USER, True)):
+        key = f"{KEY}-wx-{task}{'-stream' if stream else ''}"  # one key per case: the gateway exchanges it anew
+        out.append(Case("watsonxai", task, "ibm-watsonx-ai", call=watsonx_call(key), reply=watsonx_reply,
+                        answer=watsonx_answer, params={**params, "stream": True} if stream else params, stream=stream,
+                        settings=_at("", api_key=key, model_id="m-1", project_id="p-1", api_version=WX_VERSION),
+                        routes={"/identity/token": _iam_reply}, ignore_side=IAM_SIDE, tls=True,
+                        modules=("ibm_watsonx_ai", "trustme")))
+    return out
+
+
+# -- custom (no provider of its own): the endpoints are ES's documented examples (elasticsearch-specification
+#    inference/put_custom/examples: OpenAI embeddings, Cohere v2 embed and rerank; the json_parser paths of
+#    CustomResponseParams: Alibaba sparse `$.result.sparse_embeddings[*].embedding[*].token_id`/`.weight`, OpenAI
+#    chat `$.choices[*].message.content`), so the oracle of what the templates must put on the wire is the SDK of
+#    the API each example targets, and the reply each SDK parses is what the JSON paths must read.
+
+CUSTOM_JSON = {"Authorization": "Bearer ${api_key}", "Content-Type": "application/json"}
+CUSTOM_INPUT_TYPES = {"translation": {"ingest": "search_document", "search": "search_query"},
+                      "default": "search_document"}
+
+
+def _custom(path: str, request: str, parser: dict, **extra) -> dict:
+    return {"url": "{url}" + path, "headers": CUSTOM_JSON, "secret_parameters": {"api_key": KEY},
+            "request": request, "response": {"json_parser": parser}, **extra}
+
+
+def custom_cohere_embed(url: str, params: dict):
+    input_type = CUSTOM_INPUT_TYPES["translation"].get(params.get("input_type", ""), CUSTOM_INPUT_TYPES["default"])
+    return _cohere(url).embed(model="embed-v4.0", texts=params["input"], input_type=input_type).embeddings.float_
+
+
+def custom_cohere_embed_reply(params: dict) -> Reply:
+    n = len(params["input"])
+    return Reply(dump("cohere:EmbedByTypeResponse", {
+        "id": "e1", "response_type": "embeddings_by_type", "embeddings": {"float": VECTORS[:n]},
+        "texts": params["input"], "meta": {"billed_units": {"input_tokens": 4}}}).encode())
+
+
+def custom_cohere_rerank(url: str, params: dict):
+    return _cohere(url).rerank(model="rerank-v3.5", query=params["query"], documents=params["documents"],
+                               top_n=params["top_n"])
+
+
+def custom_sparse(url: str, params: dict):
+    from alibabacloud_searchplat20240529 import models as m
+    return _searchplat(url).get_text_sparse_embedding("ws-1", "svc-1", m.GetTextSparseEmbeddingRequest(
+        input=params["input"], input_type="document", return_token=True)).body.to_map()
+
+
+def custom_sparse_answer(result: dict) -> list:
+    return [{str(t["token_id"]): t["weight"] for t in e["embedding"]} for e in result["result"]["sparse_embeddings"]]
+
+
+def custom_chat(url: str, params: dict):
+    return _openai_client(url + "/v1").chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": params["input"]}])
+
+
+CUSTOM_CASES = [
+    Case("custom", "text_embedding", "cohere", call=custom_cohere_embed, reply=custom_cohere_embed_reply,
+         answer=lambda r: r, params={**EMBED, "input_type": "search"},
+         settings=_custom("/v2/embed", '{"texts": ${input}, "model": "embed-v4.0", "input_type": ${input_type}}',
+                          {"text_embeddings": "$.embeddings.float[*]"}, input_type=CUSTOM_INPUT_TYPES)),
+    Case("custom", "rerank", "cohere", call=custom_cohere_rerank, reply=cohere_rerank_reply, answer=rerank_answer,
+         params=RERANK,
+         settings=_custom("/v2/rerank", '{"documents": ${input}, "query": ${query}, "model": "rerank-v3.5", '
+                                        '"top_n": ${top_n}}',
+                          {"reranked_index": "$.results[*].index", "relevance_score": "$.results[*].relevance_score"})),
+    Case("custom", "sparse_embedding", "alibabacloud-searchplat20240529", call=custom_sparse,
+         reply=lambda p: alibaba_reply({**p, "sparse": True}), answer=custom_sparse_answer, params=EMBED,
+         surfaces=("es",), ignore_headers=ACS_HEADERS, modules=("alibabacloud_searchplat20240529",),
+         settings=_custom("/v3/openapi/workspaces/ws-1/text-sparse-embedding/svc-1",
+                          '{"input": ${input}, "input_type": "document", "return_token": true}',
+                          {"token_path": "$.result.sparse_embeddings[*].embedding[*].token_id",
+                           "weight_path": "$.result.sparse_embeddings[*].embedding[*].weight"})),
+    Case("custom", "completion", "openai", call=custom_chat, reply=openai_chat_reply, answer=openai_chat_answer,
+         params={"input": "Say hi"}, modules=("openai",),
+         settings=_custom("/v1/chat/completions",
+                          '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ${input}}]}',
+                          {"completion_result": "$.choices[*].message.content"})),
+]
+
+
 NO_SEED_USER = {k: v for k, v in CHAT.items() if k not in ("seed", "user")}
 NO_USER = {k: v for k, v in CHAT.items() if k != "user"}
 NO_SAMPLING = {k: v for k, v in CHAT.items() if k not in ("seed", "temperature", "top_p")}
@@ -1082,6 +1354,11 @@ CASES: list[Case] = [
                                        "azure.ai.inference.models:StreamingChatCompletionsUpdate", usage_in_last=True),
                             _at("", "target", api_key=KEY, provider="meta", endpoint_type="token"),
                             modules=("azure.ai.inference",)) if c.task == "completion"],
+    Case("azureaistudio", "completion", "azureml-api-reference", call=AZURE_REALTIME, variant="realtime",
+         reply=lambda p: Reply(json.dumps({"output": "Sunny."}).encode()), answer=lambda r: {"text": r["output"],
+                                                                                            "tools": []},
+         settings=_at("/score", "target", api_key=KEY, provider="meta", endpoint_type="realtime"),
+         params=COMPLETION, modules=("httpx",)),
     Case("azureaistudio", "rerank", "cohere", call=cohere_v1_rerank, reply=cohere_rerank_reply, answer=rerank_answer,
          settings=_at("", "target", api_key=KEY, provider="cohere", endpoint_type="token"), params=RERANK),
     Case("azureaistudio", "text_embedding", "azure-ai-inference", call=azure_inference_embed,
@@ -1109,6 +1386,15 @@ CASES: list[Case] = [
                                                            "embedding_type": "float"}, JINA_HEADERS),
          reply=voyage_embed_reply, answer=lambda r: [d["embedding"] for d in r["data"]],
          settings={"api_key": KEY, "model_id": "m-1"}, params=EMBED),
+    # the multimodal `embedding` task (jina-clip-v2, jina-embeddings-v4): one `{"text"}` or `{"image": <URL or
+    # base64>}` object per input (jina.ai/embeddings, "Multimodal" request example)
+    Case("jinaai", "embedding", "jina-api-reference", modules=("httpx",),
+         call=documented_post("/v1/embeddings", lambda p: {
+             "model": "m-1", "embedding_type": "float",
+             "input": [{"text": t} for t in p["input"]] + [{"image": i} for i in p.get("images", [])]}, JINA_HEADERS),
+         reply=lambda p: voyage_embed_reply({"input": [*p["input"], *p.get("images", [])]}),
+         answer=lambda r: [d["embedding"] for d in r["data"]],
+         settings={"api_key": KEY, "model_id": "m-1"}, params={"input": TEXTS[:1], "images": [PNG]}),
     Case("jinaai", "rerank", "jina-api-reference", modules=("httpx",),
          call=documented_post("/v1/rerank", lambda p: {"model": "m-1", "query": p["query"], "documents": p["documents"],
                                                        "top_n": p["top_n"], "return_documents": False}, JINA_HEADERS),
@@ -1140,9 +1426,21 @@ CASES: list[Case] = [
     Case("amazon_sagemaker", "text_embedding", "boto3", call=sagemaker_call, reply=sagemaker_reply,
          answer=sagemaker_answer, settings=SAGEMAKER, params=EMBED, ignore_headers=SIGNED,
          verify=aws_verify("sagemaker"), modules=("boto3",)),
+    *[Case("amazon_sagemaker", task, "boto3", call=sagemaker_elastic_call, reply=sagemaker_elastic_reply,
+           answer=sagemaker_elastic_answer, settings={**SAGEMAKER, "api": "elastic"}, params=params, surfaces=surfaces,
+           ignore_headers=SIGNED, verify=aws_verify("sagemaker"), modules=("boto3",))
+      for task, params, surfaces in (("rerank", RERANK, ("es", "v1")), ("sparse_embedding", EMBED, ("es",)))],
     *chat_cases("googlevertexai", "google-genai", genai_chat(_vertex_genai), gemini_reply, _vertex_settings(),
                 answer=gemini_answer, chat_params=NO_USER, modules=("google.genai",), proto_json=True,
                 routes=VERTEX_TOKEN_ROUTE),
+    *chat_cases("googlevertexai", "anthropic", anthropic_vertex_chat, anthropic_reply,
+                {**_vertex_settings(), "provider": "anthropic", "url": ANTHROPIC_VERTEX + "rawPredict",
+                 "streaming_url": ANTHROPIC_VERTEX + "streamRawPredict"}, answer=anthropic_answer, variant="anthropic",
+                task_settings={"max_tokens": ANTHROPIC_MAX_TOKENS}, chat_params=NO_SAMPLING,
+                completion_params={"input": "Say hi", "max_tokens": 32}, routes=VERTEX_TOKEN_ROUTE,
+                ignore_body={"anthropic_version": "the SDK writes its direct-API version (2026-10-21); Anthropic's "
+                             "Vertex page (docs.anthropic.com/en/api/claude-on-vertex-ai) and Google's use-claude "
+                             "page require vertex-2023-10-16, which the gateway sends"}),
     Case("googlevertexai", "text_embedding", "google-genai", call=vertex_embed, reply=vertex_embed_reply,
          answer=lambda r: r, settings=_vertex_settings(), params=EMBED, modules=("google.genai",), proto_json=True,
          routes=VERTEX_TOKEN_ROUTE),
@@ -1162,6 +1460,8 @@ CASES: list[Case] = [
     *chat_cases("amazonbedrock", "boto3", bedrock_chat, bedrock_chat_reply,
                 {**AWS, "model": CLAUDE, "provider": "anthropic"}, answer=bedrock_chat_answer,
                 chat_params=NO_SEED_USER, ignore_headers=SIGNED, verify=aws_verify("bedrock"), modules=("boto3",)),
+    *watsonx_cases(),
+    *CUSTOM_CASES,
     Case("amazonbedrock", "text_embedding", "boto3", call=bedrock_embed,
          reply=lambda p: Reply(json.dumps({"embedding": VECTORS[0], "inputTextTokenCount": 2}).encode()),
          answer=lambda r: r, settings={**AWS, "model": TITAN, "provider": "amazontitan"}, params={"input": TEXTS[:1]},
@@ -1178,17 +1478,6 @@ NOT_COVERED: dict[str, str] = {
        for name, spec in SERVICES.items()
        if TaskType.EMBEDDING in spec.tasks and TaskType.TEXT_EMBEDDING in spec.tasks and name != "jinaai"
        and not spec.local},
-    **{f"watsonxai/{t}": "not written yet: ibm-watsonx-ai takes only https URLs and, pointed at one, first "
-                         "handshakes as Cloud Pak for Data (GET /ml/wml_services/v2/version, GET /v2/projects/{id}) "
-                         "before any inference call: it needs a TLS capture server that plays those too"
-       for t in ("text_embedding", "rerank", "completion", "chat_completion", "completion/stream",
-                 "chat_completion/stream")},
-    **{f"custom/{t}": "no provider: the request is the user's own template (tests/unit/test_custom.py)"
-       for t in ("text_embedding", "sparse_embedding", "rerank", "completion")},
-    "jinaai/embedding": "not written yet: ES's multimodal `embedding` task; the text_embedding case covers the "
-                        "same /v1/embeddings call",
-    **{f"amazon_sagemaker/{t}": "api=elastic only (the container's own format, no SDK shape beyond InvokeEndpoint, "
-                                "which the api=openai cases check)" for t in ("rerank", "sparse_embedding")},
 }
 
 
@@ -1212,4 +1501,9 @@ ERROR_BODIES: dict[str, Callable[[str], tuple[str, str, dict]]] = {
     "amazonbedrock": lambda m: (json.dumps({"message": m}), "application/json",
                                 {"x-amzn-ErrorType": "ValidationException:http://internal.amazon.com/coral/"}),
     "voyageai": lambda m: (json.dumps({"detail": m}), "application/json", {}),
+    "jinaai": lambda m: (json.dumps({"detail": m}), "application/json", {}),  # ES JinaAIErrorResponseEntity
+    # cloud.ibm.com/apidocs/watsonx-ai "Error handling": errors[{code, message, more_info}], trace, status_code
+    "watsonxai": lambda m: (json.dumps({"errors": [{"code": "invalid_input_argument", "message": m,
+                                                    "more_info": "https://cloud.ibm.com/apidocs/watsonx-ai"}],
+                                        "trace": "t-1", "status_code": 400}), "application/json", {}),
 }

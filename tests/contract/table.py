@@ -23,7 +23,8 @@ def table(records: list[dict]) -> str:
     for r in records:
         row = by_service[r["service"]]
         row["sdks"].add(f"{r['sdk']} {r['version']}".strip())
-        (row["stream"] if r["stream"] else row["tasks"]).add(r["task"])
+        task = f"{r['task']} ({r['variant']})" if r.get("variant") else r["task"]
+        (row["stream"] if r["stream"] else row["tasks"]).add(task)
     lines = ["| service | oracle (SDK and version, or API reference) | tasks | streamed |", "|---|---|---|---|"]
     for service in sorted(by_service):
         row = by_service[service]

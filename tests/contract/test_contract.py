@@ -22,6 +22,8 @@ from .conftest import RESULTS
 BOM = "\ufeff"
 # ES request bodies carry fewer knobs than OpenAI's: these reach a provider through /v1 only
 _V1_ONLY = ("seed", "user", "response_format", "dimensions", "stream_options")
+# and /v1/embeddings has no input type, nor inputs other than text
+_ES_ONLY = ("input_type", "images")
 
 
 def _sdk_version(case: Case) -> str:
@@ -42,6 +44,9 @@ def _surface_params(case: Case, surface: str) -> dict[str, Any]:
             return {k: v for k, v in params.items() if k in ("input", "stream")}
         for name in _V1_ONLY:
             params.pop(name, None)
+    else:
+        for name in _ES_ONLY:
+            params.pop(name, None)
     return params
 
 
@@ -55,6 +60,10 @@ def _gateway_request(case: Case, surface: str, params: dict[str, Any]) -> tuple[
             body = {"input": params["input"]}
             if "input_type" in params:
                 body["input_type"] = params["input_type"]
+        elif task == "embedding":  # ES's multimodal items (SPEC _types/CommonTypes.ts RequestEmbedding)
+            body = {"input": [{"content": {"type": "text", "value": t}} for t in params["input"]]
+                    + [{"content": {"type": "image", "format": "base64", "value": f"data:image/png;base64,{i}"}}
+                       for i in params.get("images", [])]}
         elif task == "rerank":
             body = {"query": params["query"], "input": params["documents"]}
             body.update({k: params[k] for k in ("top_n", "return_documents") if k in params})
@@ -65,7 +74,7 @@ def _gateway_request(case: Case, surface: str, params: dict[str, Any]) -> tuple[
             if "max_tokens" in params:
                 body["max_completion_tokens"] = params["max_tokens"]
         return f"/_inference/{task}/{ep}{suffix}", body
-    if task in ("text_embedding", "sparse_embedding"):
+    if task in ("text_embedding", "sparse_embedding", "embedding"):
         body = {"model": ep, "input": params["input"]}
         body.update({k: params[k] for k in ("dimensions", "user") if k in params})
         return "/v1/embeddings", body
@@ -112,9 +121,9 @@ def gateway_answer(case: Case, surface: str, status: int, raw: str) -> Any:
                     slot[1] += fn.get("arguments") or ""
         return {"text": text, "tools": [tuple(v) for _, v in sorted(calls.items())]}
     data = json.loads(raw)
-    if task in ("text_embedding", "sparse_embedding"):
+    if task in ("text_embedding", "sparse_embedding", "embedding"):
         if surface == "es":
-            return [item["embedding"] for item in data[task]]
+            return [item["embedding"] for item in data["embeddings" if task == "embedding" else task]]
         return [item["embedding"] for item in data["data"]]
     if task == "rerank":
         items = data["rerank"] if surface == "es" else data["results"]
@@ -143,7 +152,7 @@ def _normal(answer: Any) -> Any:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-async def test_gateway_sends_what_the_sdk_sends(case: Case, capture, http):
+async def test_gateway_sends_what_the_sdk_sends(case: Case, capture, http, tmp_path):
     reason = case.unavailable()
     if reason:
         print(f"SKIP {case.id}: {reason}")
@@ -154,35 +163,45 @@ async def test_gateway_sends_what_the_sdk_sends(case: Case, capture, http):
         body["task_settings"] = case.task_settings
     async with http.put(f"/_inference/{case.task}/contract", json=body) as resp:
         assert resp.status == 200, await resp.text()
-    capture.routes.update(case.routes)
+    capture.routes.update({p: r() if callable(r) else r for p, r in case.routes.items()})
+    sdk_url = await capture.serve_tls(str(tmp_path)) if case.tls else capture.url
     found: dict[str, list[str]] = {}
+    side: dict[str, dict[str, Any]] = {}  # side-call path -> the first such request from the SDK and the gateway
     for surface in case.surfaces:
         params = _surface_params(case, surface)
         capture.reply = case.reply(params)
-        sdk_result = await asyncio.to_thread(case.call, capture.url, params)
-        sdk_req = capture.take()[-1]
+        sdk_result = await asyncio.to_thread(case.call, sdk_url, params)
+        sdk_sent = capture.take()
+        sdk_req = sdk_sent[-1]
         path, gw_body = _gateway_request(case, surface, params)
         async with http.post(path, json=gw_body) as resp:
             status, raw = resp.status, await resp.text()
         sent = capture.take()
         assert sent, f"{surface}: the gateway sent nothing upstream: {status} {raw}"
         gw_req = sent[-1]
+        for who, reqs in (("sdk", sdk_sent[:-1]), ("gateway", sent[:-1])):
+            for req in reqs:
+                if req.path in case.routes:
+                    side.setdefault(req.path, {}).setdefault(who, req)
         found[surface] = differences(sdk_req, gw_req, ignore_body=case.ignore_body,
                                      ignore_headers=case.ignore_headers, ignore_query=case.ignore_query,
                                      proto_json=case.proto_json)
         if case.verify is not None:
             found[surface] += case.verify(sdk_req, gw_req, settings)
         assert _normal(gateway_answer(case, surface, status, raw)) == _normal(case.answer(sdk_result)), surface
+    for route, pair in side.items():  # compared where both made the call (the gateway caches its tokens)
+        if len(pair) == 2:
+            found[route] = differences(pair["sdk"], pair["gateway"], ignore_headers=case.ignore_side)
+    assert found == {k: [] for k in found}
     RESULTS.append({"service": case.service, "task": case.task, "stream": case.stream, "sdk": case.sdk,
-                    "version": _sdk_version(case), "surfaces": list(case.surfaces)})
-    assert found == {s: [] for s in case.surfaces}
+                    "version": _sdk_version(case), "surfaces": list(case.surfaces), "variant": case.variant})
 
 
 ERROR_CASES = [c for c in CASES if c.service in ERROR_BODIES and not c.stream]
 
 
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: c.id)
-async def test_provider_error_bodies_reach_the_client(case: Case, capture, http):
+async def test_provider_error_bodies_reach_the_client(case: Case, capture, http, tmp_path):
     """A 400 in the provider's own error shape: the SDK raises with its message, and the gateway answers
     400 with the same message on both surfaces (ES envelope, OpenAI error)."""
     reason = case.unavailable()
@@ -191,10 +210,11 @@ async def test_provider_error_bodies_reach_the_client(case: Case, capture, http)
     message = f"contract error for {case.id}"
     body, content_type, headers = ERROR_BODIES[case.service](message)
     capture.reply = Reply(body.encode(), status=400, content_type=content_type, headers=headers)
-    capture.routes.update(case.routes)
+    capture.routes.update({p: r() if callable(r) else r for p, r in case.routes.items()})
     if not case.sdk.endswith("api-reference"):  # an SDK reads the body into its exception
         with pytest.raises(Exception) as raised:
-            await asyncio.to_thread(case.call, capture.url, _surface_params(case, "es"))
+            sdk_url = await capture.serve_tls(str(tmp_path)) if case.tls else capture.url
+            await asyncio.to_thread(case.call, sdk_url, _surface_params(case, "es"))
         assert message in str(raised.value), f"the SDK did not read the error body: {raised.value!r}"
     body = {"service": case.service, "service_settings": _settings(case, capture.url)}
     if case.task_settings:

@@ -29,5 +29,5 @@ async def test_responses_api_from_a_local_model(local_gateway):
         first = await client.responses.create(model=CHAT, input=QUESTION, max_output_tokens=40)
         assert "Paris" in first.output_text and first.usage.output_tokens > 0
         with pytest.raises(Exception) as exc:  # a parameter the engines do not map is refused by name
-            await client.responses.create(model=CHAT, input="x", top_logprobs=2)
-        assert "[logprobs]" in str(exc.value)
+            await client.responses.create(model=CHAT, input="x", reasoning={"effort": "low"})
+        assert "[reasoning_effort]" in str(exc.value)

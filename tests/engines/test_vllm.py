@@ -257,6 +257,22 @@ def test_chat_result_and_length_limit(loop, smollm):
     assert result.content
 
 
+def test_sampling_parameters_and_structured_output(loop, smollm):
+    import json
+
+    import msgspec
+
+    ask = "Name three colors."
+    greedy = loop.call(smollm.chat(_chat(ask, 12), "req-p0")).content
+    penalised = msgspec.structs.replace(_chat(ask, 12), frequency_penalty=2.0, presence_penalty=2.0,
+                                        extra={"repetition_penalty": 2.0})
+    assert loop.call(smollm.chat(penalised, "req-p1")).content != greedy
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    shaped = msgspec.structs.replace(_chat(ask, 40), response_format={
+        "type": "json_schema", "json_schema": {"name": "colour", "schema": schema}})
+    assert set(json.loads(loop.call(smollm.chat(shaped, "req-p2")).content)) == {"name"}
+
+
 def test_prompt_uses_the_chat_template(smollm):
     ids = smollm.prompt_ids(_chat("hi"))
     text = smollm.tokenizer.decode(ids)

@@ -230,7 +230,7 @@ class FakeBedrock(_AwsFake):
 
     def _validate_converse(self, body: dict) -> str | None:
         allowed = {"messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields",
-                   "requestMetadata"}
+                   "requestMetadata", "outputConfig"}
         if set(body) - allowed:
             return f"Malformed input request: extraneous key [{sorted(set(body) - allowed)[0]}] is not permitted"
         messages = body.get("messages")
@@ -275,6 +275,10 @@ class FakeBedrock(_AwsFake):
                     {"toolUse": {"toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "name": name,
                                  "input": TOOL_INPUT}}], "tool_use"
         text = " ".join(_texts(last["content"])).upper()
+        text_format = (body.get("outputConfig") or {}).get("textFormat")
+        if text_format:  # structured output: an object with each required property set to the prompt
+            schema = json.loads(text_format["structure"]["jsonSchema"]["schema"])
+            text = json.dumps({name: text for name in schema.get("required", [])})
         return [{"text": text}], "end_turn"
 
     @staticmethod

@@ -28,7 +28,10 @@ DIMS = 8
 REASONING = ["The user ", "says hi; ", "answer in caps."]
 
 
-def fake_vector(text: str, dims: int = DIMS) -> list[float]:
+def fake_vector(text: str | list[int], dims: int = DIMS) -> list[float]:
+    """A vector that depends on the input: a text, or an array of token ids (which OpenAI's `input` takes)."""
+    if not isinstance(text, str):
+        text = "ids:" + ",".join(map(str, text))
     digest = hashlib.sha256(text.encode()).digest()
     return [round(b / 255.0 - 0.5, 6) for b in digest[:dims]]
 
@@ -75,7 +78,9 @@ class FakeOpenAI:
         self.requests.append(body)
         if (err := self._check(request)) is not None:
             return err
-        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        given = body["input"]
+        # a string, strings, one array of token ids, or arrays of them
+        inputs = [given] if isinstance(given, str) or (given and isinstance(given[0], int)) else given
         dims = body.get("dimensions", DIMS)
         data = [{"object": "embedding", "index": i, "embedding": fake_vector(t, dims)} for i, t in enumerate(inputs)]
         if body.get("encoding_format") == "base64":
@@ -83,7 +88,7 @@ class FakeOpenAI:
             for item in data:
                 item["embedding"] = base64.b64encode(struct.pack(f"<{dims}f", *item["embedding"])).decode()
         data.reverse()  # real servers may answer out of order; clients must use `index`
-        tokens = sum(len(t.split()) for t in inputs)
+        tokens = sum(len(t.split()) if isinstance(t, str) else len(t) for t in inputs)
         return JSONResponse({"object": "list", "data": data, "model": body.get("model"),
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 

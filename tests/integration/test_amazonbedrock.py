@@ -4,12 +4,14 @@ answers ConverseStream with real event-stream frames; reached through the gatewa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from types import SimpleNamespace
 
 import aiohttp
 import msgspec
 import openai
+import pydantic
 import pytest
 from elasticsearch import ApiError, BadRequestError
 
@@ -282,3 +284,51 @@ async def test_session_credentials_are_signed_with_their_token(bedrock):
         async with session.post(routed, data=unsigned.body, headers=unsigned.headers) as resp:
             assert resp.status == 403
             assert resp.headers["x-amzn-ErrorType"].startswith("UnrecognizedClientException")
+
+
+class Forecast(pydantic.BaseModel):
+    city: str
+    sky: str
+
+
+async def test_structured_output_and_strict_tools_as_boto3_sends_them(es, client, bedrock):
+    await put(es, "chat_completion", "chat", settings(bedrock))
+    parsed = await client.chat.completions.parse(model="chat", response_format=Forecast,
+                                                 messages=[{"role": "user", "content": "paris"}])
+    assert parsed.choices[0].message.parsed == Forecast(city="PARIS", sky="PARIS")
+    gateway_sent = bedrock.requests[-1]
+    tool = {"type": "function", "function": {"name": "get_weather", "strict": True, "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+        "additionalProperties": False}}}
+    await client.chat.completions.create(model="chat", tools=[tool], messages=[{"role": "user", "content": "w?"}])
+    gateway_tools = bedrock.requests[-1]["toolConfig"]["tools"]
+
+    # the oracle: boto3's own Converse request with the same structured output and a strict tool
+    import boto3
+
+    parsed_format = openai.lib._parsing._completions.type_to_response_format_param(Forecast)
+    rt = boto3.client("bedrock-runtime", region_name=bedrock.region, endpoint_url=bedrock.url,
+                      aws_access_key_id=bedrock.key.access_key, aws_secret_access_key=bedrock.key.secret_key)
+    schema = parsed_format["json_schema"]
+    await asyncio.to_thread(rt.converse, modelId=CLAUDE, messages=[{"role": "user", "content": [{"text": "paris"}]}],
+                            outputConfig={"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
+                                "schema": json.dumps(schema["schema"]), "name": schema["name"]}}}},
+                            toolConfig={"tools": [{"toolSpec": {
+                                "name": "get_weather", "inputSchema": {"json": tool["function"]["parameters"]},
+                                "strict": True}}]})
+    boto_sent = bedrock.requests[-1]
+    assert json.loads(gateway_sent["outputConfig"]["textFormat"]["structure"]["jsonSchema"].pop("schema")) == \
+        json.loads(boto_sent["outputConfig"]["textFormat"]["structure"]["jsonSchema"].pop("schema"))
+    assert gateway_sent["outputConfig"] == boto_sent["outputConfig"]
+    assert gateway_tools == boto_sent["toolConfig"]["tools"]
+
+
+async def test_what_converse_cannot_express_is_refused_by_name(es, client, bedrock):
+    await put(es, "chat_completion", "chat", settings(bedrock))
+    tools = [{"type": "function", "function": {"name": "get_weather"}}]
+    for kwargs, param in (({"response_format": {"type": "json_object"}}, "response_format"),
+                          ({"tools": tools, "parallel_tool_calls": False}, "parallel_tool_calls")):
+        with pytest.raises(openai.BadRequestError) as exc:
+            await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}], **kwargs)
+        assert exc.value.param == param and "amazonbedrock" in exc.value.message
+    assert bedrock.requests == []

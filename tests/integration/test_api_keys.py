@@ -140,6 +140,22 @@ async def test_a_scoped_key_sees_and_uses_only_its_endpoints_on_both_surfaces(ga
             await oa.models.retrieve("team-b-emb")
 
 
+async def test_a_key_scoped_to_a_router_reaches_its_targets_only_through_it(gateway, root, upstream):
+    async with client(gateway, root) as es:
+        await es.inference.put(task_type="text_embedding", inference_id="shared-emb",
+                               inference_config=_openai_endpoint(upstream, "/v1/embeddings"))
+        await es.inference.put(task_type="text_embedding", inference_id="team-a-router",
+                               inference_config={"service": "router",
+                                                 "service_settings": {"targets": ["shared-emb"]}})
+        scoped = (await es.security.create_api_key(name="team-a", role_descriptors=SCOPED)).body["encoded"]
+    async with client(gateway, scoped) as team:
+        out = await team.inference.text_embedding(inference_id="team-a-router", input=["hi"])
+        assert len(out.body["text_embedding"]) == 1
+        with pytest.raises(AuthorizationException):
+            await team.inference.text_embedding(inference_id="shared-emb", input=["hi"])
+        assert [e["inference_id"] for e in (await team.inference.get()).body["endpoints"]] == ["team-a-router"]
+
+
 async def test_access_control_stays_on_after_the_last_key_is_invalidated(gateway, root):
     async with client(gateway, root) as es:
         me = (await es.security.authenticate()).body["api_key"]["id"]

@@ -72,12 +72,17 @@ async def test_embeddings_dimensions_and_user_are_forwarded(client, endpoints, u
     assert upstream.requests[-1] == {"input": ["hello"], "model": "gpt-test", "dimensions": 4, "user": "u-1"}
 
 
-async def test_token_id_inputs_are_decoded_with_cl100k(client, endpoints, upstream):
+async def test_token_ids_reach_an_upstream_that_takes_them_and_are_decoded_for_others(client, http, endpoints,
+                                                                                       upstream):
     # 15339 "hello", 1917 " world" in cl100k_base (what tiktoken.get_encoding("cl100k_base").encode gives)
     await client.embeddings.create(model="emb", input=[[15339, 1917], [15339]], encoding_format="float")
-    assert upstream.requests[-1]["input"] == ["hello world", "hello"]
+    assert upstream.requests[-1]["input"] == [[15339, 1917], [15339]]  # OpenAI's API takes token arrays
     await client.embeddings.create(model="emb", input=[15339, 1917], encoding_format="float")
-    assert upstream.requests[-1]["input"] == ["hello world"]
+    assert upstream.requests[-1]["input"] == [[15339, 1917]]
+    # a vLLM model behind OpenShift AI has a vocabulary of its own: the ids are decoded with the client's
+    await put(http, "text_embedding", "vllm-emb", settings(upstream, "/v1/embeddings"), service="openshift_ai")
+    await client.embeddings.create(model="vllm-emb", input=[[15339, 1917], [15339]], encoding_format="float")
+    assert upstream.requests[-1]["input"] == ["hello world", "hello"]
     with pytest.raises(openai.BadRequestError) as exc:
         await client.embeddings.create(model="emb", input=[[10**7]])
     assert "check_embedding_ctx_length=False" in exc.value.message and exc.value.param == "input"

@@ -8,6 +8,7 @@ import json
 import aiohttp
 import openai
 import pytest
+from openai.types.responses import ResponseInputMessageItem, ResponseOutputMessage
 
 from tests.conftest import make_settings
 from tests.integration.conftest import oai, put
@@ -173,4 +174,40 @@ async def test_a_stored_response_belongs_to_the_key_that_made_it(gateway, endpoi
             await b.responses.create(model="chat", input="x", previous_response_id=mine.id)
         with pytest.raises(openai.NotFoundError):
             await b.responses.delete(mine.id)
+        with pytest.raises(openai.NotFoundError):
+            await b.responses.input_items.list(mine.id)
+        assert [i.content[0].text async for i in a.responses.input_items.list(mine.id)] == ["secret plan"]
         await a.responses.delete(mine.id)
+
+
+async def test_input_items_list_the_conversation(client, endpoints, upstream, gateway):
+    first = await client.responses.create(model="chat", input="first", instructions="not an item")
+    image = "data:image/png;base64,iVBORw0KGgo="
+    second = await client.responses.create(model="chat", previous_response_id=first.id, input=[
+        {"role": "user", "content": [{"type": "input_text", "text": "look"},
+                                     {"type": "input_image", "image_url": image}]}])
+    # the SDK's own pager parses each page (ResponseItemList) and follows `after` while `has_more`
+    items = [i async for i in client.responses.input_items.list(second.id, order="asc", limit=1)]
+    assert [(i.type, i.role) for i in items] == [("message", "user"), ("message", "assistant"), ("message", "user")]
+    assert isinstance(items[0], ResponseInputMessageItem) and items[0].content[0].text == "first"
+    assert isinstance(items[1], ResponseOutputMessage) and items[1].id == first.output[0].id
+    assert items[1].content[0].text == "NOT AN ITEM FIRST"  # the fake upstream echoes every message
+    assert items[2].content[1].type == "input_image" and items[2].content[1].image_url is None
+    page = await client.responses.input_items.list(second.id, include=["message.input_image.image_url"])
+    assert page.object == "list" and page.has_more is False
+    assert [i.id for i in page.data] == [i.id for i in reversed(items)]  # newest first by default
+    assert (page.first_id, page.last_id) == (items[2].id, items[0].id)
+    assert page.data[0].content[1].image_url == image
+    older = await client.responses.input_items.list(second.id, after=items[2].id, limit=1)
+    assert [i.id for i in older.data] == [items[1].id] and older.has_more is True
+    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as http:
+        async with http.get(f"/v1/responses/{second.id}/input_items", params={"order": "asc",
+                                                                               "before": items[2].id}) as resp:
+            assert [i["id"] for i in (await resp.json())["data"]] == [items[0].id, items[1].id]
+    for kwargs, param in (({"limit": 0}, "limit"), ({"order": "up"}, "order"), ({"after": "msg_x"}, "after"),
+                          ({"include": ["reasoning.encrypted_content"]}, "include")):
+        with pytest.raises(openai.BadRequestError) as exc:
+            await client.responses.input_items.list(second.id, **kwargs)
+        assert exc.value.param == param
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.input_items.list("resp_missing")

@@ -265,7 +265,7 @@ async def test_anthropic_provider_uses_raw_predict(es, http, upstream):
     assert path == ("/v1/projects/my-project/locations/us-east5/publishers/anthropic/models/"
                     "claude-sonnet-4@20250514:rawPredict") and token == "ya29.fake-token-1"
     assert body == {"anthropic_version": "vertex-2023-10-16", "messages": [{"role": "user", "content": "hi claude"}],
-                    "max_tokens": 1024, "stream": False}
+                    "max_tokens": 1024}  # no `stream: false` (AnthropicVertex sends none)
     status, events = await stream(http, "/_inference/completion/claude/_stream", {"input": "streamed"})
     assert status == 200 and events[-1] == ("message", "[DONE]")
     assert "".join(json.loads(d)["completion"][0]["delta"] for _, d in events[:-1]) == "STREAMED"

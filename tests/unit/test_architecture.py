@@ -102,9 +102,10 @@ def test_dependencies_point_from_adapters_and_engines_to_the_core():
                    or (m.startswith("engines") and t.startswith("adapters")))
     assert wrong == []
     # the core reaches adapters only through the backend that drives them, engines only when the app starts
+    # (and when the --workers supervisor starts the engine host)
     users = {m for m, targets in graph.items() if m.startswith("proxy") for t in targets
              if t.startswith(("adapters", "engines"))}
-    assert users <= {"proxy.backends", "proxy.server"}
+    assert users <= {"proxy.backends", "proxy.server", "proxy.workers"}
 
 
 def test_every_remote_catalogue_service_has_an_adapter():

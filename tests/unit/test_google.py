@@ -398,10 +398,11 @@ def test_vertex_anthropic_body_and_urls():
                       "anthropic/models/claude-sonnet-4@20250514:rawPredict")
     body = json.loads(up.body)
     assert body["anthropic_version"] == "vertex-2023-10-16" and "model" not in body
-    assert body["max_tokens"] == 1024 and body["stream"] is False and body["system"] == "s"
+    assert body["max_tokens"] == 1024 and "stream" not in body and body["system"] == "s"
     assert body["messages"] == [{"role": "user", "content": "hi"}]
     up = a.build_request(ChatRequest(messages=[user("hi")], stream=True, max_tokens=5))
     assert up.url.endswith(":streamRawPredict") and json.loads(up.body)["max_tokens"] == 5
+    assert json.loads(up.body)["stream"] is True
 
 
 def test_vertex_openai_shaped_partners_need_a_url():
