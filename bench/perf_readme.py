@@ -105,10 +105,9 @@ def section(runs: dict[str, dict], local: dict | None) -> str:
              f"{tools['rps_load']}. Pinning: {first['params']['pinning']}. Each run: "
              f"`bench/overhead.py --quick --label NAME --output bench/results/overhead-NAME.json` with the flags "
              f"of its row; rows are medians over the runs of one configuration.", "",
-             "Streams: `/_inference` and `/v1` translated, then `/v1` passed through "
-             "(an OpenAI-format upstream, `proxy/wire/openai_relay.py`).", "",
              "| runs | gateway | n | load avg | RPS / relay `/_inference`, `/v1` | added p50 c=1 / relay's | "
-             "CPU per request / relay's | stream frames/s / relay | CPU µs per event (relay) |",
+             "CPU per request / relay's | stream frames/s / relay: `/_inference`, `/v1`, pass-through | "
+             "CPU µs per event, the same three (relay) |",
              "|---|---|---|---|---|---|---|---|---|"]
     medians = {}
     for name, rs in groups.items():
