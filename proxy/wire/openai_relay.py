@@ -48,7 +48,7 @@ class ChatRelay:
         self.model = msgspec.Raw(_encoder.encode(model))
         self._model_field = b'"model":' + bytes(self.model)
         self.include_usage = include_usage
-        self._buf = b""
+        self._buf = bytearray()  # the start of an event whose end has not arrived
         self._upstream_model = b""  # the upstream's `"model":"..."`, as it wrote it in the last block
         self._decoder: SSEDecoder | None = None  # once the stream is not LF-framed, every event is decoded
 
@@ -56,16 +56,26 @@ class ChatRelay:
         if self._decoder is not None or b"\r" in chunk:
             if self._decoder is None:
                 self._decoder = SSEDecoder()
-                chunk, self._buf = self._buf + chunk, b""
+                chunk = bytes(self._buf) + chunk
+                self._buf.clear()
             return self._events(self._decoder.feed(chunk), parser)
-        buf = self._buf + chunk if self._buf else chunk
-        end = buf.rfind(b"\n\n")
-        if end < 0:
-            if len(buf) > DEFAULT_MAX_EVENT_BYTES:
-                raise FrameTooLarge(DEFAULT_MAX_EVENT_BYTES)
-            self._buf = buf
+        buf = self._buf
+        if not buf:  # the usual read: whole events, or whole events and the start of one
+            end = chunk.rfind(b"\n\n")
+            whole = chunk[:end + 2] if end >= 0 else b""
+            buf += chunk[end + 2:] if end >= 0 else chunk
+        else:  # the end of an event that started in an earlier read: kept in a bytearray, never re-copied whole
+            start = len(buf)
+            buf += chunk
+            end = buf.rfind(b"\n\n", max(0, start - 1))
+            whole = b""
+            if end >= 0:
+                whole = bytes(buf[:end + 2])
+                del buf[:end + 2]
+        if len(buf) > DEFAULT_MAX_EVENT_BYTES:
+            raise FrameTooLarge(DEFAULT_MAX_EVENT_BYTES)
+        if not whole:
             return _NOTHING
-        whole, self._buf = buf[:end + 2], buf[end + 2:]
         # the stream's last events, [DONE] and the usage chunk, go to the parser; those before pass as a block
         cut = len(whole) - len(_DONE_EVENT) if whole.endswith(_DONE_EVENT) else len(whole)
         before = whole.rfind(b"\n\n", 0, cut - 2)
@@ -86,7 +96,8 @@ class ChatRelay:
         if self._decoder is not None:
             out = self._events(self._decoder.close(), parser)
         else:
-            rest, self._buf = self._buf, b""
+            rest = bytes(self._buf)
+            self._buf.clear()
             out = self._events(SSEDecoder().feed(rest + b"\n\n"), parser) if rest.strip() else _NOTHING
         if out.error is None:
             try:
