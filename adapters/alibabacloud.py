@@ -15,11 +15,11 @@ from urllib.parse import quote
 import msgspec
 
 from proxy.errors import StatusError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
-                         InputType, RankedDoc, RerankRequest, RerankResult, SparseEmbedResult, TaskType, Usage)
+from proxy.types import (ChatRequest, ChatResult, EmbedRequest, EmbedResult, InputType, RankedDoc, RerankRequest,
+                         RerankResult, SparseEmbedResult, TaskType, Usage)
 
-from .base import (Adapter, Framing, ProviderError, StreamParser, UpstreamRequest, generic_error, malformed,
-                   host_region, map_input_type, unsupported)
+from .base import (Adapter, Framing, ProviderError, UpstreamRequest, decoding, generic_error, host_region,
+                   map_input_type, unsupported)
 
 T = TaskType
 SERVICE = "alibabacloud-ai-search"
@@ -161,16 +161,22 @@ class AlibabaCloudSearchAdapter(Adapter):
         return f"{schema}://{host}/v3/openapi/workspaces/{workspace}/{kind}/{service_id}"
 
     # -- requests -----------------------------------------------------------------------------
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        if isinstance(req, EmbedRequest):
-            body = self.embed_body(req)
-        elif isinstance(req, RerankRequest):
-            body = self.rerank_body(req)
-        else:
-            body = self.completion_body(req)
+    def _request(self, body: dict[str, Any]) -> UpstreamRequest:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.setting('api_key')}"}
         # `host` is the endpoint's own setting: gateway-wide origin overrides do not apply
         return UpstreamRequest(url=self._url(), body=_encoder.encode(body), headers=headers, explicit_url=True)
+
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        return self._request(self.embed_body(req))
+
+    def sparse_request(self, req: EmbedRequest) -> UpstreamRequest:
+        return self._request(self.embed_body(req))
+
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
+        return self._request(self.rerank_body(req))
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
+        return self._request(self.completion_body(req))
 
     def _input_type(self, req: EmbedRequest) -> str | None:
         # the request's input_type wins over the stored task setting (ES *RequestEntity.toXContent)
@@ -228,45 +234,36 @@ class AlibabaCloudSearchAdapter(Adapter):
         return body
 
     # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        try:
-            if isinstance(req, EmbedRequest):
-                if self.task == T.SPARSE_EMBEDDING:
-                    return self.parse_sparse(body)
-                return self.parse_embeddings(body)
-            if isinstance(req, RerankRequest):
-                resp = _rerank.decode(body)
-                return RerankResult(ranked=[RankedDoc(index=s.index, relevance_score=s.score)
-                                            for s in resp.result.scores])
-            return self.parse_completion(body)
-        except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError, ValueError):
-            raise malformed("response") from None
-
-    def parse_embeddings(self, body: bytes) -> EmbedResult:
-        resp = _embeddings.decode(body)
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            resp = _embeddings.decode(body)
         items = resp.result.embeddings
         if any(item.index != i for i, item in enumerate(items)):
             items = sorted(items, key=lambda item: item.index)
         return EmbedResult(vectors=[item.embedding for item in items], usage=_token_usage(resp.usage))
 
-    def parse_sparse(self, body: bytes) -> SparseEmbedResult:
-        resp = _sparse.decode(body)
-        items = sorted(resp.result.sparse_embeddings, key=lambda item: item.index)
-        embeddings = [sparse_tokens(item.embedding) for item in items]
+    def parse_sparse(self, req: EmbedRequest, body: bytes) -> SparseEmbedResult:
+        with decoding(also=(KeyError, TypeError, ValueError)):  # sparse_tokens reads the token list
+            resp = _sparse.decode(body)
+            embeddings = [sparse_tokens(item.embedding)
+                          for item in sorted(resp.result.sparse_embeddings, key=lambda item: item.index)]
         return SparseEmbedResult(embeddings=embeddings, truncated=[False] * len(embeddings),
                                  usage=_token_usage(resp.usage))
 
-    def parse_completion(self, body: bytes) -> ChatResult:
-        resp = _completion.decode(body)
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
+        with decoding():
+            resp = _rerank.decode(body)
+        return RerankResult(ranked=[RankedDoc(index=s.index, relevance_score=s.score) for s in resp.result.scores])
+
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        with decoding():
+            resp = _completion.decode(body)
         usage = None
         if resp.usage is not None and resp.usage.total_tokens is not None:
             usage = Usage(prompt_tokens=resp.usage.input_tokens or 0, completion_tokens=resp.usage.output_tokens or 0,
                           total_tokens=resp.usage.total_tokens)
         return ChatResult(id=resp.request_id, model=str(self.setting("service_id") or ""), content=resp.result.text,
                           usage=usage)
-
-    def stream_parser(self, req: ChatRequest) -> StreamParser:
-        raise StatusError(f"Streaming is not allowed for service [{SERVICE}].", status=405)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
         return alibaba_error(body)

@@ -31,13 +31,13 @@ import msgspec
 
 from proxy.errors import StatusError
 from proxy.sse import SSEDecoder
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, ChatResult, EmbedRequest,
+from proxy.types import (CanonicalRequest, ChatDelta, ChatRequest, ChatResult, EmbedRequest,
                          EmbedResult, InputType, RankedDoc, RerankRequest, RerankResult, SparseEmbedResult,
                          TaskType)
 
 from .aws import AwsAdapter, EventMessage, stream_exception
-from .base import SSEEvent, StreamParser, UpstreamRequest, malformed, reject_input_type, unsupported
-from .openai_compat import OpenAICompatible, OpenAIStreamParser, openai_messages
+from .base import SSEEvent, StreamParser, UpstreamRequest, decoding, malformed, reject_input_type, unsupported
+from .openai_compat import OpenAICompatible, OpenAIStreamParser, openai_messages, parse_embedding_list
 
 SERVICE = "amazon_sagemaker"
 T = TaskType
@@ -142,7 +142,6 @@ class AmazonSageMakerAdapter(AwsAdapter):
     # verified: the SageMaker Runtime service model (aws-elixir sage_maker_runtime.ex metadata:
     # endpoint_prefix "runtime.sagemaker", signing_name "sagemaker")
     signing_name = "sagemaker"
-    tasks: ClassVar[frozenset[TaskType]] = API_TASKS["elastic"]
     embed_batch_size: ClassVar[int | None] = DEFAULT_BATCH_SIZE
     # ModelNotReadyException is 429 and ServiceUnavailable 503: both retried by the base set
 
@@ -203,15 +202,16 @@ class AmazonSageMakerAdapter(AwsAdapter):
         headers[header] = str(value).lower() if isinstance(value, bool) else str(value)
 
     # -- requests -----------------------------------------------------------------------------
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
+    def _checked_api(self) -> str:
         api = self.api()
         self._check_task(api)
-        stream = isinstance(req, ChatRequest) and req.stream
-        body = self.openai_body(req) if api == "openai" else self.elastic_body(req)
+        return api
+
+    def _upstream(self, req: CanonicalRequest, body: dict[str, Any], stream: bool = False) -> UpstreamRequest:
         return UpstreamRequest(url=self.url(stream), body=_encoder.encode(body), headers=self.headers(req, stream))
 
-    def openai_body(self, req: CanonicalRequest) -> dict[str, Any]:
-        if isinstance(req, EmbedRequest):
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        if self._checked_api() == "openai":
             # verified: ES OpenAiTextEmbeddingPayload: {"input": one | [...], "user"?, "dimensions"?}
             reject_input_type(req.input_type)
             body: dict[str, Any] = {"input": req.inputs[0] if len(req.inputs) == 1 else req.inputs}
@@ -221,97 +221,111 @@ class AmazonSageMakerAdapter(AwsAdapter):
             dims = req.dimensions if req.dimensions is not None else self.setting("dimensions")
             if dims is not None:
                 body["dimensions"] = dims
-            return body
-        if isinstance(req, ChatRequest):
+            return self._upstream(req, body)
+        return self._upstream(req, self.elastic_embed_body(req))
+
+    def sparse_request(self, req: EmbedRequest) -> UpstreamRequest:
+        self._checked_api()  # api=openai has no sparse_embedding: refused there
+        return self._upstream(req, self.elastic_embed_body(req))
+
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
+        self._checked_api()  # api=openai has no rerank: refused there
+        body: dict[str, Any] = {"input": req.documents[0] if len(req.documents) == 1 else req.documents,
+                                "query": req.query}
+        if req.return_documents is not None:
+            body["return_documents"] = req.return_documents
+        if req.top_n is not None:
+            body["top_n"] = req.top_n
+        return self._upstream(req, self._with_task_settings(req, body))
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
+        if self._checked_api() == "openai":
             # verified: ES OpenAiCompletionPayload: the unified (OpenAI) chat entity + user + max_completion_tokens
-            return self._openai.chat_body(req)
-        raise StatusError(f"The [{SERVICE}] service does not support task type [rerank] with api [openai]", status=405)
-
-    def _elastic_task_settings(self, req: CanonicalRequest) -> dict[str, Any]:
-        # ES takes these only at inference time (ElasticPayload.apiTaskSettings rejects stored ones)
-        return {k: v for k, v in req.task_settings.items() if k not in _COMMON_TASK_SETTINGS}
-
-    def elastic_body(self, req: CanonicalRequest) -> dict[str, Any]:
-        extra = self._elastic_task_settings(req)
-        if isinstance(req, ChatRequest) and self.task == T.CHAT_COMPLETION:
-            # the ES chat_completion request schema (UnifiedCompletionRequest.toXContent)
-            for name, value in (("seed", req.seed), ("response_format", req.response_format), ("user", req.user)):
-                if value is not None:
-                    raise unsupported(name, SERVICE)
-            body: dict[str, Any] = {"messages": openai_messages(req.messages)}
-            optional = {"model": req.model, "max_completion_tokens": req.max_tokens, "stop": req.stop or None,
-                        "temperature": req.temperature, "tool_choice": req.tool_choice, "tools": req.tools or None,
-                        "top_p": req.top_p}
-            body.update({k: v for k, v in optional.items() if v is not None})
-            if req.stream:
-                body["stream"] = True
-            return body
-        if isinstance(req, ChatRequest):
-            # completion: ElasticPayload.requestBytes with the inputs, which a completion request
-            # carries as user messages; the shape has no place for generation parameters
-            for name, value in (("max_completion_tokens", req.max_tokens), ("temperature", req.temperature),
-                                ("top_p", req.top_p), ("stop", req.stop or None), ("seed", req.seed),
-                                ("tools", req.tools or None), ("tool_choice", req.tool_choice),
-                                ("response_format", req.response_format), ("user", req.user)):
-                if value is not None:
-                    raise unsupported(name, SERVICE)
-            inputs = []
-            for m in req.messages:
-                if m.role != "user" or not isinstance(m.content, str):
-                    raise StatusError(f"The [{SERVICE}] service with api [elastic] takes completion inputs as plain "
-                                      f"user text, not [{m.role}] messages or content parts")
-                inputs.append(m.content)
-            body = {"input": inputs[0] if len(inputs) == 1 else inputs}
-        elif isinstance(req, RerankRequest):
-            body = {"input": req.documents[0] if len(req.documents) == 1 else req.documents, "query": req.query}
-            if req.return_documents is not None:
-                body["return_documents"] = req.return_documents
-            if req.top_n is not None:
-                body["top_n"] = req.top_n
+            body = self._openai.chat_body(req)
+        elif self.task == T.CHAT_COMPLETION:
+            body = self.elastic_chat_body(req)
         else:
-            if req.user:
-                raise unsupported("user", SERVICE)
-            if req.dimensions is not None:
-                raise unsupported("dimensions", SERVICE)
-            body = {"input": req.inputs[0] if len(req.inputs) == 1 else req.inputs}
-            if req.input_type is not None:
-                body["input_type"] = ELASTIC_INPUT_TYPES[req.input_type]
+            body = self._with_task_settings(req, self.elastic_completion_body(req))
+        return self._upstream(req, body, req.stream)
+
+    def _with_task_settings(self, req: CanonicalRequest, body: dict[str, Any]) -> dict[str, Any]:
+        # ES takes these only at inference time (ElasticPayload.apiTaskSettings rejects stored ones)
+        extra = {k: v for k, v in req.task_settings.items() if k not in _COMMON_TASK_SETTINGS}
         if extra:
             body["task_settings"] = extra
         return body
 
-    # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        try:
-            if self.api() == "openai":
-                if isinstance(req, EmbedRequest):
-                    return self._openai.parse_embeddings(body)
-                return self._openai.parse_chat(body)
-            return self.parse_elastic(req, body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed("response") from None
+    def elastic_chat_body(self, req: ChatRequest) -> dict[str, Any]:
+        # the ES chat_completion request schema (UnifiedCompletionRequest.toXContent)
+        for name, value in (("seed", req.seed), ("response_format", req.response_format), ("user", req.user)):
+            if value is not None:
+                raise unsupported(name, SERVICE)
+        body: dict[str, Any] = {"messages": openai_messages(req.messages)}
+        optional = {"model": req.model, "max_completion_tokens": req.max_tokens, "stop": req.stop or None,
+                    "temperature": req.temperature, "tool_choice": req.tool_choice, "tools": req.tools or None,
+                    "top_p": req.top_p}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if req.stream:
+            body["stream"] = True
+        return body
 
-    def parse_elastic(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        if isinstance(req, EmbedRequest) and self.task == T.SPARSE_EMBEDDING:
-            items = _sparse_decoder.decode(body).sparse_embedding
-            return SparseEmbedResult(embeddings=[i.embedding for i in items], truncated=[i.is_truncated for i in items])
-        if isinstance(req, EmbedRequest):
+    def elastic_completion_body(self, req: ChatRequest) -> dict[str, Any]:
+        # completion: ElasticPayload.requestBytes with the inputs, which a completion request
+        # carries as user messages; the shape has no place for generation parameters
+        for name, value in (("max_completion_tokens", req.max_tokens), ("temperature", req.temperature),
+                            ("top_p", req.top_p), ("stop", req.stop or None), ("seed", req.seed),
+                            ("tools", req.tools or None), ("tool_choice", req.tool_choice),
+                            ("response_format", req.response_format), ("user", req.user)):
+            if value is not None:
+                raise unsupported(name, SERVICE)
+        inputs = []
+        for m in req.messages:
+            if m.role != "user" or not isinstance(m.content, str):
+                raise StatusError(f"The [{SERVICE}] service with api [elastic] takes completion inputs as plain "
+                                  f"user text, not [{m.role}] messages or content parts")
+            inputs.append(m.content)
+        return {"input": inputs[0] if len(inputs) == 1 else inputs}
+
+    def elastic_embed_body(self, req: EmbedRequest) -> dict[str, Any]:
+        if req.user:
+            raise unsupported("user", SERVICE)
+        if req.dimensions is not None:
+            raise unsupported("dimensions", SERVICE)
+        body: dict[str, Any] = {"input": req.inputs[0] if len(req.inputs) == 1 else req.inputs}
+        if req.input_type is not None:
+            body["input_type"] = ELASTIC_INPUT_TYPES[req.input_type]
+        return self._with_task_settings(req, body)
+
+    # -- responses ----------------------------------------------------------------------------
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            if self.api() == "openai":
+                return parse_embedding_list(body)
             element = self.setting("element_type") or "float"
-            dense = _dense_decoder.decode(body)
-            items = getattr(dense, _ELEMENT_KEYS.get(element, "text_embedding"))
-            if items is None:
-                raise malformed(f"response (no [{_ELEMENT_KEYS.get(element)}] for element_type [{element}])")
-            return EmbedResult(vectors=[i.embedding for i in items], element_type=element)
-        if isinstance(req, RerankRequest):
+            items = getattr(_dense_decoder.decode(body), _ELEMENT_KEYS.get(element, "text_embedding"))
+        if items is None:
+            raise malformed(f"response (no [{_ELEMENT_KEYS.get(element)}] for element_type [{element}])")
+        return EmbedResult(vectors=[i.embedding for i in items], element_type=element)
+
+    def parse_sparse(self, req: EmbedRequest, body: bytes) -> SparseEmbedResult:
+        with decoding():
+            items = _sparse_decoder.decode(body).sparse_embedding
+        return SparseEmbedResult(embeddings=[i.embedding for i in items], truncated=[i.is_truncated for i in items])
+
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
+        with decoding():
             ranked = _rerank_decoder.decode(body).rerank
-            return RerankResult(ranked=[RankedDoc(index=r.index, relevance_score=r.relevance_score, text=r.text)
-                                        for r in ranked])
-        if self.task == T.CHAT_COMPLETION:
-            return self._openai.parse_chat(body)
+        return RerankResult(ranked=[RankedDoc(index=r.index, relevance_score=r.relevance_score, text=r.text)
+                                    for r in ranked])
+
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        if self.api() == "openai" or self.task == T.CHAT_COMPLETION:
+            return self._openai.parse_chat(req, body)
+        with decoding():
+            items = _completion_items(body)
         # several inputs give several results: they are joined in order into the one completion
-        text = "".join(item.result or "" for item in _completion_items(body))
         return ChatResult(id=f"chatcmpl-{uuid.uuid4().hex}", model=str(self.setting("endpoint_name") or ""),
-                          content=text)
+                          content="".join(item.result or "" for item in items))
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         api = self.api()

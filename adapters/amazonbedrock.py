@@ -25,17 +25,16 @@ from urllib.parse import quote
 
 import msgspec
 
-from proxy.chat_params import check as check_chat_params
 from proxy.errors import RequestValidationError, StatusError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
-                         EmbedRequest, EmbedResult, FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta,
-                         Usage)
+from proxy.types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, EmbedRequest,
+                         EmbedResult, FunctionCall, ImagePart, InputType, NamedToolChoice, TaskType, Tool, ToolCall,
+                         ToolCallDelta, ToolChoice, Usage)
 
 from .anthropic import thinking_budget
 from .aws import AwsAdapter, EventMessage, stream_exception
-from .base import StreamCut, StreamParser, UpstreamRequest, malformed, map_input_type, reject_input_type, unsupported
-from .chat_parts import (NamedFunction, content_blocks, data_url, function_tools, image_url, tool_arguments,
-                         tool_choice)
+from .base import (StreamCut, StreamParser, UpstreamRequest, decoding, malformed, map_input_type, reject_input_type,
+                   unsupported)
+from .chat_parts import content_blocks, data_url, schema, tool_arguments
 
 SERVICE = "amazonbedrock"
 T = TaskType
@@ -181,9 +180,9 @@ _event_decoder = msgspec.json.Decoder(_StreamEvent)
 # ------------------------------------------------------------------------------ request translation
 
 
-def _image_block(part: dict[str, Any]) -> dict[str, Any]:
-    url = image_url(part)
-    if not isinstance(url, str) or not url.startswith("data:"):
+def _image_block(part: ImagePart) -> dict[str, Any]:
+    url = part.url
+    if not url.startswith("data:"):
         # Converse takes image bytes (or S3 locations), it never fetches a URL
         raise RequestValidationError(f"The [{SERVICE}] service accepts images only as base64 data URLs")
     media_type, data, is_base64 = data_url(url)
@@ -200,7 +199,7 @@ def _image_block(part: dict[str, Any]) -> dict[str, Any]:
     return {"image": {"format": fmt, "source": {"bytes": data}}}
 
 
-def _blocks(content: str | list[dict[str, Any]] | None, where: str) -> list[dict[str, Any]]:
+def _blocks(content: str | list[ContentPart] | None, where: str) -> list[dict[str, Any]]:
     return content_blocks(content, where, SERVICE, lambda text: {"text": text}, _image_block, keep_empty_text=True)
 
 
@@ -241,15 +240,15 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]
     return system, out
 
 
-def translate_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def translate_tools(tools: list[Tool]) -> list[dict[str, Any]]:
     out = []
-    for fn in function_tools(tools, SERVICE):
+    for fn in (tool.function for tool in tools):
         if not fn.name:
             raise RequestValidationError("A tool function needs a [name]")
         spec: dict[str, Any] = {"name": fn.name}
         if fn.description is not None:
             spec["description"] = fn.description
-        spec["inputSchema"] = {"json": fn.schema()}  # required by Converse
+        spec["inputSchema"] = {"json": schema(fn)}  # required by Converse
         if fn.strict:  # strict tool use (botocore bedrock-runtime ToolSpecification.strict); false asks for nothing
             spec["strict"] = True
         out.append({"toolSpec": spec})
@@ -276,14 +275,13 @@ def translate_response_format(fmt: dict[str, Any]) -> dict[str, Any] | None:
                                  f"(Converse has no schema-less JSON mode), not [{kind}]", param="response_format")
 
 
-def translate_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+def translate_tool_choice(choice: ToolChoice) -> dict[str, Any]:
     """Converse `toolChoice` (`none` has no Converse form: the caller leaves the tools out)."""
-    chosen = tool_choice(choice)
-    if isinstance(chosen, NamedFunction):
-        return {"tool": {"name": chosen.name}}
-    if chosen == "auto":
+    if isinstance(choice, NamedToolChoice):
+        return {"tool": {"name": choice.function.name}}
+    if choice == "auto":
         return {"auto": {}}
-    if chosen == "required":
+    if choice == "required":
         return {"any": {}}
     raise RequestValidationError(f"Unsupported [tool_choice] value [{choice}] for the [{SERVICE}] service")
 
@@ -300,7 +298,6 @@ class AmazonBedrockAdapter(AwsAdapter):
     # verified: the AWS service model of Bedrock Runtime (aws-elixir generated bedrock_runtime metadata:
     # endpoint_prefix "bedrock-runtime", signing_name "bedrock", protocol rest-json)
     signing_name = "bedrock"
-    tasks: ClassVar[frozenset[TaskType]] = frozenset({T.TEXT_EMBEDDING, T.COMPLETION, T.CHAT_COMPLETION})
     # the largest Bedrock batch; the instance narrows it to its provider's (Titan: 1)
     embed_batch_size: ClassVar[int | None] = 96
     # ThrottlingException and ModelNotReadyException are 429, ServiceUnavailable 503: the base set
@@ -343,21 +340,20 @@ class AmazonBedrockAdapter(AwsAdapter):
                 f"{quote(model, safe='')}/{operation}")
 
     # -- requests -----------------------------------------------------------------------------
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        provider = self.provider()
-        if isinstance(req, EmbedRequest):
-            self._check_embeddings(provider)
-            body = self.titan_body(req) if provider == "amazontitan" else self.cohere_body(req)
-            operation = "invoke"
-        elif isinstance(req, ChatRequest):
-            # every provider family does completion and chat (ES chatCompletionProviders)
-            body = self.converse_body(req, provider)
-            operation = "converse-stream" if req.stream else "converse"
-        else:
-            raise StatusError(f"The [{SERVICE}] service does not support task type [rerank]")
+    def _request(self, req: CanonicalRequest, operation: str, body: dict[str, Any]) -> UpstreamRequest:
         accept = "application/vnd.amazon.eventstream" if operation == "converse-stream" else "application/json"
         return UpstreamRequest(url=self.url(self.model(req), operation), body=_encoder.encode(body),
                                headers={"Content-Type": "application/json", "Accept": accept})
+
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        provider = self.provider()
+        self._check_embeddings(provider)
+        return self._request(req, "invoke", self.titan_body(req) if provider == "amazontitan" else self.cohere_body(req))
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
+        # every provider family does completion and chat (ES chatCompletionProviders)
+        body = self.converse_body(req, self.provider())
+        return self._request(req, "converse-stream" if req.stream else "converse", body)
 
     def titan_body(self, req: EmbedRequest) -> dict[str, Any]:
         # verified: ES AmazonBedrockTitanEmbeddingsRequestEntity: {"inputText": one text}
@@ -385,17 +381,20 @@ class AmazonBedrockAdapter(AwsAdapter):
         return {"texts": req.inputs, "input_type": input_type or "search_document"}
 
     def check_chat(self, req: ChatRequest) -> None:
-        # Claude on Bedrock takes Anthropic's own `thinking` and `tool_choice` fields through
-        # additionalModelRequestFields (AWS Bedrock user guide, "Extended thinking" with Converse)
-        claude = self.provider_or_none() == "anthropic"
         if req.parallel_tool_calls is False and req.tools:
             # Converse's toolConfig has no such switch, and AWS documents no way to pass Anthropic's
             # `disable_parallel_tool_use` through it (additionalModelRequestFields)
             raise RequestValidationError(f"The [{SERVICE}] service cannot honour [parallel_tool_calls] false: the "
                                          f"Converse API has no setting that limits a turn to one tool call",
                                          param="parallel_tool_calls")
-        check_chat_params(req, SERVICE, ("reasoning_effort",) if claude else (),
-                          ("top_k",) if self.provider_or_none() in TOP_K_FIELD else ())
+        super().check_chat(req)
+
+    def mapped_chat_params(self) -> tuple[frozenset[str], frozenset[str] | None]:
+        # Claude on Bedrock takes Anthropic's own `thinking` and `tool_choice` fields through
+        # additionalModelRequestFields (AWS Bedrock user guide, "Extended thinking" with Converse)
+        claude = self.provider_or_none() == "anthropic"
+        return (frozenset({"reasoning_effort"} if claude else ()),
+                frozenset({"top_k"} if self.provider_or_none() in TOP_K_FIELD else ()))
 
     def converse_body(self, req: ChatRequest, provider: str) -> dict[str, Any]:
         if req.seed is not None:
@@ -454,15 +453,11 @@ class AmazonBedrockAdapter(AwsAdapter):
         return body
 
     # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        try:
-            if isinstance(req, EmbedRequest):
-                if self.provider() == "amazontitan":
-                    return self.parse_titan(body)
-                return self.parse_cohere(body)
-            return self.parse_converse(req, body)  # type: ignore[arg-type]
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed("response") from None
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            if self.provider() == "amazontitan":
+                return self.parse_titan(body)
+            return self.parse_cohere(body)
 
     @staticmethod
     def parse_titan(body: bytes) -> EmbedResult:
@@ -479,8 +474,9 @@ class AmazonBedrockAdapter(AwsAdapter):
             return EmbedResult(vectors=_by_type_decoder.decode(raw).float)
         return EmbedResult(vectors=_vectors_decoder.decode(raw))
 
-    def parse_converse(self, req: ChatRequest, body: bytes) -> ChatResult:
-        resp = _converse_decoder.decode(body)
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        with decoding():
+            resp = _converse_decoder.decode(body)
         texts: list[str] = []
         calls: list[ToolCall] = []
         for block in (resp.output.message.content if resp.output.message else []):

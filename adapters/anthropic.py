@@ -11,18 +11,17 @@ Source: https://docs.anthropic.com/en/api/messages, https://docs.anthropic.com/e
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from typing import Any, Mapping
 
 import msgspec
 
 from proxy.errors import RequestValidationError, StatusError, StreamReportedError, UpstreamError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
-                         FunctionCall, TaskType, ToolCall, ToolCallDelta, Usage)
+from proxy.types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, FunctionCall, ImagePart,
+                         NamedToolChoice, Tool, ToolCall, ToolCallDelta, ToolChoice, Usage)
 
-from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
-                   malformed, unsupported)
-from .chat_parts import (NamedFunction, content_blocks, data_url, function_tools, image_url, tool_arguments,
-                         tool_choice)
+from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, decoding,
+                   generic_error, malformed, unsupported)
+from .chat_parts import content_blocks, data_url, schema, tool_arguments
 
 SERVICE = "anthropic"
 DEFAULT_URL = "https://api.anthropic.com/v1/messages"
@@ -131,14 +130,14 @@ def _text_block(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
-def _text_parts(content: str | list[dict[str, Any]] | None, where: str) -> list[dict[str, Any]]:
+def _text_parts(content: str | list[ContentPart] | None, where: str) -> list[dict[str, Any]]:
     """OpenAI content (a string or parts) as Anthropic content blocks."""
     return content_blocks(content, where, SERVICE, _text_block, _image_block, keep_empty_text=False)
 
 
-def _image_block(part: dict[str, Any]) -> dict[str, Any]:
-    url = image_url(part)
-    if not isinstance(url, str) or not url:
+def _image_block(part: ImagePart) -> dict[str, Any]:
+    url = part.url
+    if not url:
         raise RequestValidationError("An [image_url] content part needs a [url]")
     if url.startswith("data:"):
         media_type, data, is_base64 = data_url(url)
@@ -148,7 +147,7 @@ def _image_block(part: dict[str, Any]) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
-def _plain(content: str | list[dict[str, Any]] | None, where: str) -> str | list[dict[str, Any]]:
+def _plain(content: str | list[ContentPart] | None, where: str) -> str | list[dict[str, Any]]:
     """A message's content as a string when it is one, else as blocks."""
     if isinstance(content, str):
         return content
@@ -199,13 +198,13 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[str | list[dict[str
     return sys_value, out
 
 
-def translate_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def translate_tools(tools: list[Tool]) -> list[dict[str, Any]]:
     out = []
-    for fn in function_tools(tools, SERVICE):
+    for fn in (tool.function for tool in tools):
         item: dict[str, Any] = {"name": fn.name}
         if fn.description is not None:
             item["description"] = fn.description
-        item["input_schema"] = fn.schema()  # required by Anthropic
+        item["input_schema"] = schema(fn)  # required by Anthropic
         # ES refuses `strict` (AnthropicUnifiedChatCompletionRequestEntity); the Messages API has taken it since
         # structured outputs (anthropic SDK 2.17 `ToolParam.strict`), so it is passed on
         if fn.strict:
@@ -244,12 +243,11 @@ def thinking_budget(effort: str, service: str) -> int:
                                      f"one of [{', '.join(THINKING_BUDGETS)}]", param="reasoning_effort") from None
 
 
-def translate_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+def translate_tool_choice(choice: ToolChoice) -> dict[str, Any]:
     # verified: ES AnthropicUnifiedChatCompletionRequestEntity (auto/none/required -> auto/none/any; function -> tool)
-    chosen = tool_choice(choice)
-    if isinstance(chosen, NamedFunction):
-        return {"type": "tool", "name": chosen.name}
-    mapped = {"auto": "auto", "none": "none", "required": "any"}.get(chosen)
+    if isinstance(choice, NamedToolChoice):
+        return {"type": "tool", "name": choice.function.name}
+    mapped = {"auto": "auto", "none": "none", "required": "any"}.get(choice)
     if mapped is None:
         raise StatusError(f"Unsupported tool_choice value [{choice}] for the Anthropic chat completion API.")
     return {"type": mapped}
@@ -280,14 +278,11 @@ class AnthropicAdapter(Adapter):
     service = SERVICE
     maps_reasoning = True  # thinking_config
     framing = Framing.SSE
-    tasks: ClassVar[frozenset[TaskType]] = frozenset({TaskType.COMPLETION, TaskType.CHAT_COMPLETION})
     chat_params = frozenset({"parallel_tool_calls", "reasoning_effort"})
     extra_params = frozenset({"top_k"})  # a Messages API parameter clients send through extra_body
     # ES retries 429, 500 and 529 (overloaded) (AnthropicResponseHandler); the base set covers them
 
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        if not isinstance(req, ChatRequest):
-            raise StatusError(f"The [{SERVICE}] service does not support task type [{self.task.value}]")
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
         headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION}
         key = self.setting("api_key")
         if key:
@@ -349,14 +344,12 @@ class AnthropicAdapter(Adapter):
         return body
 
     # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
         # verified: ES AnthropicChatCompletionResponseEntity javadoc ({id, model, content[{type, text}],
         # stop_reason, usage{input_tokens, output_tokens}}); ES answers one completion result per text block,
         # we join them into one answer
-        try:
+        with decoding():
             msg = _message_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed("response") from None
         texts: list[str] = []
         thoughts: list[str] = []
         calls: list[ToolCall] = []

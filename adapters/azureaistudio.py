@@ -23,11 +23,10 @@ from typing import Any, ClassVar, Mapping
 import msgspec
 
 from proxy.errors import StatusError
-from proxy.types import (CanonicalRequest, ChatRequest, ChatResult, EmbedRequest, InputType, RerankRequest,
-                         TaskType)
+from proxy.types import ChatRequest, ChatResult, EmbedRequest, InputType, RerankRequest, TaskType
 
-from .base import UpstreamRequest, host_region, malformed, map_input_type, unsupported
-from .openai_compat import OpenAICompatible
+from .base import decoding, host_region, map_input_type, unsupported
+from .openai_compat import OpenAIRerank
 from .rerank_compat import rerank_body
 
 T = TaskType
@@ -67,7 +66,7 @@ class _Realtime(msgspec.Struct):
 _realtime_decoder = msgspec.json.Decoder(_Realtime)
 
 
-class AzureAIStudioAdapter(OpenAICompatible):
+class AzureAIStudioAdapter(OpenAIRerank):
     service = "azureaistudio"
 
     @classmethod
@@ -121,12 +120,9 @@ class AzureAIStudioAdapter(OpenAICompatible):
         # the Model Inference API: azure-ai-inference's AzureKeyCredential sends both
         return {"Authorization": f"Bearer {key}", "api-key": key}
 
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        self._check_capabilities()
-        return super().build_request(req)
-
     # -- embeddings ---------------------------------------------------------------------------
     def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
+        self._check_capabilities()
         # verified: AzureAiStudioEmbeddingsRequestEntity: input, user?, dimensions? (when set by the user),
         # input_type? (document | query)
         body: dict[str, Any] = {"input": req.inputs}
@@ -148,6 +144,7 @@ class AzureAIStudioAdapter(OpenAICompatible):
 
     # -- completion ---------------------------------------------------------------------------
     def chat_body(self, req: ChatRequest) -> dict[str, Any]:
+        self._check_capabilities()
         for name, value in (("stop", req.stop), ("seed", req.seed), ("tools", req.tools),
                             ("tool_choice", req.tool_choice), ("response_format", req.response_format),
                             ("user", req.user)):
@@ -200,19 +197,18 @@ class AzureAIStudioAdapter(OpenAICompatible):
         params["max_new_tokens"] = int(max_new)
         return params
 
-    def parse_chat(self, body: bytes) -> ChatResult:
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
         if not self.realtime:
-            return super().parse_chat(body)
+            return super().parse_chat(req, body)
         # verified: AzureAiStudioChatCompletionResponseEntity.parseRealtimeEndpointResponse reads the string
         # field `output`
-        try:
+        with decoding():
             resp = _realtime_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed("response") from None
         return ChatResult(id="", model="", content=resp.output, finish_reason="stop")
 
     # -- rerank -------------------------------------------------------------------------------
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
+        self._check_capabilities()
         # verified: AzureAiStudioRerankRequestEntity: documents, query, return_documents?, top_n? (root values
         # first, then task settings); no model (the deployment is the model)
         top_n = req.top_n if req.top_n is not None else self.task_setting(req, "top_n")

@@ -8,6 +8,7 @@ I/O, retries, batching and rate limiting around it.
 from __future__ import annotations
 
 import re
+from types import TracebackType
 from urllib.parse import urlsplit
 from typing import Any, ClassVar, Mapping, Protocol
 
@@ -17,10 +18,10 @@ import msgspec
 from proxy.chat_params import check as check_chat_params
 from proxy.chat_params import unsupported  # re-exported: adapters import it from here
 from proxy.contract import Framing, StreamWire, UpstreamRequest
-from proxy.errors import RequestValidationError, StreamCut, ValidationError, malformed
+from proxy.errors import StatusError, StreamCut, ValidationError, malformed
 from proxy.sse import FrameDecoder, NDJSONDecoder, SSEDecoder, SSEEvent
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, EmbedRequest, InputType,
-                         TaskType)
+from proxy.types import (CanonicalRequest, ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, InputType,
+                         RerankRequest, RerankResult, SparseEmbedResult, TaskType)
 
 
 class ProviderError(msgspec.Struct, kw_only=True):
@@ -85,6 +86,25 @@ def _text(value: Any) -> str | None:
     return msgspec.json.encode(value).decode()
 
 
+class decoding:
+    """`with decoding():` around a response parser: a body that does not decode into the shape the provider
+    documents is the upstream's fault, reported as 502 (`malformed`), never as the gateway's 500."""
+
+    __slots__ = ("what", "also")
+
+    def __init__(self, what: str = "response", also: tuple[type[Exception], ...] = ()) -> None:
+        self.what = what
+        self.also = also  # further exceptions a parser raises on a wrong shape (KeyError on a missing key)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        if kind is not None and issubclass(kind, (msgspec.DecodeError, msgspec.ValidationError, *self.also)):
+            raise malformed(self.what) from None
+        return False
+
+
 def reject_input_type(input_type: InputType | None) -> None:
     """ES `validateInputTypeIsUnspecifiedOrInternal` for services without an input type."""
     if input_type is not None:
@@ -110,7 +130,8 @@ def host_region(url: Any, pattern: str) -> str | None:
 
 
 class Adapter:
-    """Base for all adapters; subclasses set the class attributes and override the builders."""
+    """Base for all adapters. An adapter serves the tasks whose methods it defines (`tasks()`): the
+    request builder and response parser of each task below, and a stream parser for chat."""
 
     service: ClassVar[str]
     framing: ClassVar[Framing] = Framing.SSE
@@ -130,7 +151,7 @@ class Adapter:
         self.endpoint = endpoint
         self.task = endpoint.task_type
 
-    # True when the adapter maps a chat request's `reasoning` to its provider; otherwise `request` refuses it
+    # True when the adapter maps a chat request's `reasoning` to its provider; otherwise `check_chat` refuses it
     maps_reasoning: ClassVar[bool] = False
 
     # True when the provider's embeddings API takes arrays of token ids as inputs: a client's token ids
@@ -140,6 +161,13 @@ class Adapter:
     # True when the adapter serves the `embedding` task itself (content parts, `embeds_images`); otherwise
     # an `embedding` endpoint is served through this adapter's text_embedding path, for text only
     handles_embedding_task: ClassVar[bool] = False
+
+    @classmethod
+    def tasks(cls) -> frozenset[TaskType]:
+        """The tasks whose request builder this adapter defines (`completion` and `chat_completion` share the
+        chat methods, `text_embedding` and `embedding` the embed methods); tests hold them to the catalogue."""
+        return frozenset(task for builder, tasks in _TASK_BUILDERS.items()
+                         if getattr(cls, builder) is not getattr(Adapter, builder) for task in tasks)
 
     @classmethod
     def embeds_images(cls, settings: Mapping[str, Any]) -> bool:
@@ -164,31 +192,55 @@ class Adapter:
             return req.task_settings[name]
         return self.endpoint.task_settings.get(name, default)
 
-    def request(self, req: CanonicalRequest) -> UpstreamRequest:
-        """What the backend sends: `build_request`, after refusing what this adapter declares it cannot map."""
-        if isinstance(req, ChatRequest) and req.reasoning is not None and not self.maps_reasoning:
-            raise unsupported("reasoning", self.service)
-        return self.build_request(req)
     def check_chat(self, req: ChatRequest) -> None:
-        """Refuse, by name, the optional parameters this adapter does not map (before anything is sent)."""
-        check_chat_params(req, self.service, self.chat_params, self.extra_params)
+        """Refuse, by name, what this adapter does not map (before anything is sent)."""
+        check_chat_params(req, self.service, *self.mapped_chat_params())
+        if req.reasoning is not None and not self.maps_reasoning:
+            raise unsupported("reasoning", self.service)
 
-    # -- to implement ---------------------------------------------------------------------
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        raise NotImplementedError
+    def mapped_chat_params(self) -> tuple[frozenset[str], frozenset[str] | None]:
+        """`chat_params` and `extra_params`, for adapters whose mapping depends on the endpoint."""
+        return self.chat_params, self.extra_params
 
+    # -- the tasks: an adapter overrides the methods of the tasks it serves ------------------------
+    def _unserved(self) -> StatusError:
+        # unreachable through the API (the catalogue routes no other task here); a safeguard for direct calls
+        return StatusError(f"The [{self.service}] service does not support task type [{self.task.value}]")
+
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        raise self._unserved()
+
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        raise self._unserved()
+
+    def sparse_request(self, req: EmbedRequest) -> UpstreamRequest:
+        raise self._unserved()
+
+    def parse_sparse(self, req: EmbedRequest, body: bytes) -> SparseEmbedResult:
+        raise self._unserved()
+
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
+        raise self._unserved()
+
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
+        raise self._unserved()
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
+        raise self._unserved()
+
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        raise self._unserved()
+
+    def stream_parser(self, req: ChatRequest) -> StreamParser:
+        raise StatusError(f"Streaming is not allowed for service [{self.service}].", status=405)
+
+    # -- around every task ----------------------------------------------------------------------
     async def authorize(self, up: UpstreamRequest, client: Any) -> UpstreamRequest:
         """Add credentials that need I/O (token exchange, request signing); default: as is.
 
         `client` has aiohttp's `request`/`post` and applies the service's routing, proxy and TLS settings.
         """
         return up
-
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        raise NotImplementedError
-
-    def stream_parser(self, req: ChatRequest) -> StreamParser:
-        raise NotImplementedError
 
     def stream_decoder(self) -> FrameDecoder:
         """Cuts the upstream stream's bytes into the frames `stream_parser` takes."""
@@ -211,5 +263,15 @@ class Adapter:
                 for i in range(0, len(req.inputs), size)]
 
 
+# each task's request builder, and the catalogue's task types it serves
+_TASK_BUILDERS: Mapping[str, tuple[TaskType, ...]] = {
+    "embed_request": (TaskType.TEXT_EMBEDDING, TaskType.EMBEDDING),
+    "sparse_request": (TaskType.SPARSE_EMBEDDING,),
+    "rerank_request": (TaskType.RERANK,),
+    "chat_request": (TaskType.COMPLETION, TaskType.CHAT_COMPLETION),
+}
+
+
 __all__ = ["Adapter", "EndpointView", "Framing", "ProviderError", "SSEEvent", "StreamCut", "StreamParser",
-           "StreamWire", "UpstreamRequest", "generic_error", "malformed", "map_input_type", "reject_input_type", "unsupported"]
+           "StreamWire", "UpstreamRequest", "decoding", "generic_error", "malformed", "map_input_type",
+           "reject_input_type", "unsupported"]

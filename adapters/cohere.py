@@ -1,7 +1,10 @@
 """Cohere's v2 API (`cohere`): embed, rerank and chat (completion, chat_completion).
 
 - embed: `POST /v2/embed` `{model, texts, input_type, embedding_types, truncate}`; the answer is keyed
-  by embedding type and its vectors are spliced into our answer unparsed.
+  by embedding type and its vectors are spliced into our answer unparsed. On the `embedding` task, images
+  (and several items as one embedding) go to the models that take them as `inputs` of `content` lists of
+  `text` and `image_url` items (docs.cohere.com/reference/embed, cohere-python `EmbedInput`); ES's Cohere
+  service sends texts only (`CohereV2EmbeddingsRequest`).
 - rerank: `POST /v2/rerank` `{model, query, documents, top_n}` (rerank_compat).
 - chat: `POST /v2/chat` `{model, messages, stream, ...}`; streams are SSE events typed by `type`,
   ended by `message-end`, which also carries the finish reason and the usage (reported once).
@@ -17,12 +20,12 @@ from typing import Any, ClassVar, Mapping
 import msgspec
 
 from proxy.errors import RequestValidationError, StatusError, StreamReportedError, UpstreamError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
-                         EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
-                         ToolCall, ToolCallDelta, Usage)
+from proxy.types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, EmbedPart, EmbedRequest,
+                         EmbedResult, FunctionCall, ImagePart, InputType, RerankRequest, RerankResult, TextPart, Tool,
+                         ToolCall, ToolCallDelta, ToolChoice, Usage, part_type)
 
-from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
-                   malformed, map_input_type, unsupported)
+from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, decoding,
+                   generic_error, malformed, map_input_type, unsupported)
 from .rerank_compat import parse_rerank, rerank_body
 
 SERVICE = "cohere"
@@ -169,22 +172,20 @@ def finish_reason(reason: str | None) -> str | None:
 # ------------------------------------------------------------------------------ request translation
 
 
-def _content(content: str | list[dict[str, Any]] | None, role: str) -> str | list[dict[str, Any]] | None:
+def _content(content: str | list[ContentPart] | None, role: str) -> str | list[dict[str, Any]] | None:
     """OpenAI content to Cohere v2 content: a string, or text (and, for users, image_url) parts."""
     if content is None or isinstance(content, str):
         return content
-    allowed = {"text", "image_url"} if role == "user" else {"text"}
-    parts = []
+    parts: list[dict[str, Any]] = []
     for part in content:
-        kind = part.get("type")
-        if kind not in allowed:
-            raise RequestValidationError(f"The [{SERVICE}] service does not support content parts of type "
-                                         f"[{kind}] in [{role}] messages")
-        if kind == "text":
-            parts.append({"type": "text", "text": part.get("text", "")})
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart) and role == "user":
+            image = part.image_url
+            parts.append({"type": "image_url", "image_url": {"url": image} if isinstance(image, str) else image})
         else:
-            image = part.get("image_url")
-            parts.append({"type": "image_url", "image_url": image if isinstance(image, dict) else {"url": image}})
+            raise RequestValidationError(f"The [{SERVICE}] service does not support content parts of type "
+                                         f"[{part_type(part)}] in [{role}] messages")
     return parts
 
 
@@ -217,24 +218,20 @@ def translate_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     return out
 
 
-def translate_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+def translate_tools(tools: list[Tool]) -> tuple[list[Tool], bool]:
     """Cohere v2 takes OpenAI's tool shape; `strict` is one request-wide flag there (`strict_tools`)."""
     out = []
     stricts = set()
     for tool in tools:
-        fn = tool.get("function")
-        if tool.get("type", "function") != "function" or not isinstance(fn, dict):
-            raise RequestValidationError(f"The [{SERVICE}] service supports only tools of type [function]")
-        stricts.add(bool(fn.get("strict")))
-        clean = {k: v for k, v in fn.items() if k != "strict"}
-        out.append({"type": "function", "function": clean})
+        stricts.add(bool(tool.function.strict))
+        out.append(Tool(function=msgspec.structs.replace(tool.function, strict=None)))
     if len(stricts) > 1:
         raise RequestValidationError(f"The [{SERVICE}] service applies [strict] to all tools or none: "
                                      f"set it the same on every function")
     return out, stricts == {True}
 
 
-def translate_tool_choice(choice: str | dict[str, Any]) -> str | None:
+def translate_tool_choice(choice: ToolChoice) -> str | None:
     # verified: cohere-python V2ChatRequestToolChoice docs: REQUIRED | NONE; unset lets the model choose
     if isinstance(choice, str):
         mapped = {"auto": None, "none": "NONE", "required": "REQUIRED"}
@@ -258,16 +255,28 @@ def translate_response_format(fmt: dict[str, Any]) -> dict[str, Any]:
     raise RequestValidationError(f"The [{SERVICE}] service does not support [response_format] type [{kind}]")
 
 
+def _cohere_item(part: EmbedPart) -> dict[str, Any]:
+    """cohere-python `TextEmbedContent` / `ImageUrlEmbedContent`: an image goes as a `data:` URI in `image_url.url`."""
+    if part.type == "text":
+        return {"type": "text", "text": part.value}
+    return {"type": "image_url", "image_url": {"url": part.value}}
+
+
 # ------------------------------------------------------------------------------ the adapter
 
 
 class CohereAdapter(Adapter):
     service = SERVICE
     framing = Framing.SSE
-    tasks: ClassVar[frozenset[TaskType]] = frozenset({TaskType.TEXT_EMBEDDING, TaskType.RERANK,
-                                                      TaskType.COMPLETION, TaskType.CHAT_COMPLETION})
     # verified: ES CohereServiceFields.EMBEDDING_MAX_BATCH_SIZE = 96
     embed_batch_size: ClassVar[int | None] = 96
+    handles_embedding_task: ClassVar[bool] = True
+
+    @classmethod
+    def embeds_images(cls, settings: Mapping[str, Any]) -> bool:
+        # docs.cohere.com/docs/cohere-embed: embed-v4.0 takes `inputs` mixing text and images; the v3 models
+        # take one image per request in `images` only, which one embedding task call cannot promise
+        return str(settings.get("model_id") or "").lower().startswith("embed-v4")
     chat_params = frozenset({"frequency_penalty", "presence_penalty"})
     extra_params = frozenset({"top_k"})  # Cohere's `k`
 
@@ -278,11 +287,13 @@ class CohereAdapter(Adapter):
             headers["Authorization"] = f"Bearer {key}"
         return UpstreamRequest(url=url, body=_encoder.encode(payload), headers=headers)
 
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        if isinstance(req, EmbedRequest):
-            return self._request(EMBED_URL, self.embed_body(req))
-        if isinstance(req, RerankRequest):
-            return self._request(RERANK_URL, self.rerank_body(req))
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        return self._request(EMBED_URL, self.embed_body(req))
+
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
+        return self._request(RERANK_URL, self.rerank_body(req))
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
         return self._request(CHAT_URL, self.chat_body(req))
 
     # -- embed ----------------------------------------------------------------------------------
@@ -300,9 +311,13 @@ class CohereAdapter(Adapter):
         # endpoint's task-settings input_type, else search_query ("inputType is required in v2")
         stored = self.endpoint.task_settings.get("input_type")
         input_type = req.input_type or (InputType(stored) if stored else None) or InputType.SEARCH
-        body: dict[str, Any] = {"model": self.setting("model_id"), "texts": req.inputs,
-                                "input_type": map_input_type(input_type, INPUT_TYPES, SERVICE),
-                                "embedding_types": [self.embedding_type()[0]]}
+        body: dict[str, Any] = {"model": self.setting("model_id")}
+        if req.contents is not None:
+            body["inputs"] = [{"content": [_cohere_item(p) for p in group]} for group in req.contents]
+        else:
+            body["texts"] = req.inputs
+        body["input_type"] = map_input_type(input_type, INPUT_TYPES, SERVICE)
+        body["embedding_types"] = [self.embedding_type()[0]]
         if req.dimensions is not None:
             # verified: cohere-python v2 embed `output_dimension` (embed-v4 and newer models)
             body["output_dimension"] = req.dimensions
@@ -311,24 +326,25 @@ class CohereAdapter(Adapter):
             body["truncate"] = truncate
         return body
 
-    def parse_embeddings(self, body: bytes) -> EmbedResult:
-        resp = _embed_decoder.decode(body)
-        key, element_type = self.embedding_type()
-        raw = bytes(resp.embeddings)
-        if raw.lstrip()[:1] == b"[":  # v1-style bare float arrays
-            vectors = _vectors_decoder.decode(raw)
-            element_type = "float"
-        else:
-            by_type = _by_type_decoder.decode(raw)
-            if key not in by_type:
-                raise malformed(f"response (no [{key}] embeddings)")
-            vectors = by_type[key]
-        usage = None
-        units = resp.meta.billed_units if resp.meta else None
-        if units is not None and units.input_tokens is not None:
-            tokens = int(units.input_tokens)
-            usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
-        return EmbedResult(vectors=vectors, element_type=element_type, usage=usage)
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            resp = _embed_decoder.decode(body)
+            key, element_type = self.embedding_type()
+            raw = bytes(resp.embeddings)
+            if raw.lstrip()[:1] == b"[":  # v1-style bare float arrays
+                vectors = _vectors_decoder.decode(raw)
+                element_type = "float"
+            else:
+                by_type = _by_type_decoder.decode(raw)
+                if key not in by_type:
+                    raise malformed(f"response (no [{key}] embeddings)")
+                vectors = by_type[key]
+            usage = None
+            units = resp.meta.billed_units if resp.meta else None
+            if units is not None and units.input_tokens is not None:
+                tokens = int(units.input_tokens)
+                usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
+            return EmbedResult(vectors=vectors, element_type=element_type, usage=usage)
 
     # -- rerank ---------------------------------------------------------------------------------
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
@@ -372,7 +388,8 @@ class CohereAdapter(Adapter):
         return body
 
     def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
-        resp = _chat_decoder.decode(body)
+        with decoding():
+            resp = _chat_decoder.decode(body)
         reason = (resp.finish_reason or "").lower()
         if reason in _ERROR_FINISH:
             raise UpstreamError(f"The upstream service ended the generation with [{resp.finish_reason}]",
@@ -389,19 +406,9 @@ class CohereAdapter(Adapter):
                           finish_reason=finish_reason(resp.finish_reason),
                           usage=resp.usage.canonical() if resp.usage else None)
 
-    # -- responses ------------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        try:
-            if isinstance(req, EmbedRequest):
-                return self.parse_embeddings(body)
-            if isinstance(req, RerankRequest):
-                return self.parse_rerank(body)
-            return self.parse_chat(req, body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed("response") from None
-
-    def parse_rerank(self, body: bytes) -> RerankResult:
-        return parse_rerank(body)
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
+        with decoding():
+            return parse_rerank(body)
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return CohereStreamParser(model=req.model or self.setting("model_id"))

@@ -11,10 +11,9 @@ from typing import Any, Mapping
 
 import msgspec
 
-from proxy.errors import StatusError
-from proxy.types import CanonicalRequest, CanonicalResult, RerankRequest
+from proxy.types import RerankRequest, RerankResult
 
-from .base import Adapter, Framing, ProviderError, UpstreamRequest, generic_error, malformed
+from .base import Adapter, Framing, ProviderError, UpstreamRequest, decoding, generic_error
 from .rerank_compat import parse_rerank
 
 _encoder = msgspec.json.Encoder()
@@ -28,9 +27,7 @@ class ContextualAIAdapter(Adapter):
     service = "contextualai"
     framing = Framing.NONE
 
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        if not isinstance(req, RerankRequest):
-            raise StatusError(f"The [{self.service}] service does not support task type [{self.task.value}]")
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
         headers = {"Content-Type": "application/json"}
         key = self.setting("api_key")
         if key:
@@ -56,11 +53,9 @@ class ContextualAIAdapter(Adapter):
         # attaches the text from the request (proxy.pipeline.finish_rerank)
         return body
 
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        try:
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
+        with decoding():
             return parse_rerank(body)  # `results[].{index, relevance_score}`
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed() from None
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
         # ES (ContextualAiErrorResponseEntity) only reports the status line; we read the body's message when

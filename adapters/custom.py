@@ -20,18 +20,19 @@ and ES's parsers and messages. Sources: ES `services/custom/**`, `common/Validat
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Mapping, NamedTuple
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import msgspec
 
 from proxy.errors import IllegalArgumentError, StatusError, UpstreamError, ValidationError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
-                         RankedDoc, RerankRequest, RerankResult, SparseEmbedResult, TaskType)
+from proxy.types import (CanonicalRequest, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RankedDoc, RerankRequest,
+                         RerankResult, SparseEmbedResult, TaskType)
 
-from .base import Adapter, Framing, ProviderError, StreamParser, UpstreamRequest, generic_error, unsupported
+from .base import Adapter, Framing, ProviderError, UpstreamRequest, generic_error, unsupported
 
 T = TaskType
+R = TypeVar("R")
 SERVICE = "custom"
 # verified: ES CustomServiceSettings DEFAULT_EMBEDDING_BATCH_SIZE = 10
 DEFAULT_BATCH_SIZE = 10
@@ -424,38 +425,22 @@ class CustomAdapter(Adapter):
                                   f"[{key}]")
         return parser
 
-    # -- requests -----------------------------------------------------------------------------
-    def request_parameters(self, req: CanonicalRequest) -> dict[str, str]:
-        """The task's own JSON values (ES EmbeddingParameters, RerankParameters, CompletionParameters)."""
-        if isinstance(req, EmbedRequest):
-            if req.dimensions is not None:
-                raise unsupported("dimensions", SERVICE)
-            if req.user is not None:
-                raise unsupported("user", SERVICE)
-            params = {"input": json_value(req.inputs)}
-            translator = self.setting("input_type")
-            translation: dict[str, Any] = {}
-            default = ""
-            if isinstance(translator, dict):
-                raw = translator.get("translation")
-                if isinstance(raw, dict):
-                    translation = {str(k).lower(): v for k, v in raw.items()}
-                if isinstance(translator.get("default"), str):
-                    default = translator["default"]
-            kind = req.input_type.value if req.input_type is not None else None
-            if kind is not None and kind not in translation and not default:
-                # ES would send "" here; refusing says why instead of silently dropping the caller's choice
-                raise ValidationError(f"Input type [{kind}] is not supported for [{SERVICE}]: map it in "
-                                      f"[service_settings.input_type.translation] or set a default")
-            params["input_type"] = json_value(translation[kind] if kind in translation else default)
-            return params
-        if isinstance(req, RerankRequest):
-            params = {"input": json_value(req.documents), "query": json_value(req.query)}
-            if req.top_n is not None:
-                params["top_n"] = json_value(req.top_n)
-            if req.return_documents is not None:
-                params["return_documents"] = json_value(req.return_documents)
-            return params
+    # -- requests: each task's own JSON values (ES EmbeddingParameters, RerankParameters, CompletionParameters)
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        return self._request(req, self.embed_parameters(req))
+
+    def sparse_request(self, req: EmbedRequest) -> UpstreamRequest:
+        return self._request(req, self.embed_parameters(req))
+
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
+        params = {"input": json_value(req.documents), "query": json_value(req.query)}
+        if req.top_n is not None:
+            params["top_n"] = json_value(req.top_n)
+        if req.return_documents is not None:
+            params["return_documents"] = json_value(req.return_documents)
+        return self._request(req, params)
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
         if req.stream:
             raise StatusError(f"Streaming is not allowed for service [{SERVICE}].", status=405)
         for name in ("max_tokens", "temperature", "top_p", "stop", "seed", "tools", "tool_choice",
@@ -466,10 +451,32 @@ class CustomAdapter(Adapter):
             raise StatusError(f"The [{SERVICE}] service takes plain text user messages only", status=400)
         # verified: ES CompletionParameters: ${input} is the first input as one JSON string
         first = req.messages[0].content if req.messages else ""
-        return {"input": json_value(first)}
+        return self._request(req, {"input": json_value(first)})
 
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        request_params = self.request_parameters(req)
+    def embed_parameters(self, req: EmbedRequest) -> dict[str, str]:
+        if req.dimensions is not None:
+            raise unsupported("dimensions", SERVICE)
+        if req.user is not None:
+            raise unsupported("user", SERVICE)
+        params = {"input": json_value(req.inputs)}
+        translator = self.setting("input_type")
+        translation: dict[str, Any] = {}
+        default = ""
+        if isinstance(translator, dict):
+            raw = translator.get("translation")
+            if isinstance(raw, dict):
+                translation = {str(k).lower(): v for k, v in raw.items()}
+            if isinstance(translator.get("default"), str):
+                default = translator["default"]
+        kind = req.input_type.value if req.input_type is not None else None
+        if kind is not None and kind not in translation and not default:
+            # ES would send "" here; refusing says why instead of silently dropping the caller's choice
+            raise ValidationError(f"Input type [{kind}] is not supported for [{SERVICE}]: map it in "
+                                  f"[service_settings.input_type.translation] or set a default")
+        params["input_type"] = json_value(translation[kind] if kind in translation else default)
+        return params
+
+    def _request(self, req: CanonicalRequest, request_params: dict[str, str]) -> UpstreamRequest:
         secrets = self._secret_parameters()
         task_params = self._task_parameters(req)
         # ES CustomRequest: strings only (raw) for the URL and headers; everything JSON-encoded for the body,
@@ -513,37 +520,50 @@ class CustomAdapter(Adapter):
         return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
     # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
+    def _read(self, body: bytes, read: Callable[[Any, dict[str, Any]], R]) -> R:
+        """`read(data, json_parser)` on the decoded body; a value the parser's paths do not find is the
+        upstream's fault (ES CustomResponseParser)."""
         parser = self._json_parser()
         try:
             data = _any.decode(body)
         except msgspec.DecodeError:
             raise _response_error("The upstream service sent a malformed response") from None
         try:
-            if isinstance(req, EmbedRequest):
-                if self.task == T.SPARSE_EMBEDDING:
-                    embeddings = parse_sparse_embeddings(data, parser["token_path"], parser["weight_path"])
-                    return SparseEmbedResult(embeddings=embeddings, truncated=[False] * len(embeddings))
-                kind = str(parser.get("embedding_type") or "float").lower()
-                if kind not in ("float", "byte", "bit", "binary"):
-                    raise ValueError(f"Invalid embedding_type [{kind}]")
-                vectors, element = parse_text_embeddings(data, parser["text_embeddings"], kind)
-                return EmbedResult(vectors=vectors, element_type=element)
-            if isinstance(req, RerankRequest):
-                return RerankResult(ranked=parse_rerank(data, parser["relevance_score"], parser.get("reranked_index"),
-                                                        parser.get("document_text")))
-            results = parse_completion(data, parser["completion_result"])
-            # ES keeps every string as its own completion result; the canonical result has one: the first
-            return ChatResult(id="", model="", content=results[0] if results else "")
+            return read(data, parser)
         except ValueError as exc:
             raise _response_error(str(exc)) from None
 
-    def stream_parser(self, req: ChatRequest) -> StreamParser:
-        raise StatusError(f"Streaming is not allowed for service [{SERVICE}].", status=405)
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        return self._read(body, _embeddings)
+
+    def parse_sparse(self, req: EmbedRequest, body: bytes) -> SparseEmbedResult:
+        return self._read(body, _sparse_embeddings)
+
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
+        return self._read(body, lambda data, parser: RerankResult(ranked=parse_rerank(
+            data, parser["relevance_score"], parser.get("reranked_index"), parser.get("document_text"))))
+
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        results = self._read(body, lambda data, parser: parse_completion(data, parser["completion_result"]))
+        # ES keeps every string as its own completion result; the canonical result has one: the first
+        return ChatResult(id="", model="", content=results[0] if results else "")
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
         # ES removed the custom `error_parser` (ML_INFERENCE_CUSTOM_SERVICE_REMOVE_ERROR_PARSING): common shapes only
         return generic_error(body)
+
+
+def _embeddings(data: Any, parser: dict[str, Any]) -> EmbedResult:
+    kind = str(parser.get("embedding_type") or "float").lower()
+    if kind not in ("float", "byte", "bit", "binary"):
+        raise ValueError(f"Invalid embedding_type [{kind}]")
+    vectors, element = parse_text_embeddings(data, parser["text_embeddings"], kind)
+    return EmbedResult(vectors=vectors, element_type=element)
+
+
+def _sparse_embeddings(data: Any, parser: dict[str, Any]) -> SparseEmbedResult:
+    embeddings = parse_sparse_embeddings(data, parser["token_path"], parser["weight_path"])
+    return SparseEmbedResult(embeddings=embeddings, truncated=[False] * len(embeddings))
 
 
 def _legacy_sparse(parser: dict[str, Any]) -> dict[str, Any]:

@@ -16,10 +16,11 @@ from urllib.parse import quote
 import msgspec
 
 from proxy.errors import StatusError, StreamReportedError, UpstreamError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
-                         EmbedRequest, EmbedResult, FunctionCall, InputType, TaskType, ToolCall, ToolCallDelta, Usage)
+from proxy.types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
+                         FunctionCall, ImagePart, InputType, TaskType, TextPart, Tool, ToolCall, ToolCallDelta,
+                         ToolChoice, Usage, part_type)
 
-from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, malformed,
+from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, decoding, malformed,
                    map_input_type, unsupported)
 
 T = TaskType
@@ -182,21 +183,19 @@ def _text_parts(message: ChatMessage, service: str) -> list[dict[str, Any]]:
         return [{"text": content}] if content else []
     parts: list[dict[str, Any]] = []
     for item in content:
-        kind = item.get("type")
-        if kind == "text":
-            text = item.get("text") or ""
-            if text:
-                parts.append({"text": text})
-        elif kind == "image_url":
-            image = item.get("image_url") or {}
-            url = image.get("url", "") if isinstance(image, dict) else str(image)
+        if isinstance(item, TextPart):
+            if item.text:
+                parts.append({"text": item.text})
+        elif isinstance(item, ImagePart):
+            url = item.url
             head, sep, data = url.partition(",")
             if not (url.startswith("data:") and sep and head.endswith(";base64")):
                 raise _bad(f"Only base64 data URLs are supported for images by the [{service}] service")
             # unverified: Part.inlineData {mimeType, data} from the public API reference (ES sends text only)
             parts.append({"inlineData": {"mimeType": head[5:-7], "data": data}})
         else:
-            raise _bad(f"Type [{kind}] not supported by the [{service}] service. Supported types: [text, image_url]")
+            raise _bad(f"Type [{part_type(item)}] not supported by the [{service}] service. Supported types: "
+                       f"[text, image_url]")
     return parts
 
 
@@ -292,29 +291,25 @@ def _contents(messages: list[ChatMessage], service: str) -> tuple[list[dict[str,
     return contents, system
 
 
-def _tools(tools: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
+def _tools(tools: list[Tool], service: str) -> list[dict[str, Any]]:
     declarations = []
-    for tool in tools:
-        if tool.get("type", "function") != "function":
-            raise _bad(f"Tool type [{tool.get('type')}] not supported by the [{service}] service. "
-                       f"Supported types: [function]")
-        fn = tool.get("function")
-        if not isinstance(fn, dict) or not fn.get("name"):
-            raise _bad(f"Tool of type [{tool.get('type')}] must have a function definition")
-        decl: dict[str, Any] = {"name": fn["name"]}
-        if fn.get("description"):
-            decl["description"] = fn["description"]
-        if fn.get("parameters"):
+    for fn in (tool.function for tool in tools):
+        if not fn.name:
+            raise _bad("Tool of type [function] must have a function definition")
+        decl: dict[str, Any] = {"name": fn.name}
+        if fn.description:
+            decl["description"] = fn.description
+        if fn.parameters:
             # OpenAI tools carry JSON Schema: `parametersJsonSchema` takes it as is, `parameters` only Google's
             # OpenAPI subset (ai.google.dev/api/caching#FunctionDeclaration; what google-genai sends for it)
-            decl["parametersJsonSchema"] = fn["parameters"]
-        if fn.get("strict"):  # strict: false asks for nothing
+            decl["parametersJsonSchema"] = fn.parameters
+        if fn.strict:  # strict: false asks for nothing
             raise unsupported("tools.function.strict", service)
         declarations.append(decl)
     return [{"functionDeclarations": declarations}]
 
 
-def _tool_config(choice: str | dict[str, Any], service: str) -> dict[str, Any] | None:
+def _tool_config(choice: ToolChoice, service: str) -> dict[str, Any] | None:
     """OpenAI tool_choice -> functionCallingConfig (modes AUTO, ANY, NONE).
 
     ES maps only "auto" and a named function (ANY + allowedFunctionNames, verified in
@@ -327,13 +322,9 @@ def _tool_config(choice: str | dict[str, Any], service: str) -> dict[str, Any] |
             raise _bad(f"Tool choice value [{choice}] not supported by the [{service}] service. "
                        f"Supported values: [auto, none, required]")
         return None if mode is None else {"functionCallingConfig": {"mode": mode}}
-    if choice.get("type") != "function":
-        raise _bad(f"Tool choice type [{choice.get('type')}] not supported by the [{service}] service. "
-                   f"Supported types: [function]")
-    name = (choice.get("function") or {}).get("name")
     config: dict[str, Any] = {"mode": "ANY"}
-    if name:
-        config["allowedFunctionNames"] = [name]
+    if choice.function.name:
+        config["allowedFunctionNames"] = [choice.function.name]
     return {"functionCallingConfig": config}
 
 
@@ -448,10 +439,8 @@ def _call_id(fc: _FunctionCall) -> str:
 
 
 def parse_gemini_chat(body: bytes, model: str) -> ChatResult:
-    try:
+    with decoding():
         resp = _generate_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        raise malformed() from None
     if resp.error is not None:
         raise _stream_error(resp.error)
     usage = resp.usageMetadata.usage() if resp.usageMetadata else None
@@ -571,7 +560,6 @@ class GoogleAiStudioAdapter(Adapter):
 
     service = "googleaistudio"
     maps_reasoning = True  # gemini_thinking
-    tasks: ClassVar[frozenset[TaskType]] = frozenset({T.TEXT_EMBEDDING, T.COMPLETION, T.CHAT_COMPLETION})
     # verified: ES GoogleAiStudioService EMBEDDING_MAX_BATCH_SIZE = 100, whose javadoc quotes Google's
     # 400 "BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch".
     embed_batch_size: ClassVar[int | None] = 100
@@ -586,20 +574,21 @@ class GoogleAiStudioAdapter(Adapter):
     def _url(self, model: str, action: str, query: str = "") -> str:
         return f"{self.base_url}/models/{quote(model, safe='')}:{action}" + (f"?{query}" if query else "")
 
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
+    def _headers(self) -> dict[str, str]:
         # the key in a header, as google-genai sends it (ai.google.dev/api#api-keys), not `?key=`: a URL lands
         # in proxy and access logs
-        headers = {"Content-Type": "application/json", "x-goog-api-key": str(self.setting("api_key") or "")}
+        return {"Content-Type": "application/json", "x-goog-api-key": str(self.setting("api_key") or "")}
+
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
         model = self.model(req)
-        if isinstance(req, EmbedRequest):
-            return UpstreamRequest(url=self._url(model, "batchEmbedContents"), body=_encoder.encode(
-                self.embed_body(req, model)), headers=headers)
-        if isinstance(req, ChatRequest):
-            body = gemini_chat_body(req, self.service)
-            url = self._url(model, "streamGenerateContent", "alt=sse") if req.stream else self._url(model,
-                                                                                                    "generateContent")
-            return UpstreamRequest(url=url, body=_encoder.encode(body), headers=headers)
-        raise StatusError(f"The [{self.service}] service does not support task type [rerank]")
+        return UpstreamRequest(url=self._url(model, "batchEmbedContents"),
+                               body=_encoder.encode(self.embed_body(req, model)), headers=self._headers())
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
+        model = self.model(req)
+        body = gemini_chat_body(req, self.service)
+        url = self._url(model, "streamGenerateContent", "alt=sse") if req.stream else self._url(model, "generateContent")
+        return UpstreamRequest(url=url, body=_encoder.encode(body), headers=self._headers())
 
     def embed_body(self, req: EmbedRequest, model: str) -> dict[str, Any]:
         check_embed_user(req, self.service)
@@ -615,14 +604,13 @@ class GoogleAiStudioAdapter(Adapter):
             requests.append(item)
         return {"requests": requests}
 
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        if isinstance(req, ChatRequest):
-            return parse_gemini_chat(body, self.model(req))
-        try:
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        return parse_gemini_chat(body, self.model(req))
+
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
             resp = _batch_embed_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed() from None
-        if len(resp.embeddings) != len(req.inputs):  # type: ignore[union-attr]
+        if len(resp.embeddings) != len(req.inputs):
             raise malformed("response (wrong number of embeddings)")
         return EmbedResult(vectors=[e.values for e in resp.embeddings])
 

@@ -1,7 +1,8 @@
 """The OpenAI wire family: OpenAI itself and the services that speak its format.
 
-`OpenAICompatible` holds the whole family's translation; each provider is a short subclass that
-says where its URLs are, how it authenticates and which quirks it has. The shape is OpenAI's
+`OpenAICompatible` holds the family's chat translation, `OpenAIEmbeddings` adds embeddings and
+`OpenAIRerank` rerank; each provider is a short subclass of the one that serves its tasks, saying where
+its URLs are, how it authenticates and which quirks it has. The shape is OpenAI's
 (https://platform.openai.com/docs/api-reference); provider-specific shapes that are not OpenAI's
 (NVIDIA rerank, TEI embeddings and rerank, Llama Stack embeddings) live in the subclass that needs them.
 """
@@ -15,12 +16,12 @@ import msgspec
 
 from proxy.chat_params import OPTIONAL as OPTIONAL_CHAT_PARAMS
 from proxy.errors import StatusError, StreamReportedError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatMessage, ChatRequest, ChatResult,
+from proxy.types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult,
                          EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
                          ToolCall, ToolCallDelta, Usage)
 
 from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, StreamWire, UpstreamRequest,
-                   generic_error, malformed, map_input_type, reject_input_type, unsupported)
+                   decoding, generic_error, malformed, map_input_type, reject_input_type, unsupported)
 from .oauth2 import TOKENS, ClientCredentials
 from .rerank_compat import parse_rerank, rerank_body
 
@@ -302,39 +303,8 @@ class OpenAICompatible(Adapter):
             headers.update({str(k): str(v) for k, v in extra.items()})
         return UpstreamRequest(url=url, body=_encoder.encode(payload), headers=headers, explicit_url=explicit)
 
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        if isinstance(req, EmbedRequest):
-            return self._request(self.embed_body(req))
-        if isinstance(req, ChatRequest):
-            return self._request(self.chat_body(req))
-        return self._request(self.rerank_body(req))
-
-    def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
-        ids = req.token_ids if self.takes_token_ids else None
-        body: dict[str, Any] = {"input": req.inputs if ids is None else ids}
-        if self.sends_model:
-            body["model"] = self.model(req)
-        if self.input_types is None:
-            reject_input_type(req.input_type)
-        else:
-            mapped = map_input_type(req.input_type or self._stored_input_type(), self.input_types, self.service)
-            if mapped is not None:
-                body["input_type"] = mapped
-        dims = req.dimensions if req.dimensions is not None else self.endpoint.service_settings.get("dimensions")
-        if dims is not None:
-            if not self.sends_dimensions:
-                if req.dimensions is not None:
-                    raise unsupported("dimensions", self.service)
-            else:
-                body["dimensions"] = dims
-        user = req.user or self.task_setting(req, "user")
-        if user:
-            body["user"] = user
-        return body
-
-    def _stored_input_type(self) -> InputType | None:
-        raw = self.endpoint.task_settings.get("input_type")
-        return InputType(raw) if raw else None
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
+        return self._request(self.chat_body(req))
 
     def chat_body(self, req: ChatRequest) -> dict[str, Any]:
         # an earlier turn's reasoning is not sent back: DeepSeek refuses `reasoning_content` in input messages
@@ -374,31 +344,64 @@ class OpenAICompatible(Adapter):
                 raise unsupported(f"reasoning.{name}", self.service)
         return str(reasoning["effort"])
 
-    def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
-        raise StatusError(f"The [{self.service}] service does not support task type [rerank]")
-
-    # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        try:
-            if isinstance(req, EmbedRequest):
-                return self.parse_embeddings(body)
-            if isinstance(req, ChatRequest):
-                return self.parse_chat(body)
-            return self.parse_rerank(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed("response") from None
-
-    def parse_embeddings(self, body: bytes) -> EmbedResult:
-        return parse_embedding_list(body)
-
-    def parse_chat(self, body: bytes) -> ChatResult:
-        return parse_chat_completion(body)
-
-    def parse_rerank(self, body: bytes) -> RerankResult:
-        return parse_rerank(body)
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        with decoding():
+            return parse_chat_completion(body)
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return OpenAIStreamParser(requires_done=self.stream_requires_done)
+
+
+class OpenAIEmbeddings(OpenAICompatible):
+    """The family members that embed too: OpenAI's `/embeddings`, or a subclass's own body."""
+
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        return self._request(self.embed_body(req))
+
+    def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
+        ids = req.token_ids if self.takes_token_ids else None
+        body: dict[str, Any] = {"input": req.inputs if ids is None else ids}
+        if self.sends_model:
+            body["model"] = self.model(req)
+        if self.input_types is None:
+            reject_input_type(req.input_type)
+        else:
+            mapped = map_input_type(req.input_type or self._stored_input_type(), self.input_types, self.service)
+            if mapped is not None:
+                body["input_type"] = mapped
+        dims = req.dimensions if req.dimensions is not None else self.endpoint.service_settings.get("dimensions")
+        if dims is not None:
+            if not self.sends_dimensions:
+                if req.dimensions is not None:
+                    raise unsupported("dimensions", self.service)
+            else:
+                body["dimensions"] = dims
+        user = req.user or self.task_setting(req, "user")
+        if user:
+            body["user"] = user
+        return body
+
+    def _stored_input_type(self) -> InputType | None:
+        raw = self.endpoint.task_settings.get("input_type")
+        return InputType(raw) if raw else None
+
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            return parse_embedding_list(body)
+
+
+class OpenAIRerank(OpenAIEmbeddings):
+    """The family members that rerank too, each with its own body; the answer is Cohere-style."""
+
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
+        return self._request(self.rerank_body(req))
+
+    def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
+        with decoding():
+            return parse_rerank(body)
 
 
 class _OAuth2Mixin:
@@ -421,7 +424,7 @@ class _OAuth2Mixin:
         return generic_error(body)
 
 
-class OpenAIAdapter(_OAuth2Mixin, OpenAICompatible):
+class OpenAIAdapter(_OAuth2Mixin, OpenAIEmbeddings):
     service = "openai"
     maps_reasoning = True
     takes_token_ids = True  # `input`: "a string or array of tokens" (openai's EmbeddingCreateParams)
@@ -445,7 +448,7 @@ class OpenAIAdapter(_OAuth2Mixin, OpenAICompatible):
         return headers
 
 
-class AzureOpenAIAdapter(_OAuth2Mixin, OpenAICompatible):
+class AzureOpenAIAdapter(_OAuth2Mixin, OpenAIEmbeddings):
     """URL from resource, deployment and API version; `api-key` or Entra bearer; no model in bodies."""
 
     service = "azureopenai"
@@ -483,7 +486,7 @@ class AzureOpenAIAdapter(_OAuth2Mixin, OpenAICompatible):
         return {"api-key": key}
 
 
-class MistralAdapter(OpenAICompatible):
+class MistralAdapter(OpenAIEmbeddings):
     service = "mistral"
     model_setting = "model"
     sends_dimensions = False
@@ -521,7 +524,7 @@ class AI21Adapter(OpenAICompatible):
     default_urls = {T.CHAT_COMPLETION: "https://api.ai21.com/studio/v1/chat/completions"}
 
 
-class FireworksAIAdapter(OpenAICompatible):
+class FireworksAIAdapter(OpenAIEmbeddings):
     service = "fireworksai"
     max_tokens_field = "max_tokens"
     # the fireworks-ai SDK has no stream_options: usage comes in the last chunk (its ChatCompletionChunk.usage)
@@ -529,8 +532,14 @@ class FireworksAIAdapter(OpenAICompatible):
     default_urls = {T.TEXT_EMBEDDING: "https://api.fireworks.ai/inference/v1/embeddings",
                     T.CHAT_COMPLETION: "https://api.fireworks.ai/inference/v1/chat/completions"}
 
+    def url(self, task: TaskType) -> tuple[str, bool]:
+        # an embeddings endpoint stores ES's DEFAULT_URL when none was given (proxy.catalogue): that is the
+        # service's own URL, routed like any default, not one the user chose
+        url, own = super().url(task)
+        return url, own and url not in self.default_urls.values()
 
-class NvidiaAdapter(OpenAICompatible):
+
+class NvidiaAdapter(OpenAIRerank):
     """NIM: `input_type` passage/query (query when unset, as ES does), and its own rerank shape."""
 
     service = "nvidia"
@@ -546,7 +555,8 @@ class NvidiaAdapter(OpenAICompatible):
         body.setdefault("input_type", "query")
         truncate = self.task_setting(req, "truncate")
         if truncate:
-            body["truncate"] = truncate
+            # build.nvidia.com embedding API reference: `truncate` is NONE, START or END
+            body["truncate"] = str(truncate).upper()
         return body
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
@@ -555,7 +565,7 @@ class NvidiaAdapter(OpenAICompatible):
                 "passages": [{"text": d} for d in req.documents]}
 
 
-class OpenShiftAIAdapter(OpenAICompatible):
+class OpenShiftAIAdapter(OpenAIRerank):
     """vLLM / KServe behind the user's URL: OpenAI embeddings and chat, Cohere-style rerank."""
 
     service = "openshift_ai"
@@ -564,7 +574,7 @@ class OpenShiftAIAdapter(OpenAICompatible):
         return rerank_body(req, model=self.setting("model_id"))
 
 
-class LlamaAdapter(OpenAICompatible):
+class LlamaAdapter(OpenAIEmbeddings):
     """Llama Stack: OpenAI chat at the user's URL; embeddings as `{model_id, contents}`."""
 
     service = "llama"
@@ -574,11 +584,12 @@ class LlamaAdapter(OpenAICompatible):
         _reject_embed_extras(req, self.service)
         return {"model_id": self.model(req), "contents": req.inputs}
 
-    def parse_embeddings(self, body: bytes) -> EmbedResult:
-        return parse_bare_embeddings(body)
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            return parse_bare_embeddings(body)
 
 
-class HuggingFaceAdapter(OpenAICompatible):
+class HuggingFaceAdapter(OpenAIRerank):
     """Inference Endpoints / TEI at the user's URL: OpenAI chat, TEI `{inputs}` embeddings and TEI rerank."""
 
     service = "hugging_face"
@@ -591,8 +602,9 @@ class HuggingFaceAdapter(OpenAICompatible):
         _reject_embed_extras(req, self.service)
         return {"inputs": req.inputs}
 
-    def parse_embeddings(self, body: bytes) -> EmbedResult:
-        return parse_bare_embeddings(body)
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            return parse_bare_embeddings(body)
 
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
         # TEI's native /rerank; top_n is applied by the gateway after ranking

@@ -3,7 +3,10 @@ generateContent, and Model Garden partners (Anthropic `rawPredict`, OpenAI-shape
 
 Authentication is a service account: `authorize` signs an RS256 JWT with the account's key,
 exchanges it at the account's `token_uri` for an OAuth2 access token, and caches that token per
-account until five minutes before it expires. Sources:
+account until five minutes before it expires. On the `embedding` task a `multimodalembedding` model embeds
+one text or one image per instance (`{"text"}` / `{"image": {"bytesBase64Encoded", "mimeType"}}`, answers
+`textEmbedding` / `imageEmbedding`: cloud.google.com/vertex-ai/generative-ai/docs/model-reference/
+multimodal-embeddings); ES's Vertex service embeds text only. Sources:
 https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference,
 https://developers.google.com/identity/protocols/oauth2/service-account; ES `GoogleVertexAi*`.
 """
@@ -22,11 +25,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from proxy.chat_params import check as check_chat_params
-from proxy.errors import StatusError, UpstreamError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatRequest, EmbedRequest, EmbedResult, RankedDoc,
-                         RerankRequest, RerankResult, TaskType, Usage)
+from proxy.errors import RequestValidationError, StatusError, UpstreamError
+from proxy.types import (CanonicalRequest, ChatRequest, ChatResult, EmbedPart, EmbedRequest, EmbedResult,
+                         RankedDoc, RerankRequest, RerankResult, TaskType, Usage)
 
-from .base import (Adapter, ProviderError, StreamParser, UpstreamRequest, generic_error, host_region,
+from .base import (Adapter, ProviderError, StreamParser, UpstreamRequest, decoding, generic_error, host_region,
                    map_input_type, unsupported)
 from .google import (GEMINI_CHAT_PARAMS, GOOGLE_INPUT_TYPES, GeminiStreamParser, check_embed_user, gemini_chat_body,
                      google_error, malformed, parse_gemini_chat)
@@ -48,6 +51,7 @@ ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
 # verified: ES GoogleVertexAiServiceFields EMBEDDING_MAX_BATCH_SIZE = 250 (cloud.google.com/vertex-ai/docs/quotas)
 DEFAULT_EMBED_BATCH = 250
 OPENAI_SHAPED = frozenset({"meta", "hugging_face", "mistral", "ai21"})
+MULTIMODAL_MODEL = "multimodalembedding"  # multimodalembedding, multimodalembedding@001
 
 
 # ------------------------------------------------------------------------------ service account
@@ -192,7 +196,17 @@ class _RankResponse(msgspec.Struct):
     records: list[_Record] = []
 
 
+class _MultimodalPrediction(msgspec.Struct, rename="camel"):
+    text_embedding: msgspec.Raw = msgspec.Raw()  # empty when absent
+    image_embedding: msgspec.Raw = msgspec.Raw()
+
+
+class _MultimodalResponse(msgspec.Struct):
+    predictions: list[_MultimodalPrediction]
+
+
 _predict_decoder = msgspec.json.Decoder(_PredictResponse)
+_multimodal_decoder = msgspec.json.Decoder(_MultimodalResponse)
 _rank_decoder = msgspec.json.Decoder(_RankResponse)
 
 
@@ -201,7 +215,6 @@ _rank_decoder = msgspec.json.Decoder(_RankResponse)
 
 class GoogleVertexAiAdapter(Adapter):
     service = "googlevertexai"
-    tasks: ClassVar[frozenset[TaskType]] = frozenset({T.TEXT_EMBEDDING, T.RERANK, T.COMPLETION, T.CHAT_COMPLETION})
     # ES GoogleVertexAiResponseHandler retries 500, 503 and 429 (as AI Studio's handler does)
     retry_statuses: ClassVar[frozenset[int]] = frozenset({429, 500, 503})
     tokens: ClassVar[TokenCache] = TokenCache()
@@ -222,9 +235,21 @@ class GoogleVertexAiAdapter(Adapter):
                 return ("gcp", found)
         return None
 
+    handles_embedding_task: ClassVar[bool] = True
+
+    @classmethod
+    def embeds_images(cls, settings: Mapping[str, Any]) -> bool:
+        return str(settings.get("model_id") or "").lower().startswith(MULTIMODAL_MODEL)
+
+    def multimodal(self) -> bool:
+        return self.task == T.EMBEDDING and self.embeds_images(self.endpoint.service_settings)
+
     def __init__(self, endpoint: Any) -> None:
         super().__init__(endpoint)
         self.embed_batch_size = int(self.setting("max_batch_size") or DEFAULT_EMBED_BATCH)  # type: ignore[misc]
+        if self.multimodal():
+            # the Vertex SDK's MultiModalEmbeddingModel.get_embeddings sends one instance per call
+            self.embed_batch_size = 1  # type: ignore[misc]
         self.provider = (self.setting("provider") or "google").lower()
         self._partner: Any = None
 
@@ -265,19 +290,21 @@ class GoogleVertexAiAdapter(Adapter):
         return str(model)
 
     # -- requests -----------------------------------------------------------------------------
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        own = self.setting("url")
+        url = own or self._model_url("google", self._model(req), "predict")
+        return UpstreamRequest(url=url, body=_encoder.encode(self.embed_body(req)),
+                               headers={"Content-Type": "application/json"}, explicit_url=bool(own))
+
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
+        own = self.setting("url")
+        url = own or (f"https://discoveryengine.googleapis.com/v1/projects/{self._project()}/locations/global"
+                      f"/rankingConfigs/default_ranking_config:rank")
+        return UpstreamRequest(url=url, body=_encoder.encode(self.rerank_body(req)),
+                               headers={"Content-Type": "application/json"}, explicit_url=bool(own))
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
         headers = {"Content-Type": "application/json"}
-        if isinstance(req, EmbedRequest):
-            own = self.setting("url")
-            url = own or self._model_url("google", self._model(req), "predict")
-            return UpstreamRequest(url=url, body=_encoder.encode(self.embed_body(req)), headers=headers,
-                                   explicit_url=bool(own))
-        if isinstance(req, RerankRequest):
-            own = self.setting("url")
-            url = own or (f"https://discoveryengine.googleapis.com/v1/projects/{self._project()}/locations/global"
-                          f"/rankingConfigs/default_ranking_config:rank")
-            return UpstreamRequest(url=url, body=_encoder.encode(self.rerank_body(req)), headers=headers,
-                                   explicit_url=bool(own))
         if self.provider == "google":
             url, explicit = self._generation_url(req, "google", "generateContent", "streamGenerateContent?alt=sse")
             thinking = self.task_setting(req, "thinking_config") or {}
@@ -289,8 +316,6 @@ class GoogleVertexAiAdapter(Adapter):
             return UpstreamRequest(url=url, body=_encoder.encode(self.anthropic_body(req)), headers=headers,
                                    explicit_url=explicit)
         if self.provider in OPENAI_SHAPED:
-            if req.reasoning is not None:
-                raise unsupported("reasoning", self.service)
             own, own_stream = self.setting("url"), self.setting("streaming_url")
             if not (own or own_stream):
                 raise StatusError(f"The [{self.service}] service needs [url] or [streaming_url] for provider "
@@ -302,6 +327,8 @@ class GoogleVertexAiAdapter(Adapter):
 
     def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
         check_embed_user(req, self.service)
+        if self.multimodal():
+            return self.multimodal_body(req)
         task_type = map_input_type(req.input_type, GOOGLE_INPUT_TYPES, self.service)
         instances = []
         for text in req.inputs:
@@ -323,6 +350,17 @@ class GoogleVertexAiAdapter(Adapter):
             body["parameters"] = parameters
         return body
 
+    def multimodal_body(self, req: EmbedRequest) -> dict[str, Any]:
+        if req.input_type is not None:  # the multimodal model has no task type (its API reference above)
+            raise RequestValidationError(f"The [{self.service}] model [{self.setting('model_id')}] does not support "
+                                         f"the [input_type] parameter", param="input_type")
+        groups = req.contents if req.contents is not None else [[EmbedPart(type="text", value=t)] for t in req.inputs]
+        body: dict[str, Any] = {"instances": [_multimodal_instance(g, self.service) for g in groups]}
+        dims = req.dimensions if req.dimensions is not None else self.endpoint.service_settings.get("dimensions")
+        if dims is not None:
+            body["parameters"] = {"dimension": dims}
+        return body
+
     def rerank_body(self, req: RerankRequest) -> dict[str, Any]:
         # verified: ES GoogleVertexAiRerankRequestEntity (ids are the input positions as strings,
         # ignoreRecordDetailsInResponse = !return_documents, only when given)
@@ -342,6 +380,9 @@ class GoogleVertexAiAdapter(Adapter):
         if self.provider == "google":
             check_chat_params(req, self.service, GEMINI_CHAT_PARAMS, ("top_k",))
         elif self.provider == "anthropic" or self.provider in OPENAI_SHAPED:
+            if self.provider in OPENAI_SHAPED and req.reasoning is not None:
+                # these partners take no reasoning, which the OpenAI body builder would map
+                raise unsupported("reasoning", self.service)
             self.partner().check_chat(req)  # the partner's body builder is the one that maps them
         else:
             super().check_chat(req)
@@ -375,31 +416,33 @@ class GoogleVertexAiAdapter(Adapter):
         return msgspec.structs.replace(up, headers={**up.headers, "Authorization": f"Bearer {token}"})
 
     # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        if isinstance(req, ChatRequest):
-            if self.provider == "google":
-                return parse_gemini_chat(body, self._model(req))
-            return self.partner().parse_response(req, body)
-        try:
-            if isinstance(req, EmbedRequest):
-                return self.parse_embeddings(req, body)
-            return self.parse_rerank(body)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
-            raise malformed() from None
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        if self.provider == "google":
+            return parse_gemini_chat(body, self._model(req))
+        result: ChatResult = self.partner().parse_chat(req, body)
+        return result
 
-    def parse_embeddings(self, req: EmbedRequest, body: bytes) -> EmbedResult:
-        resp = _predict_decoder.decode(body)
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            if self.multimodal():
+                multi = _multimodal_decoder.decode(body)
+                vectors = [p.text_embedding or p.image_embedding for p in multi.predictions]
+                if len(vectors) != len(req.inputs) or not all(vectors):
+                    raise malformed("response (wrong number of embeddings)")
+                return EmbedResult(vectors=vectors)  # type: ignore[arg-type]
+            resp = _predict_decoder.decode(body)
         if len(resp.predictions) != len(req.inputs):
             raise malformed("response (wrong number of embeddings)")
         tokens = int(sum(p.embeddings.statistics.token_count for p in resp.predictions if p.embeddings.statistics))
         usage = Usage(prompt_tokens=tokens, total_tokens=tokens) if tokens else None
         return EmbedResult(vectors=[p.embeddings.values for p in resp.predictions], usage=usage)
 
-    def parse_rerank(self, body: bytes) -> RerankResult:
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
         # verified: ES GoogleVertexAiRerankResponseEntity: records[].{id (the input index), score, content?}
-        resp = _rank_decoder.decode(body)
-        return RerankResult(ranked=[RankedDoc(index=int(r.id), relevance_score=r.score, text=r.content)
-                                    for r in resp.records])
+        with decoding(also=(ValueError,)):  # an id that is not an index
+            resp = _rank_decoder.decode(body)
+            return RerankResult(ranked=[RankedDoc(index=int(r.id), relevance_score=r.score, text=r.content)
+                                        for r in resp.records])
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         if self.provider == "google":
@@ -413,9 +456,26 @@ class GoogleVertexAiAdapter(Adapter):
                 self.tokens.forget(load_service_account(self.setting("service_account_json")))
             except StatusError:
                 pass
-        if self.provider in ("google",) or self.task in (T.TEXT_EMBEDDING, T.RERANK):
+        if self.provider in ("google",) or self.task in (T.TEXT_EMBEDDING, T.EMBEDDING, T.RERANK):
             return google_error(body)
         return generic_error(body)
 
 
 __all__ = ["GoogleVertexAiAdapter", "ServiceAccount", "TokenCache", "load_service_account", "signed_jwt"]
+
+
+def _multimodal_instance(group: list[EmbedPart], service: str) -> dict[str, Any]:
+    """One text or one image: an instance holding both is answered with two separate embeddings."""
+    if len(group) != 1:
+        raise StatusError(f"The [{service}] service embeds one item per input; several items in one content "
+                          f"object are not supported")
+    part = group[0]
+    if part.type == "text":
+        return {"text": part.value}
+    image: dict[str, str] = {"bytesBase64Encoded": part.value}
+    if part.value.startswith("data:") and "," in part.value:
+        head, image["bytesBase64Encoded"] = part.value.split(",", 1)
+        mime = head[5:].split(";", 1)[0]
+        if mime:
+            image["mimeType"] = mime
+    return {"image": image}

@@ -20,11 +20,11 @@ import aiohttp
 import msgspec
 
 from proxy.errors import StatusError, StreamReportedError, UpstreamError
-from proxy.types import (CanonicalRequest, CanonicalResult, ChatDelta, ChatRequest, ChatResult, EmbedRequest,
-                         EmbedResult, RankedDoc, RerankRequest, RerankResult, TaskType, Usage)
+from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RankedDoc, RerankRequest,
+                         RerankResult, TaskType, Usage)
 
-from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, generic_error,
-                   host_region, malformed, reject_input_type, unsupported)
+from .base import (Adapter, Framing, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, decoding,
+                   generic_error, host_region, malformed, reject_input_type, unsupported)
 from .openai_compat import OpenAIStreamParser, openai_messages, parse_chat_completion
 from .tokens import ExpiringTokens
 
@@ -263,13 +263,16 @@ class WatsonxAIAdapter(Adapter):
         return f"{base}{PATHS[kind]}?version={quote(str(self.setting('api_version') or ''), safe='')}"
 
     # -- requests -----------------------------------------------------------------------------
-    def build_request(self, req: CanonicalRequest) -> UpstreamRequest:
-        if isinstance(req, EmbedRequest):
-            kind, body = "embeddings", self.embed_body(req)
-        elif isinstance(req, RerankRequest):
-            kind, body = "rerank", self.rerank_body(req)
-        else:
-            kind, body = ("chat_stream" if req.stream else "chat"), self.chat_body(req)
+    def embed_request(self, req: EmbedRequest) -> UpstreamRequest:
+        return self._request("embeddings", self.embed_body(req))
+
+    def rerank_request(self, req: RerankRequest) -> UpstreamRequest:
+        return self._request("rerank", self.rerank_body(req))
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
+        return self._request("chat_stream" if req.stream else "chat", self.chat_body(req))
+
+    def _request(self, kind: str, body: dict[str, Any]) -> UpstreamRequest:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if kind == "chat_stream"
                    else "application/json"}
         # the endpoint's `url` is its own setting: gateway-wide origin overrides do not apply
@@ -328,28 +331,21 @@ class WatsonxAIAdapter(Adapter):
         return msgspec.structs.replace(up, headers={**up.headers, "Authorization": f"Bearer {token}"})
 
     # -- responses ----------------------------------------------------------------------------
-    def parse_response(self, req: CanonicalRequest, body: bytes) -> CanonicalResult:
-        try:
-            if isinstance(req, EmbedRequest):
-                resp = _embeddings.decode(body)
-                usage = None
-                if resp.input_token_count is not None:
-                    usage = Usage(prompt_tokens=resp.input_token_count, total_tokens=resp.input_token_count)
-                return EmbedResult(vectors=[r.embedding for r in resp.results], usage=usage)
-            if isinstance(req, RerankRequest):
-                ranked = _rerank.decode(body)
-                usage = None
-                if ranked.input_token_count is not None:
-                    usage = Usage(prompt_tokens=ranked.input_token_count, total_tokens=ranked.input_token_count)
-                return RerankResult(ranked=[RankedDoc(index=r.index, relevance_score=r.score,
-                                                      text=r.input.text if r.input else None)
-                                            for r in ranked.results], usage=usage)
-            return self.parse_chat(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise malformed("response") from None
+    def parse_embed(self, req: EmbedRequest, body: bytes) -> EmbedResult:
+        with decoding():
+            resp = _embeddings.decode(body)
+        return EmbedResult(vectors=[r.embedding for r in resp.results], usage=_input_usage(resp.input_token_count))
 
-    def parse_chat(self, body: bytes) -> ChatResult:
-        return parse_chat_completion(body)
+    def parse_rerank(self, req: RerankRequest, body: bytes) -> RerankResult:
+        with decoding():
+            ranked = _rerank.decode(body)
+        return RerankResult(ranked=[RankedDoc(index=r.index, relevance_score=r.score,
+                                              text=r.input.text if r.input else None)
+                                    for r in ranked.results], usage=_input_usage(ranked.input_token_count))
+
+    def parse_chat(self, req: ChatRequest, body: bytes) -> ChatResult:
+        with decoding():
+            return parse_chat_completion(body)
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return WatsonxStreamParser()
@@ -361,3 +357,7 @@ class WatsonxAIAdapter(Adapter):
             if api_key:
                 self.tokens.forget(str(api_key), self.iam_url)
         return watsonx_error(body)
+
+
+def _input_usage(tokens: int | None) -> Usage | None:
+    return None if tokens is None else Usage(prompt_tokens=tokens, total_tokens=tokens)

@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Protocol
 
 from proxy.errors import StatusError
 from proxy.types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
-                         SparseEmbedResult, TaskType)
+                         SparseEmbedResult, TaskType, TextPart, part_type)
 
 
 class ModelKind(str, enum.Enum):
@@ -143,10 +143,10 @@ def message_dicts(req: ChatRequest, model_id: str) -> list[dict[str, Any]]:
         if isinstance(content, list):
             texts = []
             for part in content:
-                if part.get("type") != "text":
-                    raise StatusError(f"The local model [{model_id}] takes text only, not [{part.get('type')}] "
+                if not isinstance(part, TextPart):
+                    raise StatusError(f"The local model [{model_id}] takes text only, not [{part_type(part)}] "
                                       f"content")
-                texts.append(str(part.get("text") or ""))
+                texts.append(part.text)
             content = "".join(texts)
         out.append({"role": role, "content": content or ""})
     return out

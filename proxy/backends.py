@@ -12,7 +12,8 @@ import email.utils
 import random
 import time
 from contextlib import AsyncExitStack
-from typing import Any, AsyncIterator, Callable, Mapping
+from functools import partial
+from typing import Any, AsyncIterator, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -30,6 +31,8 @@ from .shared_limits import SharedRateLimiter
 from .types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
                     SparseEmbedResult, TaskType, Usage)
 from .upstream import Transport, UpstreamTimeout, iter_body
+
+R = TypeVar("R")
 
 _BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 5.0
@@ -157,14 +160,14 @@ class RemoteBackend:
 
     # ------------------------------------------------------------------ non-streaming
 
-    def _build(self, req: Any) -> UpstreamRequest:
+    def _build(self, up: UpstreamRequest) -> UpstreamRequest:
         """The adapter's request with the gateway's routing applied, so `authorize` (e.g. SigV4) signs
         the URL that is really called."""
-        up = self.adapter.request(req)
         return msgspec.structs.replace(up, url=self.transport.route(self.service, up), explicit_url=True)
 
-    async def _call(self, req: Any, ctx: CallContext) -> Any:
-        up = self._build(req)
+    async def _call(self, request: UpstreamRequest, parse: Callable[[bytes], R], ctx: CallContext) -> R:
+        """One task's call: the adapter's request for it out, its parser's result back."""
+        up = self._build(request)
         attempt = 0
         last: UpstreamError | None = None
         while True:
@@ -179,14 +182,14 @@ class RemoteBackend:
                 err = self._tag(exc, ctx)
             else:
                 if status < 300:
-                    return self.adapter.parse_response(req, body)
+                    return parse(body)
                 err = self.upstream_error(status, headers, body, signed.url)
             last = _more_telling(last, err)
             await self._backoff(last, attempt, ctx)
             attempt += 1
 
     async def _embed_part(self, req: EmbedRequest, ctx: CallContext) -> EmbedResult:
-        result: EmbedResult = await self._call(req, ctx)
+        result = await self._call(self.adapter.embed_request(req), partial(self.adapter.parse_embed, req), ctx)
         if len(result.vectors) != len(req.inputs) or not all(map(_is_number_array, result.vectors)):
             raise malformed(f"response ({len(result.vectors)} vectors for {len(req.inputs)} inputs)"
                             if len(result.vectors) != len(req.inputs) else "response (a vector that is not numbers)")
@@ -208,7 +211,8 @@ class RemoteBackend:
 
     async def sparse_embed(self, req: EmbedRequest, ctx: CallContext) -> SparseEmbedResult:
         parts = self.adapter.split_embed(req)
-        results: list[SparseEmbedResult] = await asyncio.gather(*(self._call(p, ctx) for p in parts))
+        results = await asyncio.gather(*(self._call(self.adapter.sparse_request(p),
+                                                    partial(self.adapter.parse_sparse, p), ctx) for p in parts))
         embeddings: list[dict[str, float]] = []
         truncated: list[bool] = []
         usage: Usage | None = None
@@ -221,11 +225,11 @@ class RemoteBackend:
         return SparseEmbedResult(embeddings=embeddings, truncated=truncated, usage=usage)
 
     async def rerank(self, req: RerankRequest, ctx: CallContext) -> RerankResult:
-        return await self._call(req, ctx)
+        return await self._call(self.adapter.rerank_request(req), partial(self.adapter.parse_rerank, req), ctx)
 
     async def chat(self, req: ChatRequest, ctx: CallContext) -> ChatResult:
         self.adapter.check_chat(req)
-        return await self._call(req, ctx)
+        return await self._call(self.adapter.chat_request(req), partial(self.adapter.parse_chat, req), ctx)
 
     # ------------------------------------------------------------------ streaming
 
@@ -244,7 +248,7 @@ class RemoteBackend:
         """What `consume` makes of the upstream's answer. Retries only before the first item is produced."""
         self.adapter.check_chat(req)
         req = msgspec.structs.replace(req, stream=True)
-        up = self._build(req)
+        up = self._build(self.adapter.chat_request(req))
         attempt = 0
         last: UpstreamError | None = None
         while True:

@@ -272,11 +272,13 @@ _SERVICES: tuple[Service, ...] = (
             deprecation="The [elser] service is deprecated and will be removed in a future release. Use the "
                         "[elasticsearch] service instead, with [model_id] set to [.elser_model_2] in the "
                         "[service_settings]"),
-    # fireworksai (ES 9.4+): settings inferred from the OpenAI-compatible services; rate limit 6000 per SPEC.
+    # fireworksai (ES 9.4+): rate limit 6000; the embeddings settings show `url` always, DEFAULT_URL when none is
+    # given (FireworksAiEmbeddingsServiceSettings.toXContentFragmentOfExposedFields, and SPEC put_fireworksai
+    # PutFireworksAiResponseExample1), the chat ones only when given (FireworksAiChatCompletionServiceSettings)
     Service("fireworksai", _tasks(T.TEXT_EMBEDDING, T.COMPLETION, T.CHAT_COMPLETION),
             (MODEL_ID, API_KEY, URL, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS, RATE_LIMIT),
             (_s("user"), _s("headers", "map")),
-            rate_limit=6000),
+            rate_limit=6000, defaults={T.TEXT_EMBEDDING: {"url": "https://api.fireworks.ai/inference/v1/embeddings"}}),
     Service("googleaistudio", _tasks(T.COMPLETION, T.TEXT_EMBEDDING, T.CHAT_COMPLETION),
             (MODEL_ID, API_KEY, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS, RATE_LIMIT),
             rate_limit=360),
@@ -312,8 +314,10 @@ _SERVICES: tuple[Service, ...] = (
                 tasks=_tasks(T.TEXT_EMBEDDING, T.EMBEDDING)),
              _s("late_chunking", "bool", tasks=_tasks(T.TEXT_EMBEDDING, T.EMBEDDING)), *RERANK_TASK_SETTINGS),
             rate_limit=2000,
-            # JinaAIEmbeddingServiceSettings prints embedding_type always (FLOAT unless given)
-            defaults={T.TEXT_EMBEDDING: {"embedding_type": "float"}}),
+            # JinaAIEmbeddingServiceSettings prints embedding_type always (FLOAT unless given), and on the
+            # `embedding` task multimodal_model (true unless given; SPEC PutJinaAiResponseExample3)
+            defaults={T.TEXT_EMBEDDING: {"embedding_type": "float"},
+                      T.EMBEDDING: {"embedding_type": "float", "multimodal_model": True}}),
     Service("llama", _tasks(T.TEXT_EMBEDDING, T.CHAT_COMPLETION, T.COMPLETION),
             (_s("url", required=True), MODEL_ID, OPTIONAL_API_KEY, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS,
              RATE_LIMIT),
@@ -323,7 +327,8 @@ _SERVICES: tuple[Service, ...] = (
             rate_limit=240),
     Service("nvidia", _tasks(T.CHAT_COMPLETION, T.COMPLETION, T.RERANK, T.TEXT_EMBEDDING),
             (MODEL_ID, URL, API_KEY, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS, RATE_LIMIT),
-            (INPUT_TYPE_INGEST_SEARCH, _s("truncate", choices=("NONE", "START", "END"), tasks=EMBED)),
+            # GET shows `truncate` in lower case (SPEC put_nvidia PutNvidiaResponseExample2); NIM takes upper case
+            (INPUT_TYPE_INGEST_SEARCH, _s("truncate", choices=("none", "start", "end"), tasks=EMBED)),
             rate_limit=3000),
     Service("openai", _tasks(T.TEXT_EMBEDDING, T.COMPLETION, T.CHAT_COMPLETION),
             (MODEL_ID, URL, _s("organization_id"), SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS,
@@ -351,10 +356,13 @@ _SERVICES: tuple[Service, ...] = (
             composite=True),
     Service("voyageai", _tasks(T.TEXT_EMBEDDING, T.RERANK),
             (MODEL_ID, API_KEY, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS,
-             _s("embedding_type", choices=("float", "int8", "byte", "bit", "binary"), tasks=EMBED), RATE_LIMIT),
+             _s("embedding_type", choices=("float", "int8", "byte", "bit", "binary"), tasks=EMBED),
+             _s("multimodal_model", "bool", tasks=_tasks(T.EMBEDDING)), RATE_LIMIT),
             (INPUT_TYPE_INGEST_SEARCH, _s("truncation", "bool"), _s("return_documents", "bool", tasks=RERANK_ONLY),
              _s("top_k", "int", positive=True, tasks=RERANK_ONLY)),
-            rate_limit=2000),
+            rate_limit=2000,
+            # VoyageAIEmbeddingServiceSettings (the `embedding` task) prints multimodal_model, true unless given
+            defaults={T.EMBEDDING: {"multimodal_model": True}}),
     Service("watsonxai", _tasks(T.TEXT_EMBEDDING, T.CHAT_COMPLETION, T.COMPLETION, T.RERANK),
             (MODEL_ID, _s("project_id", required=True), _s("url", required=True),
              _s("api_version", required=True), API_KEY, SIMILARITY, DIMENSIONS, MAX_INPUT_TOKENS, RATE_LIMIT),

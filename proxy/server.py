@@ -187,7 +187,7 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
                 continue
             log.info("created endpoint [%s] from the config file", declared.inference_id)
     app[appkeys.REGISTRY] = registry
-    app[appkeys.RESPONSES] = ResponseStore(store, box)
+    app[appkeys.RESPONSES] = ResponseStore(store, box, settings.responses_retention_s)
     backends = Backends(app[appkeys.TRANSPORT], app[appkeys.METRICS], local=local, shared=app[appkeys.REDIS],
                         resolve=registry.get, max_retries=settings.max_retries,
                         endpoint_max_retries=settings.endpoint_max_retries,

@@ -99,6 +99,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     local_max_generation_s: float = 5.0  # and its time budget (0: none), to end within clients' default timeouts
     prices: dict[str, Price] = {}  # endpoint id -> price per million input/output tokens
     usage_flush_s: float = 5.0  # how often each process adds its usage counts to the store
+    responses_retention_s: float = 30 * 86400.0  # how long a stored Responses API response is kept
     # OpenTelemetry traces: "otlp" or "console", from the standard OTEL_* variables; None: off (proxy/tracing.py)
     otel_traces_exporter: str | None = None
     # --workers N: the folder where the workers' Prometheus metrics meet (set by the supervisor)
@@ -155,7 +156,7 @@ _ENV_FIELDS = {"host": str, "port": int, "data_dir": str, "log_level": str, "sec
                "max_json_depth": int,
                "store": str, "redis": str, "embedding_cache_ttl": int, "workers": int,
                "local_idle_unload_s": float, "local_queue_size": int, "local_batch_tokens": int,
-               "usage_flush_s": float, "location": str}
+               "usage_flush_s": float, "responses_retention_s": float, "location": str}
 
 
 def load(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -87,10 +87,89 @@ class ToolCall(Base, kw_only=True):
     function: FunctionCall
 
 
+# Content parts and tools in OpenAI's Chat Completions shapes (platform.openai.com/docs/api-reference/chat/create),
+# which every surface converts to. Tagged: the `type` is always written, so a pass-through sends what came in.
+
+
+class TextPart(Base, kw_only=True, tag="text", tag_field="type"):
+    text: str
+
+
+class ImageURL(Base, kw_only=True):
+    url: str  # https: or a data: URI
+    detail: str | None = None  # auto | low | high
+
+
+class ImagePart(Base, kw_only=True, tag="image_url", tag_field="type"):
+    image_url: ImageURL | str  # some clients send the URL bare
+
+    @property
+    def url(self) -> str:
+        return self.image_url if isinstance(self.image_url, str) else self.image_url.url
+
+
+class InputAudio(Base, kw_only=True):
+    data: str  # base64
+    format: str  # wav | mp3
+
+
+class AudioPart(Base, kw_only=True, tag="input_audio", tag_field="type"):
+    input_audio: InputAudio
+
+
+class FileRef(Base, kw_only=True):
+    file_data: str | None = None  # base64, or a data: URI
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class FilePart(Base, kw_only=True, tag="file", tag_field="type"):
+    file: FileRef
+
+
+class RefusalPart(Base, kw_only=True, tag="refusal", tag_field="type"):
+    """An earlier assistant turn's refusal."""
+
+    refusal: str
+
+
+ContentPart = TextPart | ImagePart | AudioPart | FilePart | RefusalPart
+
+
+def part_type(part: ContentPart) -> str:
+    """A content part's `type` as the client wrote it."""
+    return str(part.__struct_config__.tag)
+
+
+class FunctionDef(Base, kw_only=True):
+    """A tool's function; also a legacy `functions` entry."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema
+    strict: bool | None = None
+
+
+class Tool(Base, kw_only=True, tag="function", tag_field="type"):
+    function: FunctionDef
+
+
+class FunctionName(Base, kw_only=True):
+    name: str
+
+
+class NamedToolChoice(Base, kw_only=True, tag="function", tag_field="type"):
+    """`tool_choice` naming the one function to call."""
+
+    function: FunctionName
+
+
+ToolChoice = str | NamedToolChoice  # auto | none | required, or a named function
+
+
 class ChatMessage(Base, kw_only=True):
     role: str
-    # str, or a list of OpenAI content parts kept as plain dicts (text, image_url, file)
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: list[ToolCall] | None = None
@@ -109,8 +188,8 @@ class ChatRequest(Base, kw_only=True):
     top_p: float | None = None
     stop: list[str] | None = None
     seed: int | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None
     # ES `Reasoning`: effort (xhigh..none) | max_tokens, summary, exclude, enabled

@@ -97,6 +97,8 @@ class Store(Protocol):
     async def get_response(self, response_id: str, owner: str) -> StoredResponse | None: ...
     async def delete_response(self, response_id: str, owner: str) -> bool:
         """Remove a response of this owner; False when there was none."""
+    async def delete_responses_before(self, cutoff: float) -> int:
+        """Remove every response created before `cutoff` (epoch seconds); how many there were."""
 
     # Gateway-wide documents next to the endpoints (the region policy: ES keeps it in the `.inference`
     # index as document `region_policy_elastic`, `RegionPolicyDoc.DOCUMENT_ID`). Their ids start with

@@ -129,6 +129,7 @@ $$""",
             body       bytea NOT NULL,
             created_at double precision NOT NULL
         )""",
+        "CREATE INDEX responses_created_at ON responses (created_at)",  # the retention sweep
     ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -408,3 +409,7 @@ class PostgresStore:
         status = await self._call("execute", "DELETE FROM responses WHERE id = $1 AND owner = $2",
                                   response_id, owner)
         return status == "DELETE 1"
+
+    async def delete_responses_before(self, cutoff: float) -> int:
+        status = await self._call("execute", "DELETE FROM responses WHERE created_at < $1", cutoff)
+        return int(status.split()[-1])

@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS responses (
     created_at REAL NOT NULL
 )
 """
+_RESPONSES_INDEX = "CREATE INDEX IF NOT EXISTS responses_created_at ON responses (created_at)"  # retention
 _KEY_COLUMNS = "id, name, owner, digest, created_at, expiration, invalidated_at, doc"
 _USAGE_COLUMNS = "bucket, key_id, endpoint, requests, errors, input_tokens, output_tokens"
 
@@ -120,6 +121,7 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute(_USAGE_SCHEMA)
         conn.execute(_DOCUMENTS)
         conn.execute(_RESPONSES_SCHEMA)
+        conn.execute(_RESPONSES_INDEX)
     except BaseException:
         conn.close()
         raise
@@ -360,6 +362,13 @@ class SqliteStore:
         assert self._conn is not None
         return self._conn.execute("DELETE FROM responses WHERE id = ? AND owner = ?",
                                   (response_id, owner)).rowcount == 1
+
+    def _delete_responses_before(self, cutoff: float) -> int:
+        assert self._conn is not None
+        return self._conn.execute("DELETE FROM responses WHERE created_at < ?", (cutoff,)).rowcount
+
+    async def delete_responses_before(self, cutoff: float) -> int:
+        return await self._run(self._delete_responses_before, cutoff)
 
     async def put_response(self, row: StoredResponse) -> None:
         await self._run(self._put_response, row)

@@ -14,7 +14,9 @@ from typing import Any
 import msgspec
 
 from ..errors import GatewayError, RequestValidationError, StatusError, UpstreamError
-from ..types import ChatDelta, ChatMessage, ChatRequest, ChatResult, FunctionCall, TaskType, ToolCall, Usage
+from ..types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, FunctionCall, FunctionDef,
+                     FunctionName, ImagePart, ImageURL, NamedToolChoice, TaskType, TextPart, Tool, ToolCall, ToolChoice,
+                     Usage)
 
 _encoder = msgspec.json.Encoder()
 _any = msgspec.json.Decoder(Any)
@@ -95,24 +97,23 @@ def decode(raw: bytes, struct_type: type) -> Any:
         raise _bad(f"The request body is not valid JSON: {exc}") from None
 
 
-def _image_part(block: dict[str, Any]) -> dict[str, Any]:
+def _image_part(block: dict[str, Any]) -> ImagePart:
     source = block.get("source") or {}
     kind = source.get("type")
     if kind == "base64":
-        url = f"data:{source.get('media_type')};base64,{source.get('data')}"
-        return {"type": "image_url", "image_url": {"url": url}}
+        return ImagePart(image_url=ImageURL(url=f"data:{source.get('media_type')};base64,{source.get('data')}"))
     if kind == "url":
-        return {"type": "image_url", "image_url": {"url": source.get("url")}}
+        return ImagePart(image_url=ImageURL(url=str(source.get("url"))))
     raise _bad(f"Image source type [{kind}] is not supported by this gateway (base64 and url are)")
 
 
-def _parts(blocks: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+def _parts(blocks: list[dict[str, Any]], where: str) -> list[ContentPart]:
     """Text and image blocks as OpenAI-style content parts (the canonical form)."""
-    parts: list[dict[str, Any]] = []
+    parts: list[ContentPart] = []
     for block in blocks:
         kind = block.get("type")
         if kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
+            parts.append(TextPart(text=str(block.get("text", ""))))
         elif kind == "image":
             parts.append(_image_part(block))
         else:
@@ -120,11 +121,10 @@ def _parts(blocks: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
     return parts
 
 
-def _content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+def _content(parts: list[ContentPart]) -> str | list[ContentPart]:
     """Text-only content as one string (what every provider takes), else the parts."""
-    if all(p["type"] == "text" for p in parts):
-        return "".join(p["text"] for p in parts)
-    return parts
+    texts = [p.text for p in parts if isinstance(p, TextPart)]
+    return "".join(texts) if len(texts) == len(parts) else parts
 
 
 def _messages(body: MessagesBody | CountTokensBody) -> list[ChatMessage]:
@@ -159,7 +159,7 @@ def _messages(body: MessagesBody | CountTokensBody) -> list[ChatMessage]:
             out.append(ChatMessage(role="assistant", content="".join(texts) if texts else None,
                                    tool_calls=calls or None))
             continue
-        pending: list[dict[str, Any]] = []
+        pending: list[ContentPart] = []
         for block in m.content:
             if block.get("type") == "tool_result":
                 if pending:
@@ -178,7 +178,7 @@ def _messages(body: MessagesBody | CountTokensBody) -> list[ChatMessage]:
     return out
 
 
-def _tools(tools: list[ToolBody] | None) -> list[dict[str, Any]] | None:
+def _tools(tools: list[ToolBody] | None) -> list[Tool] | None:
     if not tools:
         return None
     out = []
@@ -186,17 +186,13 @@ def _tools(tools: list[ToolBody] | None) -> list[dict[str, Any]] | None:
         if tool.type not in (None, "custom"):
             raise _bad(f"Tools of type [{tool.type}] (Anthropic server tools) are not supported by this gateway",
                        param="tools")
-        fn: dict[str, Any] = {"name": tool.name, "parameters": tool.input_schema or {"type": "object",
-                                                                                     "properties": {}}}
-        if tool.description is not None:
-            fn["description"] = tool.description
-        if tool.strict:
-            fn["strict"] = True
-        out.append({"type": "function", "function": fn})
+        out.append(Tool(function=FunctionDef(name=tool.name, description=tool.description,
+                                             parameters=tool.input_schema or {"type": "object", "properties": {}},
+                                             strict=True if tool.strict else None)))
     return out
 
 
-def _tool_choice(choice: dict[str, Any] | None) -> tuple[str | dict[str, Any] | None, bool | None]:
+def _tool_choice(choice: dict[str, Any] | None) -> tuple[ToolChoice | None, bool | None]:
     """(OpenAI tool_choice, parallel_tool_calls)."""
     if choice is None:
         return None, None
@@ -209,7 +205,10 @@ def _tool_choice(choice: dict[str, Any] | None) -> tuple[str | dict[str, Any] | 
     if kind == "none":
         return "none", None
     if kind == "tool":
-        return {"type": "function", "function": {"name": choice.get("name")}}, parallel
+        name = choice.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad("tool_choice: a choice of type [tool] needs a [name]", param="tool_choice")
+        return NamedToolChoice(function=FunctionName(name=name)), parallel
     raise _bad(f"tool_choice: Unexpected type [{kind}]", param="tool_choice")
 
 
@@ -254,7 +253,7 @@ def count_request(body: CountTokensBody) -> ChatRequest:
     """The smallest real request that makes the provider count the prompt (one output token)."""
     choice, _ = _tool_choice(body.tool_choice)
     return ChatRequest(messages=_messages(body), max_tokens=1, tools=_tools(body.tools),
-                       tool_choice=None if choice == "required" or isinstance(choice, dict) else choice)
+                       tool_choice=None if choice == "required" or isinstance(choice, NamedToolChoice) else choice)
 
 
 # ------------------------------------------------------------------------------ answers

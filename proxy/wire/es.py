@@ -9,8 +9,9 @@ import msgspec
 
 from ..catalogue import Service
 from ..errors import GatewayError, IllegalArgumentError, ParseError, RequestValidationError, StatusError
-from ..types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, EmbedResult,
-                     FunctionCall, InputType, RerankRequest, RerankResult, SparseEmbedResult, TaskType, ToolCall)
+from ..types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, EmbedRequest,
+                     EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, SparseEmbedResult, TaskType,
+                     Tool, ToolCall, ToolChoice)
 from ..validation import check_input_limits, validate_task_settings_override
 from . import openai as openai_wire
 from .openai import tool_call_dicts
@@ -46,7 +47,7 @@ class ChatToolCall(msgspec.Struct, forbid_unknown_fields=True):
 
 class ChatMessageBody(msgspec.Struct, forbid_unknown_fields=True):
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     tool_call_id: str | None = None
     tool_calls: list[ChatToolCall] | None = None
     reasoning: str | None = None  # ES `Message.reasoning`, `reasoning_details` (an earlier answer's reasoning)
@@ -72,8 +73,8 @@ class ChatBody(msgspec.Struct, forbid_unknown_fields=True):
     stop: str | list[str] | None = None
     temperature: float | None = None
     top_p: float | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
+    tool_choice: ToolChoice | None = None
+    tools: list[Tool] | None = None
     reasoning: ReasoningBody | None = None
     timeout: str | None = None
 

@@ -14,8 +14,9 @@ import msgspec
 
 from .. import token_ids
 from ..errors import GatewayError, NotFoundError, StatusError, UpstreamError
-from ..types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, EmbedRequest, FunctionCall, RerankRequest,
-                     RerankResult, TaskType, ToolCall, Usage)
+from ..types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, EmbedRequest, FunctionCall,
+                     FunctionDef, FunctionName, NamedToolChoice, RerankRequest, RerankResult, TaskType, Tool, ToolCall,
+                     ToolChoice, Usage)
 from ..validation import check_input_limits
 
 log = logging.getLogger("proxy.openai")
@@ -41,18 +42,10 @@ class StreamOptions(msgspec.Struct, kw_only=True):
 
 class MessageBody(msgspec.Struct, kw_only=True):
     role: str
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: list[ToolCall] | None = None
-
-
-class FunctionDef(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A legacy `functions` entry: the same object as a tool's `function`."""
-
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
 
 
 class ChatBody(msgspec.Struct, kw_only=True):
@@ -65,8 +58,8 @@ class ChatBody(msgspec.Struct, kw_only=True):
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     stream: bool = False
@@ -80,7 +73,7 @@ class ChatBody(msgspec.Struct, kw_only=True):
     top_logprobs: int | None = None
     # deprecated by OpenAI in favour of tools / tool_choice, which they become
     functions: list[FunctionDef] | None = None
-    function_call: str | dict[str, Any] | None = None
+    function_call: str | FunctionName | None = None
 
 
 class CompletionsBody(msgspec.Struct, kw_only=True):
@@ -118,15 +111,15 @@ UNSUPPORTED_COMPLETION_PARAMS: dict[str, Any] = {"logprobs": None, "best_of": 1,
 UNSUPPORTED_CHAT_PARAMS: dict[str, Any] = {"audio": None, "modalities": ["text"], "web_search_options": None}
 
 
-def legacy_functions(body: ChatBody) -> tuple[list[dict[str, Any]] | None, str | dict[str, Any] | None]:
+def legacy_functions(body: ChatBody) -> tuple[list[Tool] | None, ToolChoice | None]:
     """`functions` / `function_call` as the `tools` / `tool_choice` that replaced them."""
     tools = body.tools
     choice = body.tool_choice
     if body.functions:
-        tools = (tools or []) + [{"type": "function", "function": msgspec.to_builtins(f)} for f in body.functions]
+        tools = (tools or []) + [Tool(function=f) for f in body.functions]
     if body.function_call is not None and choice is None:
-        if isinstance(body.function_call, dict):
-            choice = {"type": "function", "function": {"name": body.function_call.get("name")}}
+        if isinstance(body.function_call, FunctionName):
+            choice = NamedToolChoice(function=body.function_call)
         else:
             choice = body.function_call  # "auto" / "none"
     return tools, choice

@@ -14,7 +14,9 @@ from typing import Any
 import msgspec
 
 from ..errors import GatewayError, RequestValidationError
-from ..types import ChatDelta, ChatMessage, ChatRequest, ChatResult, FunctionCall, ToolCall, Usage
+from ..types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, FilePart, FileRef, FunctionCall,
+                     FunctionDef, FunctionName, ImagePart, ImageURL, NamedToolChoice, TextPart, Tool, ToolCall,
+                     ToolChoice, Usage)
 from . import openai as openai_wire
 
 _encoder = msgspec.json.Encoder()
@@ -69,34 +71,32 @@ def new_id(prefix: str) -> str:
 # ------------------------------------------------------------------------------ requests
 
 
-def _part(part: dict[str, Any]) -> dict[str, Any]:
+def _part(part: dict[str, Any]) -> ContentPart:
     kind = part.get("type")
     if kind in ("input_text", "output_text", "text"):
-        return {"type": "text", "text": part.get("text", "")}
+        return TextPart(text=str(part.get("text", "")))
     if kind == "refusal":
-        return {"type": "text", "text": part.get("refusal", "")}
+        return TextPart(text=str(part.get("refusal", "")))
     if kind == "input_image":
         if not part.get("image_url"):
             raise _bad("input_image: only [image_url] images are supported by this gateway (no file ids)",
                        param="input")
-        image: dict[str, Any] = {"url": part["image_url"]}
-        if part.get("detail") and part["detail"] != "auto":
-            image["detail"] = part["detail"]
-        return {"type": "image_url", "image_url": image}
+        detail = part.get("detail")
+        return ImagePart(image_url=ImageURL(url=str(part["image_url"]),
+                                            detail=str(detail) if detail and detail != "auto" else None))
     if kind == "input_file" and part.get("file_data"):
-        return {"type": "file", "file": {"file_data": part["file_data"], "filename": part.get("filename")}}
+        return FilePart(file=FileRef(file_data=str(part["file_data"]), filename=part.get("filename")))
     raise _bad(f"Input content of type [{kind}] is not supported by this gateway", param="input")
 
 
-def _content(content: Any) -> str | list[dict[str, Any]]:
+def _content(content: Any) -> str | list[ContentPart]:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         raise _bad("A message's content must be a string or a list of content parts", param="input")
     parts = [_part(p) for p in content]
-    if all(p["type"] == "text" for p in parts):
-        return "".join(p["text"] for p in parts)
-    return parts
+    texts = [p.text for p in parts if isinstance(p, TextPart)]
+    return "".join(texts) if len(texts) == len(parts) else parts
 
 
 def input_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
@@ -212,7 +212,7 @@ def item_list(items: list[dict[str, Any]], *, order: str, limit: int, after: str
             "has_more": start + len(page) < end}
 
 
-def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+def _tools(tools: list[dict[str, Any]] | None) -> list[Tool] | None:
     if not tools:
         return None
     out = []
@@ -221,15 +221,21 @@ def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
             raise _bad(f"Tools of type [{tool.get('type')}] (hosted tools) are not supported by this gateway; "
                        f"function tools are", param="tools")
         fn = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
-        out.append({"type": "function", "function": fn})
+        try:
+            out.append(Tool(function=msgspec.convert(fn, FunctionDef)))
+        except msgspec.ValidationError as exc:
+            raise _bad(f"tools: {exc}", param="tools") from None
     return out
 
 
-def _tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+def _tool_choice(choice: str | dict[str, Any] | None) -> ToolChoice | None:
     if choice is None or isinstance(choice, str):
         return choice
     if choice.get("type") == "function":
-        return {"type": "function", "function": {"name": choice.get("name")}}
+        name = choice.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad("tool_choice: a choice of type [function] needs a [name]", param="tool_choice")
+        return NamedToolChoice(function=FunctionName(name=name))
     raise _bad(f"tool_choice of type [{choice.get('type')}] is not supported by this gateway", param="tool_choice")
 
 

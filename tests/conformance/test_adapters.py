@@ -20,7 +20,8 @@ from adapters.base import StreamCut, UpstreamRequest
 from proxy.catalogue import SERVICES, Service, Setting
 from proxy.errors import GatewayError
 from proxy.endpoint import Endpoint
-from proxy.types import ChatMessage, ChatRequest, EmbedRequest, InputType, RerankRequest, TaskType
+from proxy.types import ChatMessage, ChatRequest, EmbedRequest, FunctionDef, InputType, RerankRequest, TaskType, Tool
+from tests.tasks import request_for
 
 T = TaskType
 SECRET_MARK = "SECRET-MARKER-{}"
@@ -100,8 +101,11 @@ CASES = [(service, task) for service in sorted(ADAPTERS) for task in sorted(SERV
 
 
 def _build(adapter, req) -> UpstreamRequest | GatewayError:
+    """As the backend builds it (proxy/backends.py): a chat request is checked for what the adapter cannot map."""
     try:
-        return adapter.request(req)
+        if adapter.task in (T.COMPLETION, T.CHAT_COMPLETION):
+            adapter.check_chat(req)
+        return request_for(adapter, req)
     except GatewayError as err:
         return err
 
@@ -114,7 +118,7 @@ def _fingerprint(up: UpstreamRequest | GatewayError) -> Any:
 
 CHAT_PARAMS: dict[str, Any] = {
     "max_tokens": 77, "temperature": 0.123, "top_p": 0.456, "stop": ["STOP-X"], "seed": 4242,
-    "tools": [{"type": "function", "function": {"name": "probe_tool", "parameters": {"type": "object"}}}],
+    "tools": [Tool(function=FunctionDef(name="probe_tool", parameters={"type": "object"}))],
     "tool_choice": "required", "response_format": {"type": "json_object"}, "user": "probe-user",
     "reasoning": {"max_tokens": 2048}, "reasoning=effort": {"effort": "high"},
 }
@@ -176,6 +180,6 @@ def test_error_parsing_never_raises(service, task, body):
 @pytest.mark.parametrize("service, task", CASES)
 def test_no_secret_in_reprs(service, task):
     adapter = adapter_class(service)(endpoint_for(SERVICES[service], task))
-    up = adapter.build_request(_base_request(task))
+    up = request_for(adapter, _base_request(task))
     for text in (repr(up), str(up), repr(adapter.endpoint)):
         assert "SECRET-MARKER" not in text

@@ -31,6 +31,13 @@ CHAT = {"messages": MESSAGES, "max_tokens": 64, "temperature": 0.25, "top_p": 0.
         "tools": TOOLS, "tool_choice": "auto", "seed": 7, "user": "u-1"}
 COMPLETION = {"input": "Say hi", "max_tokens": 32, "temperature": 0.5}
 EMBED = {"input": TEXTS}
+# ES `embedding` task inputs (EmbeddingRequestExample1/3 of the specification): an image, a text, and an image
+# with a caption as one embedding (9.5); the image is a real 1x1 PNG, as SDKs that check images need one
+PNG_URI = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElF"
+           "TkSuQmCC")
+IMAGE_ITEM = {"type": "image", "format": "base64", "value": PNG_URI}
+TEXT_ITEM = {"type": "text", "value": "alpha text"}
+CONTENTS = {"input": [{"content": IMAGE_ITEM}, {"content": TEXT_ITEM}, {"content": [TEXT_ITEM, IMAGE_ITEM]}]}
 RERANK = {"query": "which one?", "documents": ["doc zero", "doc one", "doc two"], "top_n": 2,
           "return_documents": False}
 
@@ -704,6 +711,23 @@ def cohere_embed_reply(params: dict) -> Reply:
         "texts": params["input"], "meta": {"billed_units": {"input_tokens": 4}}}).encode())
 
 
+def cohere_multimodal(url: str, params: dict):
+    from cohere import EmbedInput, ImageUrlEmbedContent, TextEmbedContent
+    from cohere.types import EmbedImageUrl
+    inputs = [EmbedInput(content=[TextEmbedContent(text=i["value"]) if i["type"] == "text" else
+                                  ImageUrlEmbedContent(image_url=EmbedImageUrl(url=i["value"])) for i in items])
+              for items in _items(params)]
+    resp = _cohere(url).embed(model="embed-v4.0", inputs=inputs, input_type="search_query", embedding_types=["float"])
+    return resp.embeddings.float_
+
+
+def cohere_multimodal_reply(params: dict) -> Reply:
+    n = len(params["input"])
+    return Reply(dump("cohere:EmbedByTypeResponse", {
+        "id": "e2", "response_type": "embeddings_by_type", "embeddings": {"float": [VECTORS[i % 2] for i in range(n)]},
+        "meta": {"billed_units": {"input_tokens": 4, "images": 2}}}).encode())
+
+
 def cohere_rerank(url: str, params: dict):
     return _cohere(url).rerank(model="m-1", query=params["query"], documents=params["documents"],
                                top_n=params.get("top_n"))
@@ -790,6 +814,27 @@ def voyage_embed(url: str, params: dict):
 def voyage_embed_reply(params: dict) -> Reply:
     return Reply(json.dumps({"object": "list", "model": "m-1", "usage": {"total_tokens": 4},
                              "data": [{"object": "embedding", "embedding": VECTORS[i], "index": i}
+                                      for i in range(len(params["input"]))]}).encode())
+
+
+def _items(params: dict) -> list[list[dict]]:
+    """The ES content objects of an `embedding` request as lists of items."""
+    return [c["content"] if isinstance(c["content"], list) else [c["content"]] for c in params["input"]]
+
+
+def voyage_multimodal(url: str, params: dict):
+    # the SDK's dict form of multimodal_embed (docs.voyageai.com/docs/multimodal-embeddings)
+    inputs = [{"content": [{"type": "text", "text": i["value"]} if i["type"] == "text" else
+                           {"type": "image_base64", "image_base64": i["value"]} for i in items]}
+              for items in _items(params)]
+    return _voyage(url).multimodal_embed(inputs=inputs, model="voyage-multimodal-3", output_dtype="float").embeddings
+
+
+def voyage_multimodal_reply(params: dict) -> Reply:
+    return Reply(json.dumps({"object": "list", "model": "voyage-multimodal-3",
+                             "usage": {"text_tokens": 5, "image_pixels": 2, "video_pixels": 0,
+                                       "total_tokens": 7},
+                             "data": [{"object": "embedding", "embedding": VECTORS[i % 2], "index": i}
                                       for i in range(len(params["input"]))]}).encode())
 
 
@@ -1020,6 +1065,27 @@ def vertex_embed_reply(params: dict) -> Reply:
     return Reply(json.dumps({"predictions": [{"embeddings": {"values": VECTORS[i],
                                                              "statistics": {"token_count": 2, "truncated": False}}}
                                              for i in range(len(params["input"]))]}).encode())
+
+
+def vertex_multimodal(url: str, params: dict):
+    """The multimodal embeddings API reference (cloud.google.com/vertex-ai/generative-ai/docs/model-reference/
+    multimodal-embeddings): `{"instances": [{"text"} | {"image": {"bytesBase64Encoded", "mimeType"}}]}` at the
+    model's `:predict`, one instance per call as the Vertex SDK's MultiModalEmbeddingModel.get_embeddings sends."""
+    import httpx
+    out = []
+    for (item,) in _items(params):
+        if item["type"] == "text":
+            instance: dict = {"text": item["value"]}
+        else:
+            head, data = item["value"].split(",", 1)
+            instance = {"image": {"bytesBase64Encoded": data, "mimeType": head[5:].split(";")[0]}}
+        resp = httpx.post(f"{url}/v1/projects/p-1/locations/us-central1/publishers/google/models/"
+                          f"multimodalembedding@001:predict", json={"instances": [instance]},
+                          headers={"Content-Type": "application/json", "Authorization": f"Bearer {VERTEX_TOKEN}"})
+        resp.raise_for_status()
+        prediction = resp.json()["predictions"][0]
+        out.append(prediction.get("textEmbedding") or prediction["imageEmbedding"])
+    return out
 
 
 # discoveryengine.googleapis.com v1 rankingConfigs.rank (cloud.google.com/generative-ai-app-builder/docs/reference/
@@ -1378,6 +1444,11 @@ CASES: list[Case] = [
          settings={"api_key": KEY, "model_id": "m-1"}, params=RERANK, ignore_headers=VOYAGE_SOURCE,
          ignore_body={**VOYAGE_DEFAULTS, "return_documents": "in Voyage's rerank reference "
                       "(docs.voyageai.com/reference/reranker-api); ES sends it, the SDK has no argument for it"}),
+    Case("voyageai", "embedding", "voyageai", call=voyage_multimodal, reply=voyage_multimodal_reply,
+         answer=lambda r: r, settings={"api_key": KEY, "model_id": "voyage-multimodal-3"}, params=CONTENTS,
+         surfaces=("es",), ignore_headers=VOYAGE_SOURCE, ignore_body=VOYAGE_DEFAULTS),
+    Case("cohere", "embedding", "cohere", call=cohere_multimodal, reply=cohere_multimodal_reply, answer=lambda r: r,
+         settings={"api_key": KEY, "model_id": "embed-v4.0"}, params=CONTENTS, surfaces=("es",)),
     Case("contextualai", "rerank", "contextual-client", call=contextual_rerank, reply=contextual_rerank_reply,
          answer=rerank_answer, settings={"api_key": KEY, "model_id": "m-1"}, params=RERANK,
          modules=("contextual",)),
@@ -1444,6 +1515,12 @@ CASES: list[Case] = [
     Case("googlevertexai", "text_embedding", "google-genai", call=vertex_embed, reply=vertex_embed_reply,
          answer=lambda r: r, settings=_vertex_settings(), params=EMBED, modules=("google.genai",), proto_json=True,
          routes=VERTEX_TOKEN_ROUTE),
+    Case("googlevertexai", "embedding", "vertex-multimodal-embeddings-api-reference", call=vertex_multimodal,
+         modules=("httpx",), reply=lambda p: Reply(json.dumps({"predictions": [{"imageEmbedding": VECTORS[0]}],
+                                                               "deployedModelId": "d-1"}).encode()),
+         answer=lambda r: r, settings={**_vertex_settings(), "model_id": "multimodalembedding@001"},
+         params={"input": [{"content": TEXT_ITEM}, {"content": IMAGE_ITEM}]}, surfaces=("es",),
+         routes=VERTEX_TOKEN_ROUTE),
     Case("googlevertexai", "rerank", "discoveryengine-api-reference", call=VERTEX_RANK, modules=("httpx",),
          reply=lambda p: Reply(json.dumps({"records": [{"id": str(r["index"]), "score": r["relevance_score"]}
                                                        for r in RANKED]}).encode()),
@@ -1476,8 +1553,8 @@ NOT_COVERED: dict[str, str] = {
     # backends: the adapter sees a text_embedding endpoint), which that task's case covers
     **{f"{name}/embedding": "text on the `embedding` task is the text_embedding request its case covers"
        for name, spec in SERVICES.items()
-       if TaskType.EMBEDDING in spec.tasks and TaskType.TEXT_EMBEDDING in spec.tasks and name != "jinaai"
-       and not spec.local},
+       if TaskType.EMBEDDING in spec.tasks and TaskType.TEXT_EMBEDDING in spec.tasks
+       and name not in ("jinaai", "voyageai", "cohere", "googlevertexai") and not spec.local},
 }
 
 

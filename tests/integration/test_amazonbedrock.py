@@ -271,7 +271,7 @@ async def test_session_credentials_are_signed_with_their_token(bedrock):
                                                     "secret_key": bedrock.key.secret_key,
                                                     "session_token": bedrock.key.session_token})
     adapter = AmazonBedrockAdapter(ep)
-    up = adapter.build_request(ChatRequest(messages=[ChatMessage(role="user", content="temp")]))
+    up = adapter.chat_request(ChatRequest(messages=[ChatMessage(role="user", content="temp")]))
     routed = bedrock.url + up.url.split(".amazonaws.com", 1)[1]
     async with aiohttp.ClientSession() as session:
         signed = await adapter.authorize(msgspec.structs.replace(up, url=routed), session)

@@ -10,11 +10,13 @@ import pytest
 from elasticsearch import BadRequestError
 
 from tests.conftest import make_settings
+from tests.fakes.cohere_upstream import FakeCohere
 from tests.fakes.jinaai_upstream import FakeJina
 from tests.fakes.jinaai_upstream import fake_vector as jina_vector
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.openai_upstream import fake_vector as openai_vector
 from tests.fakes.server import LiveServer
+from tests.fakes.voyageai_upstream import FakeVoyage
 
 IMAGE = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQ=="
 EXAMPLE_1 = {"input": [{"content": {"type": "image", "format": "base64", "value": IMAGE}},
@@ -43,8 +45,27 @@ async def jina():
 
 
 @pytest.fixture
-def gateway_settings(tmp_path, openai_up, jina):
-    return make_settings(tmp_path, upstreams={"jinaai": jina.url})
+async def cohere_up():
+    fake = FakeCohere()
+    server = await LiveServer(fake.app()).start()
+    fake.url = server.url
+    yield fake
+    await server.stop()
+
+
+@pytest.fixture
+async def voyage_up():
+    fake = FakeVoyage()
+    server = await LiveServer(fake.app()).start()
+    fake.url = server.url
+    yield fake
+    await server.stop()
+
+
+@pytest.fixture
+def gateway_settings(tmp_path, openai_up, jina, cohere_up, voyage_up):
+    return make_settings(tmp_path, upstreams={"jinaai": jina.url, "cohere": cohere_up.url,
+                                              "voyageai": voyage_up.url})
 
 
 async def _openai_endpoint(es, openai_up, inference_id="text-only"):
@@ -94,6 +115,27 @@ async def test_a_multimodal_model_takes_images(es, jina):
     with pytest.raises(BadRequestError) as info:
         await es.inference.embedding(inference_id="mm", body=EXAMPLE_3)
     assert "several items in one content object" in info.value.body["error"]["reason"]
+
+
+@pytest.mark.parametrize("service, settings, model", [
+    ("cohere", {"model_id": "embed-english-v3.0"}, "embed-english-v3.0"),
+    ("voyageai", {"model_id": "voyage-3", "multimodal_model": False}, "voyage-3"),
+])
+async def test_images_are_refused_where_the_provider_model_takes_text_only(es, cohere_up, voyage_up, service,
+                                                                            settings, model):
+    """Cohere's v3 models and a Voyage endpoint set `multimodal_model: false` embed text on this task; the
+    multimodal models (embed-v4.0, voyage-multimodal-3, multimodalembedding) take images (tests/contract)."""
+    fake = cohere_up if service == "cohere" else voyage_up
+    await es.inference.put(task_type="embedding", inference_id="text-model", inference_config={
+        "service": service, "service_settings": {"api_key": fake.api_key, **settings}})
+    calls = len(fake.requests)
+    with pytest.raises(BadRequestError) as info:
+        await es.inference.embedding(inference_id="text-model", body=EXAMPLE_1)
+    assert f"cannot embed images: the [{service}] service model [{model}] takes text only" in \
+        info.value.body["error"]["reason"]
+    assert len(fake.requests) == calls
+    resp = await es.inference.embedding(inference_id="text-model", body=EXAMPLE_2)
+    assert len(resp.body["embeddings"]) == 2
 
 
 @pytest.mark.parametrize("body, reason", [

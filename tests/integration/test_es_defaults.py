@@ -25,4 +25,25 @@ async def test_openshift_ai_prints_whether_dimensions_came_from_the_user(es):
     assert sized.body["service_settings"]["dimensions_set_by_user"] is True
     chat = await es.inference.put_openshift_ai(task_type="chat_completion", openshiftai_inference_id="os3",
                                                service="openshift_ai", service_settings=base)
-    assert "dimensions_set_by_user" not in chat.body["service_settings"]
+
+
+async def test_fireworks_prints_its_default_embeddings_url(es):
+    # FireworksAiEmbeddingsServiceSettings shows `url` always (DEFAULT_URL when none is given) and keeps
+    # dimensions_set_by_user out of GET (SPEC PutFireworksAiResponseExample1); the chat settings show `url` only
+    # when given (FireworksAiChatCompletionServiceSettings)
+    base = {"api_key": "fw_x", "model_id": "nomic-ai/nomic-embed-text-v1.5"}
+    resp = await es.inference.put_fireworksai(task_type="text_embedding", fireworksai_inference_id="fw",
+                                              service="fireworksai", service_settings=base)
+    shown = resp.body["service_settings"]
+    assert shown["url"] == "https://api.fireworks.ai/inference/v1/embeddings"
+    assert "dimensions_set_by_user" not in shown
+    assert (await es.inference.get(inference_id="fw")).body["endpoints"][0] == resp.body
+    own = await es.inference.put_fireworksai(task_type="text_embedding", fireworksai_inference_id="fw2",
+                                             service="fireworksai",
+                                             service_settings={**base, "url": "https://fw.example/v1/embeddings",
+                                                               "dimensions": 64})
+    assert own.body["service_settings"]["url"] == "https://fw.example/v1/embeddings"
+    chat = await es.inference.put_fireworksai(task_type="chat_completion", fireworksai_inference_id="fw3",
+                                              service="fireworksai",
+                                              service_settings={"api_key": "fw_x", "model_id": "m"})
+    assert "url" not in chat.body["service_settings"]

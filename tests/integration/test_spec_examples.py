@@ -4,6 +4,7 @@ every example Elasticsearch documents as valid must be accepted, and GET must sh
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -71,3 +72,123 @@ async def test_vertex_generation_rules_are_elasticsearch_s(es):
         task_type="completion", googlevertexai_inference_id="gemini", service="googlevertexai",
         service_settings={"model_id": "gemini-2.5-flash", "project_id": "p", "location": "us-central1", **sa})
     assert ok.body["service_settings"]["provider"] == "GOOGLE"
+
+
+# -- every other service's PUT examples, through its `put_<service>` helper (or `put` for the generic API)
+
+OTHER_APIS = sorted(k for k in EXAMPLES if k.startswith("put") and k != "put_googlevertexai")
+# Examples Elasticsearch accepts that the gateway cannot: file -> (the reason, what the refusal says).
+_PLACEHOLDER = ("a placeholder such as `Target-URI` or `url-endpoint`: java.net.URI parses it as a relative "
+                "reference, but Elasticsearch's own PUT then fails on it, since its validation call "
+                "(ModelValidatorBuilder) cannot reach it; the gateway refuses it while parsing "
+                "(proxy.validation.url_problem), as for UNCALLABLE above")
+_NOT_A_URL = (_PLACEHOLDER, "only http and https urls can be called")
+NOT_APPLICABLE: dict[str, tuple[str, str]] = {
+    "PutAzureAiStudioRequestExample1.yaml": _NOT_A_URL,
+    "PutAzureAiStudioRequestExample2.yaml": _NOT_A_URL,
+    "PutAzureAiStudioRequestExample3.yaml": _NOT_A_URL,
+    "PutHuggingFaceRequestExample1.yaml": _NOT_A_URL,
+    "PutHuggingFaceRequestExample2.yaml": _NOT_A_URL,
+    "PutWatsonxRequestExample1.yaml": _NOT_A_URL,
+    **{f"PutOpenShiftAiRequestExample{i}.yaml": _NOT_A_URL for i in range(1, 6)},
+    **{f"PutNvidiaRequestExample{i}.yaml": _NOT_A_URL for i in (1, 3, 5, 7)},
+    # ES VoyageAIService reads its secrets with DefaultSecretSettings.fromMap, where `api_key` is required: these two
+    # examples leave it out, and Elasticsearch refuses them as well
+    "PutVoyageAIRequestExample1.yaml": ("no api_key", "does not contain the required setting [api_key]"),
+    "PutVoyageAIRequestExample2.yaml": ("no api_key", "does not contain the required setting [api_key]"),
+    # java.net.URI refuses `<` and `>` too: ES's ServiceUtils.convertToUri answers this very error for it
+    "PutCustomRequestExample5.yaml": ("its url is a `<placeholder>`, which Elasticsearch refuses as well",
+                                      "Reason: Illegal character in path"),
+}
+
+
+def _put_cases():
+    return [pytest.param(api, e, id=e["source"].rsplit("/", 1)[1]) for api in OTHER_APIS for e in EXAMPLES[api]]
+
+
+async def _put(es, api: str, example: dict):
+    method = getattr(es.inference, api)
+    if api == "put":
+        return await method(task_type=example["task_type"], inference_id="ex", inference_config=example["body"])
+    id_param = next(p for p in inspect.signature(method).parameters if p.endswith("_inference_id"))
+    return await method(task_type=example["task_type"], **{id_param: "ex"}, **example["body"])
+
+
+@pytest.mark.parametrize("api, example", _put_cases())
+async def test_put_examples_are_accepted(es, api, example):
+    from proxy.catalogue import lookup
+
+    name = example["source"].rsplit("/", 1)[1]
+    if name in NOT_APPLICABLE:
+        from elasticsearch import ApiError
+
+        with pytest.raises(ApiError) as info:
+            await _put(es, api, example)
+        assert NOT_APPLICABLE[name][1] in info.value.body["error"]["reason"]
+        return
+    resp = await _put(es, api, example)
+    body = example["body"]
+    assert resp.body["task_type"] == example["task_type"]
+    assert resp.body["service"] == body["service"]
+    secrets = lookup(body["service"]).secret_names()
+    shown = resp.body.get("service_settings", {})
+    for key, value in body.get("service_settings", {}).items():
+        if key in secrets:
+            assert key not in shown  # never shown
+        else:
+            assert shown[key] == value, key
+    for key, value in body.get("task_settings", {}).items():
+        assert resp.body["task_settings"][key] == value, key
+    assert (await es.inference.get(inference_id="ex")).body["endpoints"][0] == resp.body
+
+
+# -- the PUT response examples: what the gateway answers for the request example each one belongs to
+
+# Set by Elasticsearch's validation call at PUT (TextEmbeddingModelValidator), which these tests leave off
+# (tests/conftest.make_settings); tests/integration/test_put_validation.py checks that the gateway fills them.
+FROM_VALIDATION = frozenset({"dimensions", "similarity"})
+# Response examples that are not what Elasticsearch answers: file -> why.
+RESPONSE_DIFFERENCES: dict[str, str] = {
+    "PutFireworksAiResponseExample2.yaml": "it leaves `url` out, which PutFireworksAiResponseExample1 and "
+                                           "FireworksAiEmbeddingsServiceSettings show always",
+    "PutAzureOpenAiResponseExample1.yaml": "its rate limit reads 1140; AzureOpenAiEmbeddingsServiceSettings' "
+                                           "DEFAULT_RATE_LIMIT_SETTINGS is 1_440, which the gateway shows",
+    "PutElasticsearchResponseExample1.yaml": "model_id, num_threads and num_allocations come from the running "
+                                             "deployment (ElasticsearchInternalService.validateAgainstDeployment); "
+                                             "these tests run no local deployment",
+    "PutElserResponseExample1.yaml": "written before 8.16: it has no chunking_settings (ES adds the default to every "
+                                     "new endpoint) and prints the empty task_settings the other examples leave out",
+}
+
+
+def _request_example(name: str) -> tuple[str, dict]:
+    for api in OTHER_APIS:
+        for e in EXAMPLES[api]:
+            if e["source"].endswith("/" + name):
+                return api, e
+    raise LookupError(name)
+
+
+@pytest.mark.parametrize("response", [pytest.param(r, id=r["source"].rsplit("/", 1)[1])
+                                      for r in EXAMPLES["responses"]])
+async def test_put_answers_have_the_specification_s_shape(es, response):
+    name = response["source"].rsplit("/", 1)[1]
+    if name in RESPONSE_DIFFERENCES:
+        pytest.skip(RESPONSE_DIFFERENCES[name])
+    api, request = _request_example(response["request"])
+    body = json.loads(json.dumps(request["body"]))
+    settings = body["service_settings"]
+    placeholder = request["source"].rsplit("/", 1)[1] in NOT_APPLICABLE and "url" in settings
+    if placeholder:  # the same request with a URL the gateway can store (NOT_APPLICABLE says why)
+        settings["url"] = "https://placeholder.example/v1"
+    resp = await _put(es, api, {**request, "body": body})
+    expected, got = response["body"], resp.body
+    assert sorted(k for k in got if k != "inference_id") == sorted(k for k in expected if k != "inference_id")
+    for part in ("service_settings", "task_settings"):
+        learned = FROM_VALIDATION - set(request["body"].get(part, {}))
+        want = {k: v for k, v in expected.get(part, {}).items() if k not in learned}
+        have = {k: v for k, v in got.get(part, {}).items() if k not in learned}
+        if placeholder and part == "service_settings":
+            have["url"] = want.get("url")
+        assert have == want, part
+    assert got.get("chunking_settings") == expected.get("chunking_settings")

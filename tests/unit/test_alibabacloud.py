@@ -12,6 +12,7 @@ from adapters import adapter_class
 from adapters.alibabacloud import AlibabaCloudSearchAdapter, alibaba_error, sparse_tokens
 from proxy.errors import RequestValidationError, StatusError, UpstreamError, ValidationError
 from proxy.types import ChatMessage, ChatRequest, EmbedRequest, InputType, RerankRequest, TaskType, Usage
+from tests.tasks import request_for
 
 
 @dataclass
@@ -45,43 +46,43 @@ def test_workspace_urls_and_auth(task, kind):
     req = {TaskType.RERANK: RerankRequest(query="q", documents=["d"]),
            TaskType.COMPLETION: ChatRequest(messages=[ChatMessage(role="user", content="x")])}.get(
         task, EmbedRequest(inputs=["a"]))
-    up = adapter(task).build_request(req)
+    up = request_for(adapter(task), req)
     assert up.url == (f"https://default-j01.platform-cn-shanghai.opensearch.aliyuncs.com/v3/openapi/workspaces/"
                       f"default/{kind}/ops-text-embedding-001")
     assert up.headers["Authorization"] == "Bearer OS-key" and up.explicit_url is True
-    assert adapter(task, http_schema="http").build_request(req).url.startswith("http://default-j01")
+    assert request_for(adapter(task, http_schema="http"), req).url.startswith("http://default-j01")
 
 
 def test_embedding_bodies_and_input_type():
-    assert body(adapter().build_request(EmbedRequest(inputs=["a"]))) == {"input": ["a"]}
+    assert body(adapter().embed_request(EmbedRequest(inputs=["a"]))) == {"input": ["a"]}
     ad = adapter(task_settings={"input_type": "ingest"})
-    assert body(ad.build_request(EmbedRequest(inputs=["a"])))["input_type"] == "document"
-    assert body(ad.build_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH)))["input_type"] == "query"
+    assert body(ad.embed_request(EmbedRequest(inputs=["a"])))["input_type"] == "document"
+    assert body(ad.embed_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH)))["input_type"] == "query"
     with pytest.raises(ValidationError):
-        ad.build_request(EmbedRequest(inputs=["a"], input_type=InputType.CLASSIFICATION))
+        ad.embed_request(EmbedRequest(inputs=["a"], input_type=InputType.CLASSIFICATION))
     with pytest.raises(RequestValidationError):
-        ad.build_request(EmbedRequest(inputs=["a"], dimensions=3))
+        ad.embed_request(EmbedRequest(inputs=["a"], dimensions=3))
     sparse = adapter(TaskType.SPARSE_EMBEDDING, task_settings={"return_token": True})
-    assert body(sparse.build_request(EmbedRequest(inputs=["a"]))) == {"input": ["a"], "return_token": True}
-    assert body(sparse.build_request(EmbedRequest(inputs=["a"], task_settings={"return_token": False}))) == {
+    assert body(sparse.sparse_request(EmbedRequest(inputs=["a"]))) == {"input": ["a"], "return_token": True}
+    assert body(sparse.sparse_request(EmbedRequest(inputs=["a"], task_settings={"return_token": False}))) == {
         "input": ["a"], "return_token": False}
     assert [len(p.inputs) for p in adapter().split_embed(EmbedRequest(inputs=["x"] * 40))] == [32, 8]
 
 
 def test_rerank_and_completion_bodies():
-    rr = adapter(TaskType.RERANK).build_request(RerankRequest(query="q", documents=["a", "b"], top_n=1,
+    rr = adapter(TaskType.RERANK).rerank_request(RerankRequest(query="q", documents=["a", "b"], top_n=1,
                                                               return_documents=True))
     assert body(rr) == {"query": "q", "docs": ["a", "b"]}
     comp = adapter(TaskType.COMPLETION, task_settings={"parameters": {"temperature": 0.4}})
     req = ChatRequest(messages=[ChatMessage(role="user", content=t) for t in ("a", "b", "c")])
-    assert body(comp.build_request(req)) == {"messages": [{"role": "user", "content": "a"},
+    assert body(comp.chat_request(req)) == {"messages": [{"role": "user", "content": "a"},
                                                           {"role": "assistant", "content": "b"},
                                                           {"role": "user", "content": "c"}],
                                              "parameters": {"temperature": 0.4}}
     with pytest.raises(RequestValidationError):
-        comp.build_request(ChatRequest(messages=req.messages, max_tokens=5))
+        comp.chat_request(ChatRequest(messages=req.messages, max_tokens=5))
     with pytest.raises(StatusError) as exc:
-        comp.build_request(ChatRequest(messages=req.messages, stream=True))
+        comp.chat_request(ChatRequest(messages=req.messages, stream=True))
     assert exc.value.status == 405
 
 
@@ -101,26 +102,26 @@ COMPLETION = ('{"request_id":"450fcb80-f796-46c1-8d69-e1e86d29aa9f","latency":56
 
 
 def test_parse_embeddings_in_index_order():
-    result = adapter().parse_response(EmbedRequest(inputs=["a", "b"]), EMBED)
+    result = adapter().parse_embed(EmbedRequest(inputs=["a", "b"]), EMBED)
     assert [json.loads(bytes(v)) for v in result.vectors] == [[-0.02868066355586052, 0.022033605724573135],
                                                              [0.5, -8.240503375418484e-4]]
     assert result.usage == Usage(prompt_tokens=3072, total_tokens=3072)
 
 
 def test_parse_sparse_like_es():
-    result = adapter(TaskType.SPARSE_EMBEDDING).parse_response(EmbedRequest(inputs=["a", "b"]), SPARSE)
+    result = adapter(TaskType.SPARSE_EMBEDDING).parse_sparse(EmbedRequest(inputs=["a", "b"]), SPARSE)
     # the empty token and the negative weight are dropped; without `token` the id is the name
     assert result.embeddings == [{"科学技术": 0.2841796875, "是": 0.1431884765625}, {"9803": 0.1949462890625}]
     assert sparse_tokens([{"token": "a.b", "weight": 1.0}, {"token_id": 3, "weight": 0}]) == {}
 
 
 def test_parse_rerank_and_completion():
-    rr = adapter(TaskType.RERANK).parse_response(RerankRequest(query="q", documents=["a", "b"]), RERANK)
+    rr = adapter(TaskType.RERANK).parse_rerank(RerankRequest(query="q", documents=["a", "b"]), RERANK)
     assert [(d.index, d.relevance_score) for d in rr.ranked] == [(1, 1.37), (0, -0.3)]
-    comp = adapter(TaskType.COMPLETION).parse_response(ChatRequest(messages=[]), COMPLETION)
+    comp = adapter(TaskType.COMPLETION).parse_chat(ChatRequest(messages=[]), COMPLETION)
     assert comp.content == "郑州" and comp.usage == Usage(prompt_tokens=35, completion_tokens=6320, total_tokens=6355)
     with pytest.raises(UpstreamError):
-        adapter(TaskType.RERANK).parse_response(RerankRequest(query="q", documents=[]), b'{"result":{}}')
+        adapter(TaskType.RERANK).parse_rerank(RerankRequest(query="q", documents=[]), b'{"result":{}}')
 
 
 def test_error_body():

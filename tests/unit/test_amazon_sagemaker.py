@@ -15,6 +15,7 @@ from proxy.errors import GatewayError, StatusError, UpstreamError
 from proxy.types import (ChatMessage, ChatRequest, EmbedRequest, FunctionCall, InputType, RankedDoc, RerankRequest,
                          TaskType, ToolCall, Usage)
 from tests.fakes.aws_upstream import event, exception
+from tests.tasks import request_for
 
 T = TaskType
 BASE = "https://runtime.sagemaker.us-west-2.amazonaws.com/endpoints/my-endpoint"
@@ -40,7 +41,7 @@ def test_openai_embeddings_request_and_headers():
                 inference_component_name="ic-1",
                 task_settings={"custom_attributes": "trace=1", "target_variant": "blue", "session_id": "s-1",
                                "inference_id": "cap-1", "enable_explanations": "`true`", "user": "stored-user"})
-    up = a.build_request(EmbedRequest(inputs=["hello"]))
+    up = a.embed_request(EmbedRequest(inputs=["hello"]))
     assert up.url == f"{BASE}/invocations"
     assert up.headers == {
         "Content-Type": "application/json", "Accept": "application/json",
@@ -51,11 +52,11 @@ def test_openai_embeddings_request_and_headers():
     # a single input is a bare string, as ES sends it; no `model`: the endpoint is the model
     assert json.loads(up.body) == {"input": "hello", "user": "stored-user", "dimensions": 384}
     req = EmbedRequest(inputs=["a", "b"], user="u", task_settings={"target_variant": "green"})
-    up = a.build_request(req)
+    up = request_for(a, req)
     assert json.loads(up.body)["input"] == ["a", "b"] and json.loads(up.body)["user"] == "u"
     assert up.headers["X-Amzn-SageMaker-Target-Variant"] == "green"  # request wins over stored
     with pytest.raises(GatewayError, match="input_type"):
-        a.build_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH))
+        a.embed_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH))
 
 
 def test_batch_size_setting_splits_embeddings():
@@ -66,7 +67,7 @@ def test_batch_size_setting_splits_embeddings():
 
 def test_openai_chat_stream_request():
     a = adapter(T.CHAT_COMPLETION, task_settings={"custom_attributes": "x"})
-    up = a.build_request(ChatRequest(messages=[user("hi")], stream=True, max_tokens=5))
+    up = a.chat_request(ChatRequest(messages=[user("hi")], stream=True, max_tokens=5))
     assert up.url == f"{BASE}/invocations-response-stream"
     assert up.headers == {"Content-Type": "application/json", "X-Amzn-SageMaker-Accept": "application/json",
                           "X-Amzn-SageMaker-Custom-Attributes": "x"}
@@ -78,16 +79,16 @@ def test_openai_chat_stream_request():
 def test_options_the_streaming_operation_lacks_are_refused_when_streaming(setting, where):
     kw = {setting: "x"} if where == "service" else {"task_settings": {setting: "x"}}
     a = adapter(T.CHAT_COMPLETION, **kw)
-    a.build_request(ChatRequest(messages=[user("hi")]))  # fine without streaming
+    a.chat_request(ChatRequest(messages=[user("hi")]))  # fine without streaming
     with pytest.raises(StatusError, match=f"\\[{setting}\\].*not available when streaming"):
-        a.build_request(ChatRequest(messages=[user("hi")], stream=True))
+        a.chat_request(ChatRequest(messages=[user("hi")], stream=True))
 
 
 @pytest.mark.parametrize("task", [T.RERANK, T.SPARSE_EMBEDDING])
 def test_openai_api_refuses_tasks_it_has_no_payload_for(task):
     req = RerankRequest(query="q", documents=["d"]) if task == T.RERANK else EmbedRequest(inputs=["x"])
     with pytest.raises(StatusError) as exc:
-        adapter(task).build_request(req)
+        request_for(adapter(task), req)
     assert exc.value.status == 405
     assert exc.value.reason == (f"Task [{task.value}] is not compatible for service [sagemaker] and api [openai]. "
                                 f"Supported tasks: [chat_completion, completion, text_embedding]")
@@ -95,31 +96,31 @@ def test_openai_api_refuses_tasks_it_has_no_payload_for(task):
 
 def test_elastic_requests():
     emb = adapter(api="elastic", element_type="byte")
-    body = json.loads(emb.build_request(EmbedRequest(inputs=["a", "b"], input_type=InputType.SEARCH,
+    body = json.loads(emb.embed_request(EmbedRequest(inputs=["a", "b"], input_type=InputType.SEARCH,
                                                      task_settings={"pooling": "mean", "session_id": "s"})).body)
     # SageMaker's own task settings become headers; the rest go to the model
     assert body == {"input": ["a", "b"], "input_type": "search", "task_settings": {"pooling": "mean"}}
     rr = adapter(T.RERANK, api="elastic")
-    body = json.loads(rr.build_request(RerankRequest(query="q", documents=["d1", "d2"], top_n=1,
+    body = json.loads(rr.rerank_request(RerankRequest(query="q", documents=["d1", "d2"], top_n=1,
                                                      return_documents=True)).body)
     assert body == {"input": ["d1", "d2"], "query": "q", "return_documents": True, "top_n": 1}
     comp = adapter(T.COMPLETION, api="elastic")
-    assert json.loads(comp.build_request(ChatRequest(messages=[user("x")])).body) == {"input": "x"}
+    assert json.loads(comp.chat_request(ChatRequest(messages=[user("x")])).body) == {"input": "x"}
     with pytest.raises(GatewayError, match="temperature"):
-        comp.build_request(ChatRequest(messages=[user("x")], temperature=0.1))
+        comp.chat_request(ChatRequest(messages=[user("x")], temperature=0.1))
     chat = adapter(T.CHAT_COMPLETION, api="elastic")
     tools = [{"type": "function", "function": {"name": "f"}}]
-    body = json.loads(chat.build_request(ChatRequest(messages=[user("x")], max_tokens=3, tools=tools,
+    body = json.loads(chat.chat_request(ChatRequest(messages=[user("x")], max_tokens=3, tools=tools,
                                                      stream=True)).body)
     assert body == {"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 3, "tools": tools,
                     "stream": True}
     with pytest.raises(GatewayError, match="seed"):
-        chat.build_request(ChatRequest(messages=[user("x")], seed=3))
+        chat.chat_request(ChatRequest(messages=[user("x")], seed=3))
 
 
 def test_unknown_api_is_refused():
     with pytest.raises(StatusError, match="api"):
-        adapter(api="tgi").build_request(EmbedRequest(inputs=["x"]))
+        adapter(api="tgi").embed_request(EmbedRequest(inputs=["x"]))
 
 
 # ------------------------------------------------------------------------------ responses
@@ -129,14 +130,14 @@ def test_openai_responses():
     a = adapter()
     body = (b'{"object":"list","data":[{"index":1,"embedding":[0.3,0.4]},{"index":0,"embedding":[0.1,0.2]}],'
             b'"usage":{"prompt_tokens":2,"total_tokens":2}}')
-    res = a.parse_response(EmbedRequest(inputs=["a", "b"]), body)
+    res = a.parse_embed(EmbedRequest(inputs=["a", "b"]), body)
     assert [bytes(v) for v in res.vectors] == [b"[0.1,0.2]", b"[0.3,0.4]"]
     chat = adapter(T.CHAT_COMPLETION)
     body = (b'{"id":"c1","model":"tgi","created":1,"choices":[{"index":0,"finish_reason":"tool_calls","message":'
             b'{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":'
             b'{"name":"f","arguments":"{\\"a\\": 1}"}}]}}],"usage":{"prompt_tokens":1,"completion_tokens":2,'
             b'"total_tokens":3}}')
-    res = chat.parse_response(ChatRequest(messages=[user("x")]), body)
+    res = chat.parse_chat(ChatRequest(messages=[user("x")]), body)
     assert res.tool_calls == [ToolCall(id="call_1", function=FunctionCall(name="f", arguments='{"a": 1}'))]
     assert res.usage == Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3)
 
@@ -146,23 +147,23 @@ def test_openai_responses():
 def test_elastic_dense_responses(element, key):
     a = adapter(api="elastic", element_type=element)
     body = json.dumps({key: [{"embedding": [1, -2]}, {"embedding": [3, 4]}]}).encode()
-    res = a.parse_response(EmbedRequest(inputs=["a", "b"]), body)
+    res = a.parse_embed(EmbedRequest(inputs=["a", "b"]), body)
     assert [json.loads(bytes(v)) for v in res.vectors] == [[1, -2], [3, 4]] and res.element_type == element
     with pytest.raises(UpstreamError, match="malformed"):
-        a.parse_response(EmbedRequest(inputs=["a"]), b'{"something_else":[]}')
+        a.parse_embed(EmbedRequest(inputs=["a"]), b'{"something_else":[]}')
 
 
 def test_elastic_sparse_rerank_and_completion_responses():
     sparse = adapter(T.SPARSE_EMBEDDING, api="elastic")
-    res = sparse.parse_response(EmbedRequest(inputs=["a"]), b'{"sparse_embedding":[{"is_truncated":true,'
-                                                            b'"embedding":{"tok":0.5,"en":1.25}}]}')
+    res = sparse.parse_sparse(EmbedRequest(inputs=["a"]), b'{"sparse_embedding":[{"is_truncated":true,'
+                                                             b'"embedding":{"tok":0.5,"en":1.25}}]}')
     assert res.embeddings == [{"tok": 0.5, "en": 1.25}] and res.truncated == [True]
     rr = adapter(T.RERANK, api="elastic")
-    res = rr.parse_response(RerankRequest(query="q", documents=["a", "b"]),
-                            b'{"rerank":[{"index":1,"relevance_score":0.9,"text":"b"},{"index":0,"relevance_score":0.1}]}')
+    res = rr.parse_rerank(RerankRequest(query="q", documents=["a", "b"]),
+                          b'{"rerank":[{"index":1,"relevance_score":0.9,"text":"b"},{"index":0,"relevance_score":0.1}]}')
     assert res.ranked == [RankedDoc(index=1, relevance_score=0.9, text="b"), RankedDoc(index=0, relevance_score=0.1)]
     comp = adapter(T.COMPLETION, api="elastic")
-    res = comp.parse_response(ChatRequest(messages=[user("x")]), b'{"completion":[{"result":"Hello"}]}')
+    res = comp.parse_chat(ChatRequest(messages=[user("x")]), b'{"completion":[{"result":"Hello"}]}')
     assert res.content == "Hello"
 
 

@@ -13,7 +13,9 @@ from adapters.aws import EventStreamDecoder
 from adapters.base import StreamCut
 from proxy.errors import GatewayError, StatusError, UpstreamError
 from proxy.types import ChatMessage, ChatRequest, EmbedRequest, FunctionCall, InputType, TaskType, ToolCall, Usage
+from tests.canonical import typed
 from tests.fakes.aws_upstream import event, exception
+from tests.tasks import request_for
 
 T = TaskType
 
@@ -31,7 +33,7 @@ def user(text: str) -> ChatMessage:
 
 
 def body_of(a: AmazonBedrockAdapter, req) -> dict:
-    return json.loads(a.build_request(req).body)
+    return json.loads(request_for(a, typed(req)).body)
 
 
 # ------------------------------------------------------------------------------ Converse requests
@@ -39,20 +41,20 @@ def body_of(a: AmazonBedrockAdapter, req) -> dict:
 
 def test_converse_url_headers_and_minimal_body():
     a = adapter()
-    up = a.build_request(ChatRequest(messages=[user("hi")]))
+    up = a.chat_request(ChatRequest(messages=[user("hi")]))
     assert up.url == ("https://bedrock-runtime.eu-central-1.amazonaws.com/model/"
                       "anthropic.claude-3-haiku-20240307-v1%3A0/converse")
     assert up.headers == {"Content-Type": "application/json", "Accept": "application/json"}
     assert "Authorization" not in up.headers  # signed in authorize(), over the routed URL
     assert json.loads(up.body) == {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
-    stream = a.build_request(ChatRequest(messages=[user("hi")], stream=True))
+    stream = a.chat_request(ChatRequest(messages=[user("hi")], stream=True))
     assert stream.url.endswith("/converse-stream")
     assert stream.headers["Accept"] == "application/vnd.amazon.eventstream"
 
 
 def test_an_inference_profile_arn_is_one_path_segment():
     a = adapter(model="arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3")
-    url = a.build_request(ChatRequest(messages=[user("x")])).url
+    url = a.chat_request(ChatRequest(messages=[user("x")])).url
     assert url.endswith("/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2F"
                         "us.anthropic.claude-3/converse")
 
@@ -82,14 +84,14 @@ def test_top_k_is_k_for_cohere_and_refused_where_the_family_has_none():
     assert body_of(adapter(provider="mistral", task_settings={"top_k": 0.5}),
                    ChatRequest(messages=[user("x")]))["additionalModelRequestFields"] == {"top_k": 0.5}
     with pytest.raises(StatusError) as exc:
-        adapter(provider="meta", task_settings={"top_k": 5}).build_request(ChatRequest(messages=[user("x")]))
+        adapter(provider="meta", task_settings={"top_k": 5}).chat_request(ChatRequest(messages=[user("x")]))
     assert exc.value.reason == "The [top_k] task parameter is not available for provider [meta]"
 
 
 @pytest.mark.parametrize("field, value", [("seed", 1), ("response_format", {"type": "json_object"})])
 def test_parameters_converse_cannot_express_are_refused(field, value):
     with pytest.raises(GatewayError, match=field):
-        adapter().build_request(ChatRequest(messages=[user("x")], **{field: value}))
+        adapter().chat_request(ChatRequest(messages=[user("x")], **{field: value}))
 
 
 def test_system_tools_and_a_tool_round_trip_translate():
@@ -137,16 +139,16 @@ def test_tool_choice_none_leaves_the_tools_out_unless_the_conversation_uses_them
     history = [user("x"), ChatMessage(role="assistant", tool_calls=[ToolCall(id="1", function=FunctionCall(name="f"))]),
                ChatMessage(role="tool", tool_call_id="1", content="r")]
     with pytest.raises(GatewayError, match="tool_choice"):
-        adapter().build_request(ChatRequest(messages=history, tools=tools, tool_choice="none"))
+        adapter().chat_request(ChatRequest(messages=history, tools=tools, tool_choice="none"))
 
 
 def test_invalid_messages_are_refused():
     with pytest.raises(GatewayError, match="name"):
-        adapter().build_request(ChatRequest(messages=[ChatMessage(role="user", content="x", name="bob")]))
+        adapter().chat_request(ChatRequest(messages=[ChatMessage(role="user", content="x", name="bob")]))
     with pytest.raises(GatewayError, match="tool_call_id"):
-        adapter().build_request(ChatRequest(messages=[ChatMessage(role="tool", content="x")]))
+        adapter().chat_request(ChatRequest(messages=[ChatMessage(role="tool", content="x")]))
     with pytest.raises(GatewayError, match="not valid JSON"):
-        adapter().build_request(ChatRequest(messages=[ChatMessage(role="assistant", tool_calls=[
+        adapter().chat_request(ChatRequest(messages=[ChatMessage(role="assistant", tool_calls=[
             ToolCall(id="1", function=FunctionCall(name="f", arguments="{oops"))])]))
 
 
@@ -156,8 +158,8 @@ def test_images_must_be_base64_data_urls():
         {"type": "text", "text": "what is it?"}, part])]))
     assert body["messages"][0]["content"][1] == {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}}
     with pytest.raises(GatewayError, match="data URLs"):
-        adapter().build_request(ChatRequest(messages=[ChatMessage(role="user", content=[
-            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}])]))
+        adapter().chat_request(typed(ChatRequest(messages=[ChatMessage(role="user", content=[
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}])])))
 
 
 # ------------------------------------------------------------------------------ embeddings
@@ -169,15 +171,15 @@ def test_titan_one_text_per_call():
     req = EmbedRequest(inputs=["a", "b", "c"])
     parts = a.split_embed(req)
     assert [p.inputs for p in parts] == [["a"], ["b"], ["c"]]
-    up = a.build_request(parts[1])
+    up = a.embed_request(parts[1])
     assert up.url.endswith("/model/amazon.titan-embed-text-v2%3A0/invoke")
     assert json.loads(up.body) == {"inputText": "b"}
-    assert json.loads(a.build_request(EmbedRequest(inputs=["a"], dimensions=256)).body) == {"inputText": "a",
+    assert json.loads(a.embed_request(EmbedRequest(inputs=["a"], dimensions=256)).body) == {"inputText": "a",
                                                                                              "dimensions": 256}
     with pytest.raises(GatewayError, match="input_type"):
-        a.build_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH))
+        a.embed_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH))
     with pytest.raises(GatewayError, match="user"):
-        a.build_request(EmbedRequest(inputs=["a"], user="u"))
+        a.embed_request(EmbedRequest(inputs=["a"], user="u"))
 
 
 @pytest.mark.parametrize("input_type, expected", [
@@ -194,29 +196,29 @@ def test_cohere_embeddings_input_type(input_type, expected):
 @pytest.mark.parametrize("provider", ["anthropic", "ai21labs", "meta", "mistral"])
 def test_embeddings_are_refused_for_families_without_them(provider):
     with pytest.raises(StatusError) as exc:
-        adapter(T.TEXT_EMBEDDING, provider=provider).build_request(EmbedRequest(inputs=["x"]))
+        adapter(T.TEXT_EMBEDDING, provider=provider).embed_request(EmbedRequest(inputs=["x"]))
     assert exc.value.reason == f"The [text_embedding] task type for provider [{provider}] is not available"
     assert exc.value.status == 400
 
 
 def test_unknown_provider_is_refused():
     with pytest.raises(StatusError, match="provider"):
-        adapter(provider="openai").build_request(ChatRequest(messages=[user("x")]))
+        adapter(provider="openai").chat_request(ChatRequest(messages=[user("x")]))
 
 
 def test_parse_titan_and_cohere_responses():
     titan = adapter(T.TEXT_EMBEDDING, provider="amazontitan")
-    res = titan.parse_response(EmbedRequest(inputs=["a"]), b'{"embedding":[0.25,-1.5e-3,3],"inputTextTokenCount":4}')
+    res = titan.parse_embed(EmbedRequest(inputs=["a"]), b'{"embedding":[0.25,-1.5e-3,3],"inputTextTokenCount":4}')
     assert [bytes(v) for v in res.vectors] == [b"[0.25,-1.5e-3,3]"]  # the vector bytes pass through unparsed
     assert res.usage == Usage(prompt_tokens=4, total_tokens=4)
     cohere = adapter(T.TEXT_EMBEDDING, provider="cohere")
     body = b'{"embeddings":[[0.1,0.2],[0.3,0.4]],"id":"x","response_type":"embeddings_floats","texts":["a","b"]}'
-    assert [bytes(v) for v in cohere.parse_response(EmbedRequest(inputs=["a", "b"]), body).vectors] == \
+    assert [bytes(v) for v in cohere.parse_embed(EmbedRequest(inputs=["a", "b"]), body).vectors] == \
         [b"[0.1,0.2]", b"[0.3,0.4]"]
     by_type = b'{"embeddings":{"float":[[1,2]]},"id":"x","response_type":"embeddings_by_type"}'
-    assert [bytes(v) for v in cohere.parse_response(EmbedRequest(inputs=["a"]), by_type).vectors] == [b"[1,2]"]
+    assert [bytes(v) for v in cohere.parse_embed(EmbedRequest(inputs=["a"]), by_type).vectors] == [b"[1,2]"]
     with pytest.raises(UpstreamError, match="malformed"):
-        titan.parse_response(EmbedRequest(inputs=["a"]), b'{"embeddings":[]}')
+        titan.parse_embed(EmbedRequest(inputs=["a"]), b'{"embeddings":[]}')
 
 
 # ------------------------------------------------------------------------------ Converse responses
@@ -231,7 +233,7 @@ CONVERSE_TOOL_RESPONSE = (
 
 def test_parse_converse_with_a_tool_call_keeps_the_arguments_byte_for_byte():
     a = adapter()
-    res = a.parse_response(ChatRequest(messages=[user("x")]), CONVERSE_TOOL_RESPONSE)
+    res = a.parse_chat(ChatRequest(messages=[user("x")]), CONVERSE_TOOL_RESPONSE)
     assert res.content == "Let me check."
     assert res.tool_calls == [ToolCall(id="tooluse_1", function=FunctionCall(
         name="get_weather", arguments='{"city": "Paris", "n": [1, 2.50]}'))]
@@ -246,7 +248,7 @@ def test_parse_converse_with_a_tool_call_keeps_the_arguments_byte_for_byte():
 def test_stop_reasons(stop, finish):
     body = json.dumps({"output": {"message": {"role": "assistant", "content": [{"text": "x"}]}},
                        "stopReason": stop}).encode()
-    assert adapter().parse_response(ChatRequest(messages=[user("x")]), body).finish_reason == finish
+    assert adapter().parse_chat(ChatRequest(messages=[user("x")]), body).finish_reason == finish
 
 
 def test_error_body():

@@ -13,6 +13,7 @@ from adapters.base import SSEEvent, StreamCut
 from proxy.errors import GatewayError, UpstreamError
 from proxy.sse import SSEDecoder
 from proxy.types import ChatMessage, ChatRequest, FunctionCall, TaskType, ToolCall, Usage
+from tests.canonical import typed
 
 
 def adapter(task=TaskType.CHAT_COMPLETION, task_settings=None, **service) -> AnthropicAdapter:
@@ -24,7 +25,7 @@ def adapter(task=TaskType.CHAT_COMPLETION, task_settings=None, **service) -> Ant
 
 
 def body_of(a: AnthropicAdapter, req: ChatRequest) -> dict:
-    up = a.build_request(req)
+    up = a.chat_request(typed(req))
     return json.loads(up.body)
 
 
@@ -37,7 +38,7 @@ def user(text: str) -> ChatMessage:
 
 def test_headers_url_and_minimal_body():
     a = adapter()
-    up = a.build_request(ChatRequest(messages=[user("hi")]))
+    up = a.chat_request(ChatRequest(messages=[user("hi")]))
     assert up.url == "https://api.anthropic.com/v1/messages" and not up.explicit_url
     assert up.headers["x-api-key"] == "sk-ant" and up.headers["anthropic-version"] == "2026-10-21"
     assert "Authorization" not in up.headers
@@ -65,7 +66,7 @@ def test_sampling_parameters_are_refused(request_values, task_settings):
     # platform.claude.com/docs/en/api/migration-2026-10-21: 400 for any of them, even at the default
     a = adapter(task_settings={"max_tokens": 64, **task_settings})
     with pytest.raises(GatewayError, match="2026-10-21"):
-        a.build_request(ChatRequest(messages=[user("x")], **request_values))
+        a.chat_request(ChatRequest(messages=[user("x")], **request_values))
 
 
 def test_vertex_keeps_sampling_parameters():
@@ -76,18 +77,18 @@ def test_vertex_keeps_sampling_parameters():
 
 def test_max_tokens_is_required():
     with pytest.raises(GatewayError, match="max_tokens"):
-        adapter(task_settings={}).build_request(ChatRequest(messages=[user("x")]))
+        adapter(task_settings={}).chat_request(ChatRequest(messages=[user("x")]))
 
 
 @pytest.mark.parametrize("field, value", [("seed", 1), ("response_format", {"type": "json_object"})])
 def test_unsupported_parameters_are_rejected(field, value):
     with pytest.raises(GatewayError, match=field):
-        adapter().build_request(ChatRequest(messages=[user("x")], **{field: value}))
+        adapter().chat_request(ChatRequest(messages=[user("x")], **{field: value}))
 
 
 def test_message_name_is_rejected():
     with pytest.raises(GatewayError, match="messages.name"):
-        adapter().build_request(ChatRequest(messages=[ChatMessage(role="user", content="x", name="bob")]))
+        adapter().chat_request(ChatRequest(messages=[ChatMessage(role="user", content="x", name="bob")]))
 
 
 def test_system_messages_move_to_the_top():
@@ -144,7 +145,7 @@ def test_strict_tools_pass_and_bad_tool_choice_is_rejected():
     body = body_of(adapter(), ChatRequest(messages=[user("x")], tools=tools, max_tokens=10))
     assert [t.get("strict") for t in body["tools"]] == [True, None]
     with pytest.raises(GatewayError, match="tool_choice"):
-        adapter().build_request(ChatRequest(messages=[user("x")], tool_choice="sometimes"))
+        adapter().chat_request(ChatRequest(messages=[user("x")], tool_choice="sometimes"))
 
 
 def test_images_become_image_blocks():
@@ -167,8 +168,8 @@ RESPONSE = b"""{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"ass
 "usage":{"input_tokens":472,"cache_creation_input_tokens":0,"cache_read_input_tokens":100,"output_tokens":89}}"""
 
 
-def test_parse_response_with_tool_use():
-    result = adapter().parse_response(ChatRequest(messages=[user("x")]), RESPONSE)
+def test_parse_chat_with_tool_use():
+    result = adapter().parse_chat(ChatRequest(messages=[user("x")]), RESPONSE)
     assert result.id == "msg_01XFDUDYJgAACzvnptvVoYEL" and result.model == "claude-sonnet-4-5"
     assert result.content == "I'll check." and result.finish_reason == "tool_calls"
     assert result.tool_calls == [ToolCall(id="toolu_01A09q90qw90lq917835lq9", function=FunctionCall(
@@ -183,12 +184,12 @@ def test_parse_response_with_tool_use():
 def test_finish_reasons(reason, mapped):
     body = json.dumps({"id": "m", "model": "c", "content": [{"type": "text", "text": "x"}], "stop_reason": reason,
                        "usage": {"input_tokens": 1, "output_tokens": 1}}).encode()
-    assert adapter().parse_response(ChatRequest(messages=[user("x")]), body).finish_reason == mapped
+    assert adapter().parse_chat(ChatRequest(messages=[user("x")]), body).finish_reason == mapped
 
 
 def test_malformed_response_is_502():
     with pytest.raises(UpstreamError) as exc:
-        adapter().parse_response(ChatRequest(messages=[user("x")]), b'{"content": [')
+        adapter().parse_chat(ChatRequest(messages=[user("x")]), b'{"content": [')
     assert exc.value.status == 502
 
 
@@ -336,12 +337,12 @@ def test_reasoning_becomes_extended_thinking_and_thinking_comes_back():
     assert body_of(a, ChatRequest(messages=[user("hi")], reasoning={"enabled": True}))["thinking"] == {
         "type": "enabled", "budget_tokens": 1024}
     with pytest.raises(GatewayError, match=r"\[reasoning.effort\]"):
-        a.request(ChatRequest(messages=[user("hi")], reasoning={"effort": "high"}))
+        a.chat_request(ChatRequest(messages=[user("hi")], reasoning={"effort": "high"}))
     # docs.claude.com extended thinking: a `thinking` block before the text, `thinking_delta` events in streams
     answer = {"id": "msg_1", "model": "claude-test", "role": "assistant", "stop_reason": "end_turn",
               "content": [{"type": "thinking", "thinking": "Let me think.", "signature": "sig"},
                           {"type": "text", "text": "Hello"}], "usage": {"input_tokens": 3, "output_tokens": 9}}
-    result = a.parse_response(ChatRequest(messages=[user("hi")]), json.dumps(answer).encode())
+    result = a.parse_chat(ChatRequest(messages=[user("hi")]), json.dumps(answer).encode())
     assert result.reasoning == "Let me think." and result.content == "Hello"
     parser = AnthropicStreamParser()
     events = [("message_start", {"type": "message_start", "message": {"id": "msg_1", "model": "claude-test",
@@ -379,7 +380,7 @@ def test_response_format_json_schema_becomes_output_config():
     assert "output_config" not in body_of(adapter(), ChatRequest(messages=[user("x")], max_tokens=10,
                                                                  response_format={"type": "text"}))
     with pytest.raises(GatewayError, match="json_object"):
-        adapter().build_request(ChatRequest(messages=[user("x")], max_tokens=10,
+        adapter().chat_request(ChatRequest(messages=[user("x")], max_tokens=10,
                                             response_format={"type": "json_object"}))
 
 
@@ -389,7 +390,7 @@ def test_reasoning_effort_becomes_a_thinking_budget():
     assert "thinking" not in body_of(adapter(), ChatRequest(messages=[user("x")], max_tokens=10,
                                                             reasoning_effort="none"))
     with pytest.raises(GatewayError, match="max_tokens"):
-        adapter().build_request(ChatRequest(messages=[user("x")], max_tokens=100, reasoning_effort="low"))
+        adapter().chat_request(ChatRequest(messages=[user("x")], max_tokens=100, reasoning_effort="low"))
 
 
 def test_tool_message_name_is_accepted_other_names_refused():
@@ -399,7 +400,7 @@ def test_tool_message_name_is_accepted_other_names_refused():
     body = body_of(adapter(), ChatRequest(messages=msgs, max_tokens=10))
     assert body["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "t1", "content": "42"}]
     with pytest.raises(GatewayError, match="messages.name"):
-        adapter().build_request(ChatRequest(messages=[ChatMessage(role="user", name="bob", content="x")],
+        adapter().chat_request(ChatRequest(messages=[ChatMessage(role="user", name="bob", content="x")],
                                             max_tokens=10))
 
 

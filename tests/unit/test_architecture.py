@@ -113,3 +113,24 @@ def test_every_remote_catalogue_service_has_an_adapter():
 
     # the router (composite) calls other endpoints, not a provider
     assert sorted(s for s, spec in SERVICES.items() if not spec.local and not spec.composite and s not in ADAPTERS) == []
+
+
+# ES offers `completion` without `chat_completion` for these services (their ES services list no chat task);
+# both tasks ride on the same chat methods, so their adapters' chat methods serve `completion` only
+COMPLETION_ONLY = {"alibabacloud-ai-search", "azureaistudio", "custom"}
+
+
+def test_every_adapter_serves_exactly_the_catalogued_tasks():
+    """An adapter serves the tasks whose methods it defines (`Adapter.tasks()`): every task the catalogue lists
+    for its service has them, and it defines no task's methods that the catalogue never routes to it."""
+    from adapters import ADAPTERS, adapter_class
+    from proxy.types import TaskType as T
+
+    mismatches = {}
+    for service in ADAPTERS:
+        served = adapter_class(service).tasks()
+        if service in COMPLETION_ONLY:
+            served -= {T.CHAT_COMPLETION}
+        if served != SERVICES[service].tasks:
+            mismatches[service] = sorted(t.value for t in served ^ SERVICES[service].tasks)
+    assert mismatches == {}

@@ -14,6 +14,7 @@ from adapters.base import StreamCut
 from proxy.errors import GatewayError, RequestValidationError, StatusError, UpstreamError, ValidationError
 from proxy.sse import SSEDecoder
 from proxy.types import ChatMessage, ChatRequest, EmbedRequest, InputType, RerankRequest, TaskType
+from tests.tasks import request_for
 
 T = TaskType
 TARGET = "https://my-ep.eastus2.models.ai.azure.com"
@@ -66,7 +67,7 @@ def test_url_and_auth_rules(task, provider, endpoint_type, target, url, headers)
     ad = adapter(task, provider, endpoint_type, target)
     req = {T.TEXT_EMBEDDING: EmbedRequest(inputs=["a"]), T.COMPLETION: chat("hi"),
            T.RERANK: RerankRequest(query="q", documents=["a"])}[task]
-    up = ad.build_request(req)
+    up = request_for(ad, req)
     assert up.url == url
     assert up.explicit_url  # the target is the endpoint's own URL: origin overrides never apply
     assert {k: v for k, v in up.headers.items() if k != "Content-Type"} == headers
@@ -84,7 +85,7 @@ def test_provider_capabilities_follow_es(task, provider, endpoint_type, message)
     req = EmbedRequest(inputs=["a"]) if task == T.TEXT_EMBEDDING else (
         RerankRequest(query="q", documents=["a"]) if task == T.RERANK else chat("x"))
     with pytest.raises(StatusError) as exc:
-        adapter(task, provider, endpoint_type).build_request(req)
+        request_for(adapter(task, provider, endpoint_type), req)
     assert exc.value.reason == message and exc.value.status == 400
 
 
@@ -93,27 +94,27 @@ def test_provider_capabilities_follow_es(task, provider, endpoint_type, message)
 
 def test_embeddings_body():
     ad = adapter(T.TEXT_EMBEDDING, "cohere", dimensions=512)
-    assert body(ad.build_request(EmbedRequest(inputs=["a", "b"]))) == {"input": ["a", "b"], "dimensions": 512}
-    sent = body(ad.build_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH)))
+    assert body(ad.embed_request(EmbedRequest(inputs=["a", "b"]))) == {"input": ["a", "b"], "dimensions": 512}
+    sent = body(ad.embed_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH)))
     assert sent == {"input": ["a"], "dimensions": 512, "input_type": "query"}
     with pytest.raises(ValidationError, match=r"Input type \[clustering\] is not supported for \[Azure AI Studio\]"):
-        ad.build_request(EmbedRequest(inputs=["a"], input_type=InputType.CLUSTERING))
+        ad.embed_request(EmbedRequest(inputs=["a"], input_type=InputType.CLUSTERING))
 
 
 def test_model_inference_embeddings_refuse_user():
     # the Model Inference embeddings request has no `user`; Azure OpenAI deployments (provider openai) do
     ad = adapter(T.TEXT_EMBEDDING, "cohere", task_settings={"user": "stored-user"})
     with pytest.raises(GatewayError, match=r"\[user\]"):
-        ad.build_request(EmbedRequest(inputs=["a"]))
+        ad.embed_request(EmbedRequest(inputs=["a"]))
     ad = adapter(T.TEXT_EMBEDDING, "openai", target=OPENAI_TARGET, task_settings={"user": "stored-user"})
-    assert body(ad.build_request(EmbedRequest(inputs=["a"])))["user"] == "stored-user"
+    assert body(ad.embed_request(EmbedRequest(inputs=["a"])))["user"] == "stored-user"
 
 
 def test_embeddings_response_is_openai_shaped():
     raw = (b'{"object":"list","data":[{"object":"embedding","index":1,"embedding":[0.2]},'
            b'{"object":"embedding","index":0,"embedding":[0.1]}],"model":"embed-v-4-0",'
            b'"usage":{"prompt_tokens":2,"total_tokens":2}}')
-    result = adapter(T.TEXT_EMBEDDING, "cohere").parse_response(EmbedRequest(inputs=["a", "b"]), raw)
+    result = adapter(T.TEXT_EMBEDDING, "cohere").parse_embed(EmbedRequest(inputs=["a", "b"]), raw)
     assert [json.loads(bytes(v)) for v in result.vectors] == [[0.1], [0.2]] and result.usage.total_tokens == 2
 
 
@@ -122,37 +123,37 @@ def test_embeddings_response_is_openai_shaped():
 
 def test_token_completion_body_sends_sampling_at_the_top_level():
     ad = adapter(task_settings={"temperature": 0.5})
-    assert body(ad.build_request(chat("a", "b"))) == {
+    assert body(ad.chat_request(chat("a", "b"))) == {
         "messages": [{"content": "a", "role": "user"}, {"content": "b", "role": "user"}],
         "max_tokens": 64, "temperature": 0.5}
     # canonical fields (the /v1 surface) win over request task settings, which win over stored ones
-    sent = body(ad.build_request(chat("a", temperature=0.1, max_tokens=10, stream=True,
+    sent = body(ad.chat_request(chat("a", temperature=0.1, max_tokens=10, stream=True,
                                       task_settings={"top_p": 0.9, "temperature": 0.7})))
     assert sent["max_tokens"] == 10 and sent["temperature"] == 0.1 and sent["top_p"] == 0.9
     assert sent["stream"] is True and "stream_options" not in sent and "parameters" not in sent
     with pytest.raises(GatewayError, match=r"\[do_sample\]"):  # no such field in the token APIs
-        adapter(task_settings={"do_sample": 1.0}).build_request(chat("a"))
+        adapter(task_settings={"do_sample": 1.0}).chat_request(chat("a"))
 
 
 def test_realtime_completion_body_and_response():
     ad = adapter(provider="databricks", endpoint_type="realtime", target=REALTIME_TARGET,
                  task_settings={"max_new_tokens": 20})
-    assert body(ad.build_request(chat("hello"))) == {"input_data": {
+    assert body(ad.chat_request(chat("hello"))) == {"input_data": {
         "input_string": [{"content": "hello", "role": "user"}], "parameters": {"max_new_tokens": 20}}}
-    result = ad.parse_response(chat("hello"), b'{"output": "HELLO"}')
+    result = ad.parse_chat(chat("hello"), b'{"output": "HELLO"}')
     assert result.content == "HELLO"
     with pytest.raises(UpstreamError) as exc:
-        ad.parse_response(chat("hello"), b'{"result": "x"}')
+        ad.parse_chat(chat("hello"), b'{"result": "x"}')
     assert exc.value.status == 502
     with pytest.raises(StatusError, match="Streaming is not supported for \\[realtime\\] endpoints"):
-        ad.build_request(chat("hello", stream=True))
+        ad.chat_request(chat("hello", stream=True))
 
 
 def test_token_completion_response():
     raw = (b'{"id":"cmpl-1","object":"chat.completion","created":1,"model":"llama","choices":[{"index":0,'
            b'"finish_reason":"stop","message":{"role":"assistant","content":"HI"}}],'
            b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
-    result = adapter().parse_response(chat("hi"), raw)
+    result = adapter().parse_chat(chat("hi"), raw)
     assert result.content == "HI" and result.usage.total_tokens == 2
 
 
@@ -161,16 +162,16 @@ def test_token_completion_response():
                                        ({"response_format": {"type": "json_object"}}, "response_format")])
 def test_parameters_without_an_upstream_field_are_rejected(kw, param):
     with pytest.raises(RequestValidationError, match=rf"\[{param}\]"):
-        adapter().build_request(chat("a", **kw))
+        adapter().chat_request(chat("a", **kw))
 
 
 def test_non_text_content_and_tool_messages_are_rejected():
     parts = ChatRequest(messages=[ChatMessage(role="user", content=[{"type": "image_url", "image_url": {}}])])
     with pytest.raises(RequestValidationError, match="content parts"):
-        adapter().build_request(parts)
+        adapter().chat_request(parts)
     tool = ChatRequest(messages=[ChatMessage(role="tool", content="x", tool_call_id="c1")])
     with pytest.raises(RequestValidationError, match="tool_calls"):
-        adapter().build_request(tool)
+        adapter().chat_request(tool)
 
 
 # ------------------------------------------------------------------------------ stream
@@ -226,12 +227,12 @@ def test_stream_without_done_is_cut_and_in_stream_errors_raise():
 
 def test_rerank_body_and_response():
     ad = adapter(T.RERANK, "cohere", task_settings={"top_n": 2})
-    assert body(ad.build_request(RerankRequest(query="q", documents=["a", "b", "c"], return_documents=True))) == {
+    assert body(ad.rerank_request(RerankRequest(query="q", documents=["a", "b", "c"], return_documents=True))) == {
         "query": "q", "documents": ["a", "b", "c"], "top_n": 2, "return_documents": True}
     raw = (b'{"id":"ff2feb42","results":[{"document":{"text":"Carson City"},"index":0,"relevance_score":0.1728413},'
            b'{"document":{"text":"Mariana"},"index":1,"relevance_score":0.031005697}],'
            b'"meta":{"api_version":{"version":"1"},"billed_units":{"search_units":1}}}')
-    result = ad.parse_response(RerankRequest(query="q", documents=["a", "b"]), raw)
+    result = ad.parse_rerank(RerankRequest(query="q", documents=["a", "b"]), raw)
     assert [(d.index, d.text) for d in result.ranked] == [(0, "Carson City"), (1, "Mariana")]
 
 

@@ -14,6 +14,8 @@ from proxy.errors import GatewayError, UpstreamError
 from proxy.sse import SSEDecoder
 from proxy.types import (ChatMessage, ChatRequest, EmbedRequest, FunctionCall, InputType, RankedDoc, RerankRequest,
                          TaskType, ToolCall, Usage)
+from tests.canonical import typed
+from tests.tasks import request_for
 
 
 def adapter(task=TaskType.TEXT_EMBEDDING, task_settings=None, **service) -> CohereAdapter:
@@ -24,7 +26,7 @@ def adapter(task=TaskType.TEXT_EMBEDDING, task_settings=None, **service) -> Cohe
 
 
 def sent(a: CohereAdapter, req) -> tuple[str, dict]:
-    up = a.build_request(req)
+    up = request_for(a, typed(req))
     assert up.headers["Authorization"] == "Bearer co-key" and not up.explicit_url
     return up.url, json.loads(up.body)
 
@@ -64,7 +66,7 @@ def test_embedding_type_setting(setting, wire):
 def test_dimensions_and_user():
     assert sent(adapter(), EmbedRequest(inputs=["a"], dimensions=256))[1]["output_dimension"] == 256
     with pytest.raises(GatewayError, match="user"):
-        adapter().build_request(EmbedRequest(inputs=["a"], user="u"))
+        adapter().embed_request(EmbedRequest(inputs=["a"], user="u"))
 
 
 EMBED_RESPONSE = b"""{"id":"da6e531f","texts":["hello","goodbye"],
@@ -77,7 +79,7 @@ EMBED_RESPONSE = b"""{"id":"da6e531f","texts":["hello","goodbye"],
                                                           ("byte", "byte", [-21, -12, -50]),
                                                           ("bit", "bit", [-110])])
 def test_parse_embeddings_by_type(setting, element_type, first):
-    result = adapter(embedding_type=setting).parse_response(EmbedRequest(inputs=["hello", "goodbye"]),
+    result = adapter(embedding_type=setting).parse_embed(EmbedRequest(inputs=["hello", "goodbye"]),
                                                             EMBED_RESPONSE)
     assert result.element_type == element_type and len(result.vectors) == 2
     assert json.loads(bytes(result.vectors[0])) == first  # spliced unparsed
@@ -86,10 +88,10 @@ def test_parse_embeddings_by_type(setting, element_type, first):
 
 def test_parse_embeddings_bare_array_and_missing_type():
     body = b'{"id":"x","embeddings":[[0.5,0.25]],"meta":{"billed_units":{"input_tokens":1}}}'
-    result = adapter().parse_response(EmbedRequest(inputs=["a"]), body)
+    result = adapter().parse_embed(EmbedRequest(inputs=["a"]), body)
     assert json.loads(bytes(result.vectors[0])) == [0.5, 0.25] and result.element_type == "float"
     with pytest.raises(UpstreamError, match="malformed"):
-        adapter(embedding_type="int8").parse_response(EmbedRequest(inputs=["a"]),
+        adapter(embedding_type="int8").parse_embed(EmbedRequest(inputs=["a"]),
                                                       b'{"embeddings":{"float":[[1.0]]}}')
 
 
@@ -108,7 +110,7 @@ def test_rerank_body_and_response():
     assert body == {"model": "rerank-v3.5", "query": "q", "documents": ["a", "b"], "top_n": 1}
     resp = b"""{"results":[{"index":1,"relevance_score":0.98},{"index":0,"relevance_score":0.02}],"id":"r1",
     "meta":{"api_version":{"version":"2"},"billed_units":{"search_units":1}}}"""
-    result = a.parse_response(RerankRequest(query="q", documents=["a", "b"]), resp)
+    result = a.parse_rerank(RerankRequest(query="q", documents=["a", "b"]), resp)
     assert result.ranked == [RankedDoc(index=1, relevance_score=0.98), RankedDoc(index=0, relevance_score=0.02)]
 
 
@@ -163,7 +165,7 @@ def test_chat_body_maps_every_parameter():
 def test_chat_rejections(kw, match):
     req = ChatRequest(**{"messages": [ChatMessage(role="user", content="x")], **kw})
     with pytest.raises(GatewayError, match=match):
-        chat_adapter().build_request(req)
+        chat_adapter().chat_request(req)
 
 
 def test_tool_choice_auto_and_none():
@@ -185,11 +187,11 @@ TOOL_RESPONSE = b"""{"id":"t1","finish_reason":"TOOL_CALL","message":{"role":"as
 
 def test_parse_chat():
     req = ChatRequest(messages=[ChatMessage(role="user", content="x")])
-    result = chat_adapter().parse_response(req, CHAT_RESPONSE)
+    result = chat_adapter().parse_chat(req, CHAT_RESPONSE)
     assert result.content == "LLMs stand for large." and result.finish_reason == "stop"
     assert result.id == "c14c80c3-18eb-4519-9460-6c92edd8cfb4" and result.model == "command-a-03-2025"
     assert result.usage == Usage(prompt_tokens=71, completion_tokens=11, total_tokens=82)
-    result = chat_adapter().parse_response(req, TOOL_RESPONSE)
+    result = chat_adapter().parse_chat(req, TOOL_RESPONSE)
     assert result.finish_reason == "tool_calls" and result.content is None
     assert result.tool_calls == [ToolCall(id="get_weather_abc", function=FunctionCall(
         name="get_weather", arguments='{"location":"Toronto"}'))]
@@ -198,7 +200,7 @@ def test_parse_chat():
 def test_parse_chat_error_finish_and_error_body():
     req = ChatRequest(messages=[ChatMessage(role="user", content="x")])
     with pytest.raises(UpstreamError, match="ERROR"):
-        chat_adapter().parse_response(req, b'{"id":"x","finish_reason":"ERROR","message":{"content":[]}}')
+        chat_adapter().parse_chat(req, b'{"id":"x","finish_reason":"ERROR","message":{"content":[]}}')
     assert chat_adapter().parse_error(400, {}, b'{"message":"invalid request: bad"}').message == "invalid request: bad"
 
 
@@ -306,3 +308,21 @@ def test_stream_error_finish_and_error_event():
     with pytest.raises(UpstreamError, match="internal") as exc:
         run_stream([STREAM[:200].rsplit(b"\n\n", 1)[0] + b'\n\nevent: error\ndata: {"message":"internal"}\n\n'])
     assert not isinstance(exc.value, StreamCut)
+
+
+def test_embedding_task_sends_content_inputs_and_texts_otherwise():
+    """docs.cohere.com/reference/embed: `inputs` of `content` lists (`text`, `image_url` with a data URI) on
+    embed-v4; plain `texts` whenever every input is one text, as ES's CohereV2EmbeddingsRequest sends."""
+    from proxy.types import EmbedPart
+
+    image = "data:image/png;base64,AAAA"
+    ad = adapter(TaskType.EMBEDDING, model_id="embed-v4.0")
+    assert ad.embeds_images(ad.endpoint.service_settings)
+    assert not ad.embeds_images({"model_id": "embed-english-v3.0"})
+    req = EmbedRequest(inputs=["cat"], contents=[[EmbedPart(type="text", value="cat"),
+                                                  EmbedPart(type="image", value=image)]])
+    sent = json.loads(ad.embed_request(req).body)
+    assert sent["inputs"] == [{"content": [{"type": "text", "text": "cat"},
+                                           {"type": "image_url", "image_url": {"url": image}}]}]
+    assert "texts" not in sent and sent["input_type"] == "search_query" and sent["embedding_types"] == ["float"]
+    assert json.loads(ad.embed_request(EmbedRequest(inputs=["cat"])).body)["texts"] == ["cat"]

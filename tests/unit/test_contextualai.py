@@ -38,7 +38,7 @@ def test_registered_under_its_service_name():
 
 
 def test_request_shape_and_auth():
-    up = adapter().build_request(RerankRequest(query="q", documents=["a", "b"], return_documents=True))
+    up = adapter().rerank_request(RerankRequest(query="q", documents=["a", "b"], return_documents=True))
     assert up.url == RERANK_URL and up.headers["Authorization"] == "Bearer ctxl-key"
     # return_documents is not a Contextual AI field; the gateway attaches texts itself
     assert json.loads(up.body) == {"query": "q", "documents": ["a", "b"],
@@ -47,18 +47,18 @@ def test_request_shape_and_auth():
 
 def test_top_k_and_instruction_from_task_settings_with_request_precedence():
     ad = adapter({"top_k": 3, "instruction": "Prefer recent documents"})
-    sent = json.loads(ad.build_request(RerankRequest(query="q", documents=["a"])).body)
+    sent = json.loads(ad.rerank_request(RerankRequest(query="q", documents=["a"])).body)
     assert sent["top_n"] == 3 and sent["instruction"] == "Prefer recent documents"
-    sent = json.loads(ad.build_request(RerankRequest(query="q", documents=["a"], top_n=1,
+    sent = json.loads(ad.rerank_request(RerankRequest(query="q", documents=["a"], top_n=1,
                                                      task_settings={"instruction": "Prefer PDFs"})).body)
     assert sent["top_n"] == 1 and sent["instruction"] == "Prefer PDFs"
     assert list(sent) == ["query", "documents", "model", "top_n", "instruction"]  # ES field order
 
 
 def test_response_and_errors():
-    result = adapter().parse_response(RerankRequest(query="q", documents=["a", "b"]), RESPONSE)
+    result = adapter().parse_rerank(RerankRequest(query="q", documents=["a", "b"]), RESPONSE)
     assert [(d.index, d.relevance_score, d.text) for d in result.ranked] == [(1, 0.95, None), (0, 0.85, None)]
     assert adapter().parse_error(401, {}, b'{"detail":"Invalid token"}').message == "Invalid token"
     with pytest.raises(UpstreamError) as exc:
-        adapter().parse_response(RerankRequest(query="q", documents=["a"]), b'{"results": 3}')
+        adapter().parse_rerank(RerankRequest(query="q", documents=["a"]), b'{"results": 3}')
     assert exc.value.status == 502

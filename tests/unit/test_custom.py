@@ -182,13 +182,13 @@ def test_url_query_and_headers_take_raw_strings():
                  query_parameters=[["key", "${api_key}"], ["q", "a b&c"]],
                  headers={"Authorization": "Bearer ${api_key}", "content-type": "text/plain", "X-N": "${n}"},
                  task_settings={"parameters": {"n": "7", "count": 3}})
-    up = ad.build_request(EmbedRequest(inputs=["a"]))
+    up = ad.embed_request(EmbedRequest(inputs=["a"]))
     assert up.url == "https://api.example.com/acme/embed?fixed=1&key=sk-SECRET&q=a+b%26c"
     assert up.headers == {"content-type": "text/plain", "Authorization": "Bearer sk-SECRET", "X-N": "7"}
     assert up.explicit_url is True
     # non-string parameters are not strings for the URL or headers (ES addStringParams)
     with pytest.raises(CustomRequestError) as exc:
-        adapter(headers={"X-C": "${count}"}, task_settings={"parameters": {"count": 3}}).build_request(
+        adapter(headers={"X-C": "${count}"}, task_settings={"parameters": {"count": 3}}).embed_request(
             EmbedRequest(inputs=["a"]))
     assert exc.value.caused_by.reason == LEFTOVER.format("${count}", "header.X-C")
 
@@ -197,34 +197,34 @@ def test_body_takes_json_values_and_request_values_last():
     template = '{"key": ${api_key}, "n": ${n}, "on": ${on}, "input": ${input}, "type": ${input_type}}'
     ad = adapter(request=template, input_type={"translation": {"INGEST": "doc"}, "default": "any"},
                  task_settings={"parameters": {"n": 2.5, "on": True, "input": "shadowed"}})
-    sent = json.loads(ad.build_request(EmbedRequest(inputs=["a", "b"], input_type=InputType.INGEST)).body)
+    sent = json.loads(ad.embed_request(EmbedRequest(inputs=["a", "b"], input_type=InputType.INGEST)).body)
     assert sent == {"key": "sk-SECRET", "n": 2.5, "on": True, "input": ["a", "b"], "type": "doc"}
-    sent = json.loads(ad.build_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH)).body)
+    sent = json.loads(ad.embed_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH)).body)
     assert sent["type"] == "any"
-    assert json.loads(adapter(request='{"t": ${input_type}}').build_request(EmbedRequest(inputs=["a"])).body) == {
+    assert json.loads(adapter(request='{"t": ${input_type}}').embed_request(EmbedRequest(inputs=["a"])).body) == {
         "t": ""}
 
 
 def test_rerank_and_completion_values():
     rr = adapter(TaskType.RERANK, request='{"q": ${query}, "d": ${input}, "n": ${top_n}, "r": ${return_documents}}',
                  parser={"relevance_score": "$.s"})
-    sent = json.loads(rr.build_request(RerankRequest(query='say "hi"', documents=["x"], top_n=1,
+    sent = json.loads(rr.rerank_request(RerankRequest(query='say "hi"', documents=["x"], top_n=1,
                                                      return_documents=False)).body)
     assert sent == {"q": 'say "hi"', "d": ["x"], "n": 1, "r": False}
     comp = adapter(TaskType.COMPLETION, request='{"prompt": ${input}}', parser={"completion_result": "$.t"})
     req = ChatRequest(messages=[ChatMessage(role="user", content="first"), ChatMessage(role="user", content="2nd")])
-    assert json.loads(comp.build_request(req).body) == {"prompt": "first"}  # ES: the first input only
+    assert json.loads(comp.chat_request(req).body) == {"prompt": "first"}  # ES: the first input only
     with pytest.raises(RequestValidationError):
-        comp.build_request(ChatRequest(messages=req.messages, temperature=0.2))
+        comp.chat_request(ChatRequest(messages=req.messages, temperature=0.2))
     with pytest.raises(StatusError) as exc:
-        comp.build_request(ChatRequest(messages=req.messages, stream=True))
+        comp.chat_request(ChatRequest(messages=req.messages, stream=True))
     assert exc.value.status == 405
 
 
 def test_template_errors_never_show_secret_values():
     ad = adapter(request='{"k": ${api_key}, "x": ${nope}}', url="https://h/${api_key}/${zone}")
     with pytest.raises(CustomRequestError) as exc:
-        ad.build_request(EmbedRequest(inputs=["a"]))
+        ad.embed_request(EmbedRequest(inputs=["a"]))
     assert exc.value.reason == "Failed to construct the custom service request" and exc.value.status == 400
     assert exc.value.caused_by.reason == LEFTOVER.format("${zone}", "url")
     assert "sk-SECRET" not in repr(exc.value.__dict__) and "sk-SECRET" not in str(exc.value)
@@ -237,26 +237,26 @@ def test_batch_size_setting():
 
 def test_dimensions_and_user_are_rejected():
     with pytest.raises(RequestValidationError):
-        adapter().build_request(EmbedRequest(inputs=["a"], dimensions=3))
+        adapter().embed_request(EmbedRequest(inputs=["a"], dimensions=3))
     with pytest.raises(RequestValidationError):
-        adapter().build_request(EmbedRequest(inputs=["a"], user="u"))
+        adapter().embed_request(EmbedRequest(inputs=["a"], user="u"))
 
 
-def test_parse_response_per_task():
-    emb = adapter().parse_response(EmbedRequest(inputs=["a"]), b'{"data":[{"embedding":[0.5,1]}]}')
+def test_each_task_parser():
+    emb = adapter().parse_embed(EmbedRequest(inputs=["a"]), b'{"data":[{"embedding":[0.5,1]}]}')
     assert emb.vectors == [[0.5, 1.0]] and emb.element_type == "float"
     sparse = adapter(TaskType.SPARSE_EMBEDDING, parser={
         "sparse_result": {"path": "$.result.sparse_embeddings[*]",
                           "value": {"sparse_token": "$.embedding[*].token_id",
                                     "sparse_weight": "$.embedding[*].weight"}}})
-    assert sparse.parse_response(EmbedRequest(inputs=["a", "b"]), json.dumps(SPARSE).encode()).embeddings == [
+    assert sparse.parse_sparse(EmbedRequest(inputs=["a", "b"]), json.dumps(SPARSE).encode()).embeddings == [
         {"6": 0.101, "163040": 0.284}, {"9803": 0.195}]
     with pytest.raises(StatusError) as exc:
-        adapter(TaskType.RERANK, parser={"reranked_index": "$.i"}).parse_response(
+        adapter(TaskType.RERANK, parser={"reranked_index": "$.i"}).parse_rerank(
             RerankRequest(query="q", documents=[]), b"{}")
     assert exc.value.reason == ("[service_settings.response.json_parser] does not contain the required setting "
                                 "[relevance_score]")
     with pytest.raises(UpstreamError) as exc:
-        adapter().parse_response(EmbedRequest(inputs=["a"]), b'{"data": 1}')
+        adapter().parse_embed(EmbedRequest(inputs=["a"]), b'{"data": 1}')
     assert exc.value.reason == ("Current path [[*].embedding] matched the array field pattern but the current object "
                                 "is not a list, found invalid type [Integer] instead.")

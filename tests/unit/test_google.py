@@ -18,6 +18,7 @@ from proxy.errors import GatewayError, UpstreamError
 from proxy.sse import SSEDecoder
 from proxy.types import (ChatMessage, ChatRequest, EmbedRequest, FunctionCall, InputType, RerankRequest, TaskType,
                          ToolCall, Usage)
+from tests.canonical import typed
 
 T = TaskType
 
@@ -82,7 +83,7 @@ def replay(parser, raw: bytes, split: int | None = None) -> list:
 
 def test_embedding_request_url_key_and_body():
     a = studio(T.TEXT_EMBEDDING, model_id="text-embedding-004", dimensions=256)
-    up = a.build_request(EmbedRequest(inputs=["a", "b"], input_type=InputType.SEARCH))
+    up = a.embed_request(EmbedRequest(inputs=["a", "b"], input_type=InputType.SEARCH))
     assert up.url == "https://generativelanguage.googleapis.com/v1beta/models/text-embedding-004:batchEmbedContents"
     assert not up.explicit_url and up.headers["x-goog-api-key"] == "AIza/key+1"  # in a header, never the URL
     assert json.loads(up.body) == {"requests": [
@@ -95,42 +96,42 @@ def test_embedding_request_url_key_and_body():
                                                    (InputType.CLASSIFICATION, "CLASSIFICATION"),
                                                    (InputType.CLUSTERING, "CLUSTERING"), (None, None)])
 def test_input_type_mapping(input_type, task_type):
-    body = json.loads(studio(T.TEXT_EMBEDDING).build_request(EmbedRequest(inputs=["x"], input_type=input_type)).body)
+    body = json.loads(studio(T.TEXT_EMBEDDING).embed_request(EmbedRequest(inputs=["x"], input_type=input_type)).body)
     assert body["requests"][0].get("taskType") == task_type
     vertex = vertex_adapter(T.TEXT_EMBEDDING)
-    body = json.loads(vertex.build_request(EmbedRequest(inputs=["x"], input_type=input_type)).body)
+    body = json.loads(vertex.embed_request(EmbedRequest(inputs=["x"], input_type=input_type)).body)
     assert body["instances"][0].get("task_type") == task_type
 
 
 def test_embedding_user_and_request_dimensions():
     a = studio(T.TEXT_EMBEDDING)
     with pytest.raises(GatewayError, match=r"does not support the \[user\] parameter"):
-        a.build_request(EmbedRequest(inputs=["x"], user="u"))
-    body = json.loads(a.build_request(EmbedRequest(inputs=["x"], dimensions=64)).body)
+        a.embed_request(EmbedRequest(inputs=["x"], user="u"))
+    body = json.loads(a.embed_request(EmbedRequest(inputs=["x"], dimensions=64)).body)
     assert body["requests"][0]["outputDimensionality"] == 64
 
 
 def test_embedding_response_vectors_are_passed_raw():
     a = studio(T.TEXT_EMBEDDING)
     body = b'{"embeddings": [{"values": [0.1, -0.25]}, {"values": [1e-3, 2]}]}'
-    result = a.parse_response(EmbedRequest(inputs=["a", "b"]), body)
+    result = a.parse_embed(EmbedRequest(inputs=["a", "b"]), body)
     assert [bytes(v) for v in result.vectors] == [b"[0.1, -0.25]", b"[1e-3, 2]"]
     with pytest.raises(UpstreamError, match="malformed"):
-        a.parse_response(EmbedRequest(inputs=["a"]), body)
+        a.parse_embed(EmbedRequest(inputs=["a"]), body)
     assert a.embed_batch_size == 100
     assert [len(p.inputs) for p in a.split_embed(EmbedRequest(inputs=["x"] * 250))] == [100, 100, 50]
 
 
 def test_chat_and_stream_urls():
     a = studio()
-    up = a.build_request(ChatRequest(messages=[user("hi")]))
+    up = a.chat_request(ChatRequest(messages=[user("hi")]))
     assert up.url.endswith("/v1beta/models/gemini-2.5-flash:generateContent")
-    up = a.build_request(ChatRequest(messages=[user("hi")], stream=True, model="models/gemini-pro"))
+    up = a.chat_request(ChatRequest(messages=[user("hi")], stream=True, model="models/gemini-pro"))
     assert up.url.endswith("/v1beta/models/gemini-pro:streamGenerateContent?alt=sse")
 
 
 def test_completion_body_like_es():
-    body = json.loads(studio(T.COMPLETION).build_request(ChatRequest(messages=[user("a"), user("b")])).body)
+    body = json.loads(studio(T.COMPLETION).chat_request(ChatRequest(messages=[user("a"), user("b")])).body)
     assert body == {"contents": [{"role": "user", "parts": [{"text": "a"}]},
                                  {"role": "user", "parts": [{"text": "b"}]}]}
 
@@ -156,7 +157,7 @@ def test_full_chat_translation_with_tools():
                                                  "parameters": {"type": "object"}}},
                {"type": "function", "function": {"name": "get_time", "parameters": {}}}],
         tool_choice={"type": "function", "function": {"name": "get_weather"}})
-    raw = studio().build_request(req).body
+    raw = studio().chat_request(typed(req)).body
     assert b'"args":{"city":  "Paris", "n": 1.50}' in raw
     body = json.loads(raw)
     assert body["contents"] == [
@@ -181,7 +182,8 @@ def test_full_chat_translation_with_tools():
                                             ("required", {"functionCallingConfig": {"mode": "ANY"}})])
 def test_tool_choice_strings(choice, config):
     tools = [{"type": "function", "function": {"name": "f"}}]
-    body = gemini_chat_body(ChatRequest(messages=[user("x")], tools=tools, tool_choice=choice), "googleaistudio")
+    body = gemini_chat_body(typed(ChatRequest(messages=[user("x")], tools=tools, tool_choice=choice)),
+                            "googleaistudio")
     assert body.get("toolConfig") == config
 
 
@@ -196,8 +198,8 @@ def test_tool_choice_strings(choice, config):
         ToolCall(id="1", function=FunctionCall(name="f", arguments="[1]"))])]), "must be a JSON object"),
     (ChatRequest(messages=[ChatMessage(role="user", content=[{"type": "image_url", "image_url": {
         "url": "https://x/y.png"}}])]), "Only base64 data URLs"),
-    (ChatRequest(messages=[ChatMessage(role="user", content=[{"type": "input_audio"}])]), r"Type \[input_audio\]"),
-    (ChatRequest(messages=[user("x")], tools=[{"type": "retrieval"}]), r"Tool type \[retrieval\]"),
+    (ChatRequest(messages=[ChatMessage(role="user", content=[{"type": "input_audio", "input_audio": {
+        "data": "AAA=", "format": "wav"}}])]), r"Type \[input_audio\]"),
     (ChatRequest(messages=[user("x")], tools=[{"type": "function", "function": {"name": "f", "strict": True}}]),
      r"\[tools.function.strict\]"),
     (ChatRequest(messages=[user("x")], tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="maybe"),
@@ -207,7 +209,7 @@ def test_tool_choice_strings(choice, config):
 ])
 def test_unsupported_parameters_are_rejected(req, message):
     with pytest.raises(GatewayError, match=message) as exc:
-        studio().build_request(req)
+        studio().chat_request(typed(req))
     assert exc.value.status == 400
 
 
@@ -323,93 +325,93 @@ def vertex_adapter(task=T.CHAT_COMPLETION, task_settings=None, **settings) -> Go
 
 
 def test_vertex_urls_follow_the_location():
-    up = vertex_adapter(T.TEXT_EMBEDDING, model_id="text-embedding-005").build_request(EmbedRequest(inputs=["x"]))
+    up = vertex_adapter(T.TEXT_EMBEDDING, model_id="text-embedding-005").embed_request(EmbedRequest(inputs=["x"]))
     assert up.url == ("https://aiplatform.googleapis.com/v1/projects/proj/locations/global/publishers/google/models/"
                       "text-embedding-005:predict") and not up.explicit_url
     a = vertex_adapter(location="us-central1")
-    assert a.build_request(ChatRequest(messages=[user("x")])).url == (
+    assert a.chat_request(ChatRequest(messages=[user("x")])).url == (
         "https://us-central1-aiplatform.googleapis.com/v1/projects/proj/locations/us-central1/publishers/google/"
         "models/gemini-2.5-flash:generateContent")
-    assert a.build_request(ChatRequest(messages=[user("x")], stream=True, model="gemini-pro")).url.endswith(
+    assert a.chat_request(ChatRequest(messages=[user("x")], stream=True, model="gemini-pro")).url.endswith(
         "/models/gemini-pro:streamGenerateContent?alt=sse")
-    rr = vertex_adapter(T.RERANK, location="europe-west1").build_request(RerankRequest(query="q", documents=["d"]))
+    rr = vertex_adapter(T.RERANK, location="europe-west1").rerank_request(RerankRequest(query="q", documents=["d"]))
     assert rr.url == ("https://discoveryengine.googleapis.com/v1/projects/proj/locations/global/rankingConfigs/"
                       "default_ranking_config:rank")
-    assert "Authorization" not in a.build_request(ChatRequest(messages=[user("x")])).headers
+    assert "Authorization" not in a.chat_request(ChatRequest(messages=[user("x")])).headers
 
 
 def test_vertex_own_urls_are_explicit_and_one_serves_both():
     a = vertex_adapter(url="https://garden.example/predict")
     for stream in (False, True):
-        up = a.build_request(ChatRequest(messages=[user("x")], stream=stream))
+        up = a.chat_request(ChatRequest(messages=[user("x")], stream=stream))
         assert (up.url, up.explicit_url) == ("https://garden.example/predict", True)
     b = vertex_adapter(url="https://g/plain", streaming_url="https://g/stream")
-    assert b.build_request(ChatRequest(messages=[user("x")], stream=True)).url == "https://g/stream"
-    assert b.build_request(ChatRequest(messages=[user("x")])).url == "https://g/plain"
+    assert b.chat_request(ChatRequest(messages=[user("x")], stream=True)).url == "https://g/stream"
+    assert b.chat_request(ChatRequest(messages=[user("x")])).url == "https://g/plain"
 
 
 def test_vertex_embeddings_body_parse_and_batch_size():
     a = vertex_adapter(T.TEXT_EMBEDDING, {"auto_truncate": True}, dimensions=128, max_batch_size=5)
-    body = json.loads(a.build_request(EmbedRequest(inputs=["a b", "c"], input_type=InputType.INGEST)).body)
+    body = json.loads(a.embed_request(EmbedRequest(inputs=["a b", "c"], input_type=InputType.INGEST)).body)
     assert body == {"instances": [{"content": "a b", "task_type": "RETRIEVAL_DOCUMENT"},
                                   {"content": "c", "task_type": "RETRIEVAL_DOCUMENT"}],
                     "parameters": {"autoTruncate": True, "outputDimensionality": 128}}
     req = EmbedRequest(inputs=["a", "b"], task_settings={"auto_truncate": False})
-    assert json.loads(a.build_request(req).body)["parameters"]["autoTruncate"] is False
+    assert json.loads(a.embed_request(req).body)["parameters"]["autoTruncate"] is False
     resp = (b'{"predictions":[{"embeddings":{"statistics":{"truncated":false,"token_count":2},"values":[0.5,1]}},'
             b'{"embeddings":{"statistics":{"truncated":false,"token_count":1},"values":[2,3]}}],"metadata":{}}')
-    result = a.parse_response(req, resp)
+    result = a.parse_embed(req, resp)
     assert [bytes(v) for v in result.vectors] == [b"[0.5,1]", b"[2,3]"]
     assert result.usage == Usage(prompt_tokens=3, total_tokens=3)
     assert [len(p.inputs) for p in a.split_embed(EmbedRequest(inputs=["x"] * 12))] == [5, 5, 2]
     assert vertex_adapter(T.TEXT_EMBEDDING).embed_batch_size == 250
-    assert "parameters" not in json.loads(vertex_adapter(T.TEXT_EMBEDDING).build_request(EmbedRequest(
+    assert "parameters" not in json.loads(vertex_adapter(T.TEXT_EMBEDDING).embed_request(EmbedRequest(
         inputs=["x"])).body)
 
 
 def test_vertex_rerank_body_and_parse():
     a = vertex_adapter(T.RERANK, model_id="semantic-ranker-512@latest")
     req = RerankRequest(query="q", documents=["d0", "d1"], top_n=1, return_documents=False)
-    assert json.loads(a.build_request(req).body) == {
+    assert json.loads(a.rerank_request(req).body) == {
         "model": "semantic-ranker-512@latest", "query": "q", "records": [{"id": "0", "content": "d0"},
                                                                          {"id": "1", "content": "d1"}],
         "topN": 1, "ignoreRecordDetailsInResponse": True}
-    assert "ignoreRecordDetailsInResponse" not in json.loads(a.build_request(RerankRequest(query="q",
+    assert "ignoreRecordDetailsInResponse" not in json.loads(a.rerank_request(RerankRequest(query="q",
                                                                                           documents=["d"])).body)
-    result = a.parse_response(req, b'{"records":[{"id":"1","score":0.93,"content":"d1"},{"id":"0","score":0.1}]}')
+    result = a.parse_rerank(req, b'{"records":[{"id":"1","score":0.93,"content":"d1"},{"id":"0","score":0.1}]}')
     assert [(d.index, d.relevance_score, d.text) for d in result.ranked] == [(1, 0.93, "d1"), (0, 0.1, None)]
     with pytest.raises(UpstreamError, match="malformed"):
-        a.parse_response(req, b'{"records":[{"id":"one","score":1}]}')
+        a.parse_rerank(req, b'{"records":[{"id":"one","score":1}]}')
 
 
 def test_vertex_gemini_task_settings():
     a = vertex_adapter(T.COMPLETION, {"max_tokens": 50, "thinking_config": {"thinking_budget": 256}})
-    body = json.loads(a.build_request(ChatRequest(messages=[user("x")])).body)
+    body = json.loads(a.chat_request(ChatRequest(messages=[user("x")])).body)
     assert body["generationConfig"] == {"maxOutputTokens": 50,
                                         "thinkingConfig": {"thinkingBudget": 256}}
-    body = json.loads(a.build_request(ChatRequest(messages=[user("x")], max_tokens=9)).body)
+    body = json.loads(a.chat_request(ChatRequest(messages=[user("x")], max_tokens=9)).body)
     assert body["generationConfig"]["maxOutputTokens"] == 9
 
 
 def test_vertex_anthropic_body_and_urls():
     a = vertex_adapter(provider="anthropic", model_id="claude-sonnet-4@20250514", location="us-east5")
-    up = a.build_request(ChatRequest(messages=[ChatMessage(role="system", content="s"), user("hi")]))
+    up = a.chat_request(ChatRequest(messages=[ChatMessage(role="system", content="s"), user("hi")]))
     assert up.url == ("https://us-east5-aiplatform.googleapis.com/v1/projects/proj/locations/us-east5/publishers/"
                       "anthropic/models/claude-sonnet-4@20250514:rawPredict")
     body = json.loads(up.body)
     assert body["anthropic_version"] == "vertex-2023-10-16" and "model" not in body
     assert body["max_tokens"] == 1024 and "stream" not in body and body["system"] == "s"
     assert body["messages"] == [{"role": "user", "content": "hi"}]
-    up = a.build_request(ChatRequest(messages=[user("hi")], stream=True, max_tokens=5))
+    up = a.chat_request(ChatRequest(messages=[user("hi")], stream=True, max_tokens=5))
     assert up.url.endswith(":streamRawPredict") and json.loads(up.body)["max_tokens"] == 5
     assert json.loads(up.body)["stream"] is True
 
 
 def test_vertex_openai_shaped_partners_need_a_url():
     with pytest.raises(GatewayError, match=r"needs \[url\] or \[streaming_url\]"):
-        vertex_adapter(provider="meta").build_request(ChatRequest(messages=[user("x")]))
+        vertex_adapter(provider="meta").chat_request(ChatRequest(messages=[user("x")]))
     a = vertex_adapter(provider="mistral", url="https://x/v1/chat/completions")
-    body = json.loads(a.build_request(ChatRequest(messages=[user("x")], max_tokens=3)).body)
+    body = json.loads(a.chat_request(ChatRequest(messages=[user("x")], max_tokens=3)).body)
     assert body["messages"] == [{"role": "user", "content": "x"}] and body["max_tokens"] == 3
 
 

@@ -43,29 +43,29 @@ def test_registered_under_its_service_name():
 
 
 def test_urls_from_a_host_or_a_full_url():
-    up = adapter().build_request(EmbedRequest(inputs=["a"]))
+    up = adapter().embed_request(EmbedRequest(inputs=["a"]))
     assert up.url == "https://us-south.ml.cloud.ibm.com/ml/v1/text/embeddings?version=2024-05-02"
     assert up.explicit_url is True and "Authorization" not in up.headers  # the token is added by authorize
-    up = adapter(TaskType.RERANK, url="https://eu-de.ml.cloud.ibm.com/").build_request(
+    up = adapter(TaskType.RERANK, url="https://eu-de.ml.cloud.ibm.com/").rerank_request(
         RerankRequest(query="q", documents=["d"]))
     assert up.url == "https://eu-de.ml.cloud.ibm.com/ml/v1/text/rerank?version=2024-05-02"
     chat = ChatRequest(messages=[ChatMessage(role="user", content="hi")])
-    assert adapter(TaskType.COMPLETION).build_request(chat).url.endswith("/ml/v1/text/chat?version=2024-05-02")
+    assert adapter(TaskType.COMPLETION).chat_request(chat).url.endswith("/ml/v1/text/chat?version=2024-05-02")
     streamed = msgspec.structs.replace(chat, stream=True)
-    up = adapter(TaskType.CHAT_COMPLETION).build_request(streamed)
+    up = adapter(TaskType.CHAT_COMPLETION).chat_request(streamed)
     assert up.url.endswith("/ml/v1/text/chat_stream?version=2024-05-02")
     assert up.headers["Accept"] == "text/event-stream" and "stream" not in body(up)
 
 
 def test_embedding_body_and_rejections():
-    assert body(adapter().build_request(EmbedRequest(inputs=["a", "b"]))) == {
+    assert body(adapter().embed_request(EmbedRequest(inputs=["a", "b"]))) == {
         "inputs": ["a", "b"], "model_id": "ibm/granite", "project_id": PROJECT}
     with pytest.raises(ValidationError):
-        adapter().build_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH))
+        adapter().embed_request(EmbedRequest(inputs=["a"], input_type=InputType.SEARCH))
     with pytest.raises(RequestValidationError):
-        adapter().build_request(EmbedRequest(inputs=["a"], dimensions=8))
+        adapter().embed_request(EmbedRequest(inputs=["a"], dimensions=8))
     with pytest.raises(RequestValidationError):
-        adapter().build_request(EmbedRequest(inputs=["a"], user="u"))
+        adapter().embed_request(EmbedRequest(inputs=["a"], user="u"))
 
 
 def test_embedding_batches_of_1000():
@@ -75,13 +75,13 @@ def test_embedding_batches_of_1000():
 
 def test_rerank_body_matches_es():
     ad = adapter(TaskType.RERANK, task_settings={"truncate_input_tokens": 512})
-    sent = body(ad.build_request(RerankRequest(query="q", documents=["d0", "d1"], top_n=3, return_documents=True)))
+    sent = body(ad.rerank_request(RerankRequest(query="q", documents=["d0", "d1"], top_n=3, return_documents=True)))
     # ES IbmWatsonxRerankRequestEntity field order and nesting
     assert list(sent) == ["model_id", "query", "inputs", "project_id", "parameters"]
     assert sent["inputs"] == [{"text": "d0"}, {"text": "d1"}]
     assert sent["parameters"] == {"truncate_input_tokens": 512, "return_options": {"inputs": True, "top_n": 3}}
     # request-level task settings win
-    sent = body(ad.build_request(RerankRequest(query="q", documents=["d"], task_settings={"truncate_input_tokens": 9})))
+    sent = body(ad.rerank_request(RerankRequest(query="q", documents=["d"], task_settings={"truncate_input_tokens": 9})))
     assert sent["parameters"] == {"truncate_input_tokens": 9, "return_options": {}}
 
 
@@ -90,16 +90,16 @@ def test_chat_body():
     req = ChatRequest(messages=[ChatMessage(role="system", content="s"), ChatMessage(role="user", content="u")],
                       max_tokens=20, temperature=0.1, top_p=0.9, stop=["x"], seed=3, tools=tools,
                       tool_choice="required", response_format={"type": "json_object"}, model="meta-llama/llama-3")
-    sent = body(adapter(TaskType.CHAT_COMPLETION).build_request(req))
+    sent = body(adapter(TaskType.CHAT_COMPLETION).chat_request(req))
     assert sent == {"project_id": PROJECT, "model_id": "meta-llama/llama-3",
                     "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
                     "max_tokens": 20, "temperature": 0.1, "top_p": 0.9, "stop": ["x"], "seed": 3, "tools": tools,
                     "response_format": {"type": "json_object"}, "tool_choice_option": "required"}
     named = {"type": "function", "function": {"name": "f"}}
-    sent = body(adapter(TaskType.CHAT_COMPLETION).build_request(msgspec.structs.replace(req, tool_choice=named)))
+    sent = body(adapter(TaskType.CHAT_COMPLETION).chat_request(msgspec.structs.replace(req, tool_choice=named)))
     assert sent["tool_choice"] == named and "tool_choice_option" not in sent
     with pytest.raises(RequestValidationError):
-        adapter(TaskType.CHAT_COMPLETION).build_request(msgspec.structs.replace(req, user="u"))
+        adapter(TaskType.CHAT_COMPLETION).chat_request(msgspec.structs.replace(req, user="u"))
 
 
 # recorded: IBM Java SDK tests and watsonx.ai API reference shapes
@@ -116,16 +116,16 @@ CHAT_RESPONSE = (b'{"id":"chat-c3b4","model_id":"ibm/granite-3-8b-instruct","mod
 
 
 def test_parse_embeddings_rerank_and_chat():
-    emb = adapter().parse_response(EmbedRequest(inputs=["a", "b"]), EMBED_RESPONSE)
+    emb = adapter().parse_embed(EmbedRequest(inputs=["a", "b"]), EMBED_RESPONSE)
     assert [json.loads(bytes(v)) for v in emb.vectors] == [[-0.006929283, -0.005336422], [0.5, 0.25]]
     assert emb.usage == Usage(prompt_tokens=10, total_tokens=10)
-    rr = adapter(TaskType.RERANK).parse_response(RerankRequest(query="q", documents=["a", "b"]), RERANK_RESPONSE)
+    rr = adapter(TaskType.RERANK).parse_rerank(RerankRequest(query="q", documents=["a", "b"]), RERANK_RESPONSE)
     assert [(d.index, d.relevance_score, d.text) for d in rr.ranked] == [(1, 0.786, "doc one"), (0, -2.9, None)]
-    chat = adapter(TaskType.CHAT_COMPLETION).parse_response(ChatRequest(messages=[]), CHAT_RESPONSE)
+    chat = adapter(TaskType.CHAT_COMPLETION).parse_chat(ChatRequest(messages=[]), CHAT_RESPONSE)
     assert chat.finish_reason == "tool_calls" and chat.tool_calls[0].function.arguments == '{"a": 1}'
     assert chat.usage == Usage(prompt_tokens=50, completion_tokens=12, total_tokens=62) and chat.created == 1749736055
     with pytest.raises(UpstreamError):
-        adapter().parse_response(EmbedRequest(inputs=["a"]), b'{"results": [')
+        adapter().parse_embed(EmbedRequest(inputs=["a"]), b'{"results": [')
 
 
 def test_error_bodies():
