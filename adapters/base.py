@@ -17,7 +17,7 @@ import msgspec
 # The core types an adapter works with, importable from here for every adapter module.
 from proxy.chat_params import check as check_chat_params
 from proxy.chat_params import unsupported  # re-exported: adapters import it from here
-from proxy.contract import Framing, UpstreamRequest
+from proxy.contract import Framing, StreamWire, UpstreamRequest
 from proxy.errors import StatusError, StreamCut, ValidationError, malformed
 from proxy.sse import FrameDecoder, NDJSONDecoder, SSEDecoder, SSEEvent
 from proxy.types import (CanonicalRequest, ChatDelta, ChatRequest, ChatResult, EmbedPart, EmbedRequest, EmbedResult,
@@ -151,6 +151,9 @@ class Adapter:
 
     service: ClassVar[str]
     framing: ClassVar[Framing] = Framing.SSE
+    # The client API whose stream format the provider's stream already is, event for event: a client of that
+    # API then gets the events passed through (`proxy.wire.openai_relay`); None: always parsed and rendered
+    stream_wire: ClassVar[StreamWire | None] = None
     # Largest number of inputs one upstream embedding call may carry; None: no known limit.
     embed_batch_size: ClassVar[int | None] = None
     # Statuses worth retrying for this provider (429 and 5xx by default).
@@ -286,4 +289,5 @@ _TASK_BUILDERS: Mapping[str, tuple[TaskType, ...]] = {
 
 
 __all__ = ["Adapter", "EndpointView", "Framing", "ProviderError", "SSEEvent", "StreamCut", "StreamParser",
-           "UpstreamRequest", "decoding", "generic_error", "malformed", "map_input_type", "reject_input_type", "unsupported"]
+           "StreamWire", "UpstreamRequest", "decoding", "generic_error", "malformed", "map_input_type",
+           "reject_input_type", "unsupported"]

@@ -20,8 +20,8 @@ from proxy.types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, 
                          EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
                          ToolCall, ToolCallDelta, Usage)
 
-from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, UpstreamRequest, decoding,
-                   generic_error, malformed, map_input_type, reject_input_type, unsupported)
+from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, StreamWire, UpstreamRequest,
+                   decoding, generic_error, malformed, map_input_type, reject_input_type, unsupported)
 from .oauth2 import TOKENS, ClientCredentials
 from .rerank_compat import parse_rerank, rerank_body
 
@@ -204,11 +204,12 @@ class OpenAIStreamParser:
         self.finished = False
 
     def feed(self, event: SSEEvent) -> list[ChatDelta]:
-        data = event.data.strip()
+        data = event.data
         if event.event == "error":
+            data = data.strip()
             info = generic_error(data.encode())
             raise StreamReportedError(info.message if info and info.message else data[:300])
-        if len(data) == 6 and data.upper() == "[DONE]":
+        if len(data) < 16 and data.strip().upper() == "[DONE]":  # a chunk is longer: no copy on the common path
             self.done = True
             return []
         try:
@@ -233,7 +234,7 @@ class OpenAIStreamParser:
             out.append(ChatDelta(content=d.content, role=d.role, refusal=d.refusal, tool_calls=calls,
                                  reasoning=d.reasoning_content or d.reasoning,
                                  finish_reason=choice.finish_reason, id=chunk.id, model=chunk.model,
-                                 logprobs=_raw(choice.logprobs)))
+                                 logprobs=_raw(choice.logprobs) if choice.logprobs else None))
         if chunk.usage is not None:
             out.append(ChatDelta(usage=chunk.usage.canonical(), id=chunk.id, model=chunk.model))
         return out
@@ -260,6 +261,8 @@ class OpenAICompatible(Adapter):
     input_types: ClassVar[Mapping[InputType, str] | None] = None
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     stream_requires_done: ClassVar[bool] = True
+    # the family streams OpenAI's `chat.completion.chunk` events, ending with [DONE]
+    stream_wire = StreamWire.OPENAI_CHAT
     # `stream_options.include_usage` on streams, for providers whose API takes it (usage then comes last)
     stream_usage_option: ClassVar[bool] = True
     # chat parameters the provider's API does not take (refused, never dropped) and those it names otherwise

@@ -12,8 +12,9 @@ What it measures (design.md §11; it measures, it never asserts):
   latency; requests per second at a fixed number of connections (wrk when installed, else a Python
   client), with the gateway's CPU time per request;
 * a 200-event chat stream (plus a usage chunk and `[DONE]`), through
-  `POST /_inference/chat_completion/{id}/_stream` and `POST /v1/chat/completions` (`stream: true`)
-  against the upstream directly: added time to first event and added delay per event
+  `POST /_inference/chat_completion/{id}/_stream` and `POST /v1/chat/completions` (`stream: true`), the
+  latter translated (a request with the legacy `functions`, which is never passed through) and passed
+  through (`proxy.wire.openai_relay`, the upstream speaking OpenAI's format), against the upstream directly: added time to first event and added delay per event
   ((total through the gateway − total direct) / 200) at concurrency 1, with the upstream writing the
   events back to back and again with a fixed gap before each event; relayed events per second with
   concurrent streams, and streams that lost or gained a frame;
@@ -74,7 +75,13 @@ TARGET_NAMES = {
     "relay": "bare aiohttp relay",
     "gw_es": "gateway /_inference",
     "gw_v1": "gateway /v1",
+    "gw_pt": "gateway /v1 pass-through",
 }
+STREAM_TARGETS = ("direct", "relay", "gw_es", "gw_v1", "gw_pt")
+# A `/v1` chat stream from an OpenAI-format upstream is passed through (`proxy.wire.openai_relay`); a client that
+# sends the legacy `functions` is always translated, so the translated `/v1` stream is measured with one (the
+# simulated upstream ignores it and streams text)
+LEGACY_FUNCTIONS = [{"name": "unused", "parameters": {"type": "object", "properties": {}}}]
 
 
 # ---------------------------------------------------------------------------------------------- HTTP
@@ -635,14 +642,17 @@ def run(args: argparse.Namespace) -> dict:
                 "relay": (relay_port, request_bytes(relay_port, f"{prefix}/v1/chat/completions", stream_body)),
                 "gw_es": (gw_port, request_bytes(gw_port, f"/_inference/chat_completion/{ep}/_stream",
                                                  {"messages": MESSAGES}, auth=gw_auth)),
-                "gw_v1": (gw_port, request_bytes(gw_port, "/v1/chat/completions", {**stream_body, "model": ep},
+                "gw_v1": (gw_port, request_bytes(gw_port, "/v1/chat/completions",
+                                                 {**stream_body, "model": ep, "functions": LEGACY_FUNCTIONS},
+                                                 auth=gw_auth)),
+                "gw_pt": (gw_port, request_bytes(gw_port, "/v1/chat/completions", {**stream_body, "model": ep},
                                                  auth=gw_auth)),
             }
 
         sampler = RSSSampler(gw.pid)
         sampler.__enter__()
         cpu = lambda: {"gw": cpu_seconds(gw.pid), "relay": cpu_seconds(relay.pid)}  # noqa: E731
-        proc_of = {"gw_es": "gw", "gw_v1": "gw", "relay": "relay"}
+        proc_of = {"gw_es": "gw", "gw_v1": "gw", "gw_pt": "gw", "relay": "relay"}
 
         # ---- 1. embeddings latency at concurrency 1 (targets interleaved in blocks, so drifting background
         # load hits them alike)
@@ -711,7 +721,7 @@ def run(args: argparse.Namespace) -> dict:
                     out[name].update({"event_delay_p50_us": pct(delays[name], 50) * 1e6,
                                       "event_delay_p99_us": pct(delays[name], 99) * 1e6,
                                       "stamped_events": len(delays[name])})
-            for name in ("relay", "gw_es", "gw_v1"):
+            for name in STREAM_TARGETS[1:]:
                 o, d = out[name], out["direct"]
                 o["added_ttfe_p50_ms"] = o["ttfe_p50_ms"] - d["ttfe_p50_ms"]
                 o["added_total_p50_ms"] = o["total_p50_ms"] - d["total_p50_ms"]
@@ -814,7 +824,7 @@ def run(args: argparse.Namespace) -> dict:
                 r["server_cpu_us_per_event"] = a["cpu"] / (a["streams"] * args.events) * 1e6
                 r["server_cpu_share"] = a["cpu"] / a["seconds"]
             conc[name] = r
-        for name in ("gw_es", "gw_v1"):
+        for name in STREAM_TARGETS[2:]:
             base = conc["relay"]["events_per_s"]
             conc[name]["ratio_to_relay"] = conc[name]["events_per_s"] / base if base else None
         results["stream_concurrent"] = conc
@@ -873,7 +883,7 @@ def report(res: dict) -> str:
                             f"RPS @{conn}", f"p99 ms @{conn}", "server CPU µs/req", "RPS / relay"]))
     s = res["stream_c1_fast"]
     rows = []
-    for name in ("direct", "relay", "gw_es", "gw_v1"):
+    for name in STREAM_TARGETS:
         a = s[name]
         rows.append([TARGET_NAMES[name], _f(a["ttfe_p50_ms"], 3), _f(a.get("added_ttfe_p50_ms"), 3),
                      _f(a["total_p50_ms"], 2), _f(a.get("added_total_p50_ms"), 2), _f(a.get("added_per_event_us"), 1),
@@ -884,7 +894,7 @@ def report(res: dict) -> str:
                             "added µs/event", "data frames", "bad"]))
     s = res["stream_c1_paced"]
     rows = []
-    for name in ("direct", "relay", "gw_es", "gw_v1"):
+    for name in STREAM_TARGETS:
         a = s[name]
         rows.append([TARGET_NAMES[name], _f(a["ttfe_p50_ms"], 3), _f(a.get("added_ttfe_p50_ms"), 3),
                      _f(a["event_delay_p50_us"], 0), _f(a["event_delay_p99_us"], 0),
@@ -896,7 +906,7 @@ def report(res: dict) -> str:
                             "added p50 µs", "added p99 µs", "data frames", "bad"]))
     c = res["stream_concurrent"]
     rows = []
-    for name in ("direct", "relay", "gw_es", "gw_v1"):
+    for name in STREAM_TARGETS:
         a = c[name]
         rows.append([TARGET_NAMES[name], _f(a["events_per_s"], 0), _f(a["streams_per_s"], 1),
                      _f(a["stream_p99_ms"], 1), _f(a.get("server_cpu_us_per_event"), 1),

@@ -22,7 +22,7 @@ from adapters import adapter_class, load_adapter
 from adapters.base import Adapter
 
 from .cache import CachingBackend
-from .contract import Backend, CallContext, UpstreamRequest
+from .contract import Backend, CallContext, Relayed, UpstreamRequest
 from .endpoint import Endpoint
 from .errors import GatewayError, StatusError, TooManyRequestsError, UpstreamError, malformed
 from .limits import RateLimiter
@@ -233,8 +233,19 @@ class RemoteBackend:
 
     # ------------------------------------------------------------------ streaming
 
-    async def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[list[ChatDelta]]:
-        """The deltas of each upstream read, as a batch. Retries only before the first one is produced."""
+    def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[list[ChatDelta]]:
+        return self._stream(req, ctx, self._deltas)
+
+    def relay(self, req: ChatRequest, ctx: CallContext, relay: Any) -> AsyncIterator[Relayed] | None:
+        """The upstream's stream passed through `relay` (`proxy.wire.openai_relay`), when the adapter says
+        the provider streams in the relay's client format; None when it does not."""
+        if relay.wire != self.adapter.stream_wire:
+            return None
+        return self._stream(req, ctx, lambda resp, req, ctx: self._relayed(resp, req, ctx, relay))
+
+    async def _stream(self, req: ChatRequest, ctx: CallContext,
+                      consume: Callable[[Any, ChatRequest, CallContext], AsyncIterator[Any]]) -> AsyncIterator[Any]:
+        """What `consume` makes of the upstream's answer. Retries only before the first item is produced."""
         self.adapter.check_chat(req)
         req = msgspec.structs.replace(req, stream=True)
         up = self._build(self.adapter.chat_request(req))
@@ -258,9 +269,24 @@ class RemoteBackend:
                     await self._backoff(last, attempt, ctx)
                     attempt += 1
                     continue
-                async for batch in self._deltas(resp, req, ctx):
-                    yield batch
+                async for item in consume(resp, req, ctx):
+                    yield item
                 return
+
+    async def _relayed(self, resp: Any, req: ChatRequest, ctx: CallContext, relay: Any) -> AsyncIterator[Relayed]:
+        """One item per upstream read, like `_deltas`; the error that ends the stream after what preceded it."""
+        parser = self.adapter.stream_parser(req)
+        async for chunk in iter_body(resp, ctx.idle_timeout):
+            out = relay.feed(chunk, parser)
+            if out.data or out.usage:
+                yield out
+            if out.error is not None:
+                raise out.error
+        out = relay.close(parser)
+        if out.data or out.usage:
+            yield out
+        if out.error is not None:
+            raise out.error
 
     async def _deltas(self, resp: Any, req: ChatRequest, ctx: CallContext) -> AsyncIterator[list[ChatDelta]]:
         """One batch per upstream read: the pump writes each batch to the client in one write, which

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import enum
 import time
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, NamedTuple, Protocol
 
 import msgspec
 
+from .errors import GatewayError
 from .types import (ChatDelta, ChatRequest, ChatResult, EmbedRequest, EmbedResult, RerankRequest, RerankResult,
-                    SparseEmbedResult)
+                    SparseEmbedResult, Usage)
 
 
 class CallContext(msgspec.Struct, kw_only=True):
@@ -35,6 +36,22 @@ class Backend(Protocol):
     async def chat(self, req: ChatRequest, ctx: CallContext) -> ChatResult: ...
     def stream(self, req: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatDelta | list[ChatDelta]]:
         """Deltas, one at a time or in batches that arrived together (written to the client together)."""
+
+
+class StreamWire(enum.Enum):
+    """A client API's stream format that an upstream may speak itself (`Adapter.stream_wire`): its events
+    can then be passed through to that API's clients (`proxy.wire.openai_relay`) instead of translated."""
+
+    OPENAI_CHAT = "openai.chat"
+
+
+class Relayed(NamedTuple):
+    """Frames of a pass-through stream, already in the client's format (`proxy.wire.openai_relay`), the
+    usage found in them, and the error that ended them (raised once `data` has been written)."""
+
+    data: bytes
+    usage: tuple[Usage, ...] = ()
+    error: GatewayError | None = None
 
 
 class Framing(enum.Enum):

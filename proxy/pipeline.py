@@ -87,15 +87,25 @@ class Call:
         return web.Response(body=render(result), content_type="application/json")
 
     async def stream(self, req: ChatRequest, renderer: StreamRenderer, timeout: str | None = None,
-                     finish: Callable[[], Awaitable[None]] | None = None) -> web.StreamResponse:
+                     finish: Callable[[], Awaitable[None]] | None = None,
+                     relay: Any = None) -> web.StreamResponse:
         """Relay the backend's deltas through `renderer` (`proxy.streaming.pump`), counting usage as it passes.
         `finish` is awaited once the backend's stream has ended cleanly, before the renderer's last frame
-        (the Responses API stores the response there, so it can be found as soon as the client has it)."""
+        (the Responses API stores the response there, so it can be found as soon as the client has it).
+        `relay` (`proxy.wire.openai_relay.ChatRelay`): the upstream's events are passed through it instead,
+        when the endpoint's backend calls a provider that streams in the relay's format."""
         ctx = self._context(req, timeout)
         request = self.request
-        deltas = self._backend().stream(req, ctx)
-        if one_tool_call(req):
-            deltas = first_tool_call_deltas(deltas)
+        backend = self._backend()
+        deltas = None
+        # remote backends only (not routers or local models), and not when the gateway itself must keep
+        # the first tool call of the answer
+        if relay is not None and hasattr(backend, "relay") and not one_tool_call(req):
+            deltas = backend.relay(req, ctx, relay)
+        if deltas is None:
+            deltas = backend.stream(req, ctx)
+            if one_tool_call(req):
+                deltas = first_tool_call_deltas(deltas)
         return await pump(request, deltas if finish is None else _then(deltas, finish), renderer,
                           lambda usage: count_usage(request, usage), lambda err: scrub(request, err))
 

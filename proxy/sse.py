@@ -58,10 +58,17 @@ class SSEDecoder:
         self._pending_cr = False
         buf += chunk
         if b"\r" not in buf:  # LF line ends, as providers send them: split in C, not line by line
-            *lines, rest = bytes(buf).split(b"\n")
+            data = bytes(buf)
+            if not self._has_data and not self._event:
+                # at an event boundary: whole events are cut at their blank lines, and the usual one, a
+                # single `data: ` line, needs no line-by-line pass
+                whole, sep, data = data.rpartition(b"\n\n")
+                if sep:
+                    self._events(whole, events)
+            *lines, rest = data.split(b"\n")
             for line in lines:
                 self._line(line, events)
-            if lines:
+            if lines or len(rest) != len(buf):
                 buf.clear()
                 buf += rest
             if len(buf) + self._size > self._limit:
@@ -88,6 +95,21 @@ class SSEDecoder:
         if len(buf) + self._size > self._limit:
             raise FrameTooLarge(self._limit)
         return events
+
+    def _events(self, whole: bytes, events: list[SSEEvent]) -> None:
+        """Whole events, the last one's blank line excluded, seen from an event boundary."""
+        if len(whole) > self._limit:  # then one of them may be too large: each is checked
+            for block in whole.split(b"\n\n"):
+                if len(block) > self._limit:
+                    raise FrameTooLarge(self._limit)
+        event_id = self._id
+        for block in whole.split(b"\n\n"):
+            if block.startswith(b"data: ") and b"\n" not in block:
+                events.append(SSEEvent(block[6:].decode("utf-8", "replace"), "message", event_id))
+            else:
+                for line in block.split(b"\n"):
+                    self._line(line, events)
+                self._line(b"", events)
 
     def _line(self, raw: bytes, events: list[SSEEvent]) -> None:
         if not raw:

@@ -15,6 +15,7 @@ from typing import AsyncIterator, Callable
 from aiohttp import web
 
 from . import appkeys
+from .contract import Relayed
 from .errors import GatewayError
 from .scrubbing import scrubbed_traceback, secret_strings
 from .types import ChatDelta, Usage
@@ -23,12 +24,13 @@ from .wire import StreamRenderer
 log = logging.getLogger("proxy.streaming")
 
 
-async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta | list[ChatDelta]], renderer: StreamRenderer,
+async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta | list[ChatDelta] | Relayed],
+               renderer: StreamRenderer,
                count_usage: Callable[[Usage], None],
                scrub: Callable[[GatewayError], GatewayError]) -> web.StreamResponse:
     started = time.perf_counter()
     try:
-        first: ChatDelta | list[ChatDelta] | None = await anext(deltas)
+        first: ChatDelta | list[ChatDelta] | Relayed | None = await anext(deltas)
     except StopAsyncIteration:
         first = None
     except BaseException:
@@ -64,15 +66,23 @@ async def pump(request: web.Request, deltas: AsyncIterator[ChatDelta | list[Chat
     return response
 
 
-async def _write(response: web.StreamResponse, renderer: StreamRenderer, item: ChatDelta | list[ChatDelta],
+async def _write(response: web.StreamResponse, renderer: StreamRenderer, item: ChatDelta | list[ChatDelta] | Relayed,
                  count_usage: Callable[[Usage], None]) -> None:
-    """Render a delta, or a batch that arrived together, and send it in one write."""
+    """Render a delta, or a batch that arrived together, and send it in one write; a pass-through
+    stream's frames are already rendered."""
+    if isinstance(item, Relayed):
+        for usage in item.usage:
+            count_usage(usage)
+        if item.data:
+            await response.write(item.data)
+        return
     batch = item if isinstance(item, list) else [item]
     frames = []
+    render = renderer.frame
     for delta in batch:
         if delta.usage is not None:
             count_usage(delta.usage)
-        frame = renderer.frame(delta)
+        frame = render(delta)
         if frame:
             frames.append(frame)
     if frames:

@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 import ssl
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import AsyncIterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -149,26 +149,29 @@ class Transport:
     async def _send(self, service: str, up: UpstreamRequest, url: str, headers: Mapping[str, str],
                     timeout: float) -> tuple[int, Mapping[str, str], bytes]:
         try:
-            async with self.session.request(up.method, wire_url(url), data=up.body, headers=_via(headers),
-                                            timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
-                                            **self._options(service)) as resp:
-                return resp.status, resp.headers, await resp.read()
+            async with asyncio.timeout(timeout):
+                async with self.session.request(up.method, wire_url(url), data=up.body, headers=_via(headers),
+                                                timeout=_NO_TIMEOUT, allow_redirects=False,
+                                                **self._options(service)) as resp:
+                    return resp.status, resp.headers, await resp.read()
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream service did not answer within [{timeout:g}s]") from None
         except aiohttp.ClientError as exc:
             raise _unreachable(exc) from None
 
-    @asynccontextmanager
-    async def stream(self, service: str, up: UpstreamRequest, connect_timeout: float,
-                     idle_timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
+    def stream(self, service: str, up: UpstreamRequest, connect_timeout: float,
+               idle_timeout: float) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """A streaming call; leaving the block releases the connection (or aborts it mid-body)."""
         url = self.route(service, up)
         if self._tracing is None:
-            async with self._stream(service, up, url, up.headers, connect_timeout, idle_timeout) as resp:
-                yield resp
-            return
+            return self._stream(service, up, url, up.headers, connect_timeout, idle_timeout)
+        return self._traced_stream(self._tracing, service, up, url, connect_timeout, idle_timeout)
+
+    @asynccontextmanager
+    async def _traced_stream(self, tracing: Tracing, service: str, up: UpstreamRequest, url: str,
+                             connect_timeout: float, idle_timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
         headers = dict(up.headers)
-        with self._tracing.attempt_span(service, url, headers) as span:  # open until the body is consumed
+        with tracing.attempt_span(service, url, headers) as span:  # open until the body is consumed
             try:
                 async with self._stream(service, up, url, headers, connect_timeout, idle_timeout) as resp:
                     record_outcome(span, resp.status)
@@ -180,12 +183,12 @@ class Transport:
     @asynccontextmanager
     async def _stream(self, service: str, up: UpstreamRequest, url: str, headers: Mapping[str, str],
                       connect_timeout: float, idle_timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=idle_timeout)
         try:
             # the request's deadline bounds the wait for the response headers; only the body may take longer
             async with asyncio.timeout(connect_timeout):
                 resp = await self.session.request(up.method, wire_url(url), data=up.body, headers=_via(headers),
-                                                  timeout=timeout, allow_redirects=False, **self._options(service))
+                                                  timeout=_read_timeout(idle_timeout), allow_redirects=False,
+                                                  **self._options(service))
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream service did not answer within [{connect_timeout:g}s]") from None
         except aiohttp.ClientError as exc:
@@ -234,6 +237,15 @@ async def iter_body(resp: aiohttp.ClientResponse, idle_timeout: float) -> AsyncI
         raise UpstreamTimeout(f"The upstream stream stalled for more than [{idle_timeout:g}s]") from None
     except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError) as exc:
         raise UpstreamUnreachable(f"The upstream stream failed: {_describe(exc)}") from None
+
+
+# The deadlines are asyncio timeouts around the calls: an aiohttp ClientTimeout per call costs more
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_timeout(idle_timeout: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, sock_read=idle_timeout)
 
 
 def _via(headers: Mapping[str, str]) -> dict[str, str]:

@@ -3,7 +3,7 @@ the pipeline."""
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any
 
 from aiohttp import web
@@ -92,7 +92,7 @@ async def stream(request: web.Request, inference_id: str, url_task_text: str | N
     assert isinstance(req, ChatRequest)
     renderer: es_wire.ChatStream | es_wire.CompletionStream
     if ep.task_type == TaskType.CHAT_COMPLETION:
-        renderer = es_wire.ChatStream(f"chatcmpl-{uuid.uuid4().hex}",
+        renderer = es_wire.ChatStream(f"chatcmpl-{os.urandom(16).hex()}",
                                       es_wire.model_name(ep.service_settings, ep.inference_id, req))
     else:
         renderer = es_wire.CompletionStream()

@@ -17,6 +17,7 @@ from ..httputil import read_raw
 from ..types import TaskType
 from ..wire import openai as wire
 from ..wire.openai import InvalidRequest, ModelNotFound
+from ..wire.openai_relay import ChatRelay
 
 T = TaskType
 
@@ -100,7 +101,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     call = pipeline.bind(request, ep, stream=body.stream)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await call.stream(req, wire.ChatStream(body.model, include_usage, legacy))
+        # a legacy `functions` client needs its calls rewritten: never passed through
+        relay = None if legacy else ChatRelay(body.model, include_usage)
+        return await call.stream(req, wire.ChatStream(body.model, include_usage, legacy), relay=relay)
     return await call.run(req, lambda r: wire.render_v1_chat_completion(r, body.model, legacy))
 
 

@@ -1,7 +1,8 @@
 """A simulated OpenAI-format upstream: embeddings, chat (plain, streamed, tool calls) and faults.
 
 It shares no code with the adapters: it is written from OpenAI's public API description. The
-model name picks a behaviour ("tool-model", "agent-model", "slow-stream", "cut-stream", "malformed", "stall"),
+model name picks a behaviour ("tool-model", "agent-model", "slow-stream", "cut-stream", "error-stream",
+"malformed", "stall"),
 and `fail_next` queues error answers (status, body, headers) for the next requests.
 """
 
@@ -163,6 +164,10 @@ class FakeOpenAI:
                 for i in range(count):
                     if model == "cut-stream" and i == 2:
                         raise ConnectionAbortedError  # sse-starlette ends the body without [DONE]
+                    if model == "error-stream" and i == 2:  # an error after the stream started, as OpenAI sends it
+                        yield json.dumps({"error": {"message": "The server had an error", "type": "server_error",
+                                                    "param": None, "code": None}})
+                        return
                     if model == "slow-stream":
                         await asyncio.sleep(0.2)
                     if model == "stall" and i == 1:
