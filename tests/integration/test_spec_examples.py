@@ -169,12 +169,15 @@ def _request_example(name: str) -> tuple[str, dict]:
     raise LookupError(name)
 
 
-@pytest.mark.parametrize("response", [pytest.param(r, id=r["source"].rsplit("/", 1)[1])
-                                      for r in EXAMPLES["responses"]])
-async def test_put_answers_have_the_specification_s_shape(es, response):
+def _response_param(response: dict):
+    """A documented difference is a strict xfail: the day the gateway matches the example, it is noticed."""
     name = response["source"].rsplit("/", 1)[1]
-    if name in RESPONSE_DIFFERENCES:
-        pytest.skip(RESPONSE_DIFFERENCES[name])
+    marks = [pytest.mark.xfail(strict=True, reason=RESPONSE_DIFFERENCES[name])] if name in RESPONSE_DIFFERENCES else []
+    return pytest.param(response, id=name, marks=marks)
+
+
+@pytest.mark.parametrize("response", [_response_param(r) for r in EXAMPLES["responses"]])
+async def test_put_answers_have_the_specification_s_shape(es, response):
     api, request = _request_example(response["request"])
     body = json.loads(json.dumps(request["body"]))
     settings = body["service_settings"]
