@@ -31,13 +31,12 @@ from proxy import appkeys, errors
 from proxy.server import create_app
 from tests.engines.conftest import E5, MINILM, SMOLLM, local_settings
 from tests.engines.holds import check_a_full_queue_answers_429, hold_e5_load, hold_e5_runs, until
-from tests.shared.conftest import Gateway
+from tests.shared.conftest import Gateway, pin_workers
 
 E5_EP = ".multilingual-e5-small-elasticsearch"
 CHAT = ".smollm2-135m-instruct-chat-elasticsearch"
 MINILM_EP = ".all-minilm-l6-v2-elasticsearch"
 RERANK = ".all-minilm-l6-v2-bi-encoder-rerank-elasticsearch"
-_PID = re.compile(r'^inference_proxy_process\{pid="(\d+)"\} 1\.0$', re.M)
 
 
 @pytest.fixture(scope="module")
@@ -280,30 +279,6 @@ def _stats(status: dict, model_id: str) -> dict:
     return next(m for m in status["status"] if m["model_id"] == model_id)["stats"]
 
 
-async def _pinned_sessions(base: str) -> dict[int, aiohttp.ClientSession]:
-    """One keep-alive session per worker (the kernel picks a worker per connection)."""
-    sessions: dict[int, aiohttp.ClientSession] = {}
-    extra = []
-    deadline = time.monotonic() + 30
-    while len(sessions) < 2:
-        assert time.monotonic() < deadline, f"only workers {sorted(sessions)} answered"
-        s = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=aiohttp.ClientTimeout(total=120))
-        try:
-            async with s.get(base + "/metrics") as resp:
-                pid = int(_PID.findall(await resp.text())[0])
-        except aiohttp.ClientError:
-            await s.close()
-            await asyncio.sleep(0.1)
-            continue
-        if pid in sessions:
-            extra.append(s)
-        else:
-            sessions[pid] = s
-    for s in extra:
-        await s.close()
-    return sessions
-
-
 @pytest.mark.slow
 async def test_two_workers_share_one_engine_host(tmp_path, data_dir):
     config = tmp_path / "gateway.yaml"
@@ -322,7 +297,7 @@ async def test_two_workers_share_one_engine_host(tmp_path, data_dir):
                         if resp.status == 200:
                             break
                 await asyncio.sleep(0.2)
-        sessions = await _pinned_sessions(gw.base)
+        sessions = {pid: p.session for pid, p in (await pin_workers(gw.base, seconds=30, timeout=120)).items()}
         status = await _host_status(gw.data_dir)
         host = status["pid"]
         workers = set(sessions)

@@ -237,3 +237,50 @@ async def eventually(check, timeout: float, interval: float = 0.02):
         if time.monotonic() - started > timeout:
             raise AssertionError(f"not true within {timeout} s")
         await asyncio.sleep(interval)
+
+
+PROCESS_PID = re.compile(r'^inference_proxy_process\{pid="(\d+)"\} 1\.0$', re.M)  # in /metrics
+
+
+class Pinned:
+    """A client session with one keep-alive connection, so every request reaches the same worker."""
+
+    def __init__(self, base: str, timeout: float = 30) -> None:
+        self.base = base
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1),
+                                             timeout=aiohttp.ClientTimeout(total=timeout))
+        self.pid = 0
+
+    async def identify(self) -> int:
+        async with self.session.get(self.base + "/metrics") as resp:
+            pids = PROCESS_PID.findall(await resp.text())
+        assert len(pids) == 1
+        self.pid = int(pids[0])
+        return self.pid
+
+    async def status(self, method: str, path: str, **kw) -> int:
+        async with self.session.request(method, self.base + path, **kw) as resp:
+            await resp.read()
+            return resp.status
+
+
+async def pin_workers(base: str, workers: int = 2, seconds: float = 20, timeout: float = 30,
+                      log=lambda: "") -> dict[int, Pinned]:
+    """One `Pinned` session per worker, by pid: new connections until each worker answered one (the kernel
+    picks a worker per connection)."""
+    by_pid: dict[int, Pinned] = {}
+    deadline = time.monotonic() + seconds
+    while len(by_pid) < workers:
+        assert time.monotonic() < deadline, f"only workers {sorted(by_pid)} answered:\n{log()}"
+        p = Pinned(base, timeout)
+        try:
+            pid = await p.identify()
+        except aiohttp.ClientError:  # a worker may still be starting
+            await p.session.close()
+            await asyncio.sleep(0.1)
+            continue
+        if pid in by_pid:
+            await p.session.close()
+        else:
+            by_pid[pid] = p
+    return by_pid

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import sqlite3
 import threading
-import time
 
 import aiohttp
 import pytest
@@ -26,9 +24,8 @@ from proxy.store.sqlite import SqliteStore
 from proxy.types import TaskType
 from proxy.workers import prepare_sqlite
 from tests.fakes.openai_upstream import fake_vector
-from tests.shared.conftest import embedding_body, eventually, unique
+from tests.shared.conftest import Pinned, embedding_body, eventually, pin_workers, unique
 
-_PID = re.compile(r'^inference_proxy_process\{pid="(\d+)"\} 1\.0$', re.M)
 
 
 async def test_registries_on_one_sqlite_file_follow_each_other(tmp_path):
@@ -65,49 +62,13 @@ async def test_registries_on_one_sqlite_file_follow_each_other(tmp_path):
             await s.close()
 
 
-class Pinned:
-    """A client session with one keep-alive connection, so every request reaches the same worker."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1),
-                                             timeout=aiohttp.ClientTimeout(total=30))
-        self.pid = 0
-
-    async def identify(self) -> int:
-        async with self.session.get(self.base + "/metrics") as resp:
-            pids = _PID.findall(await resp.text())
-        assert len(pids) == 1
-        self.pid = int(pids[0])
-        return self.pid
-
-    async def status(self, method: str, path: str, **kw) -> int:
-        async with self.session.request(method, self.base + path, **kw) as resp:
-            await resp.read()
-            return resp.status
-
-
 @pytest.mark.slow
 async def test_two_workers_share_one_port_and_the_sqlite_store(gateways, session, upstream):
     gw = gateways("w", workers=2)
     await gw.wait_ready(session)
     by_pid: dict[int, Pinned] = {}
-    extra: list[Pinned] = []
-    deadline = time.monotonic() + 20
     try:
-        while len(by_pid) < 2:  # new connections until both workers answered one
-            assert time.monotonic() < deadline, f"only workers {sorted(by_pid)} answered:\n{gw.log()}"
-            p = Pinned(gw.base)
-            try:
-                pid = await p.identify()
-            except aiohttp.ClientError:  # the second worker may still be starting
-                await p.session.close()
-                await asyncio.sleep(0.1)
-                continue
-            if pid in by_pid:
-                extra.append(p)
-            else:
-                by_pid[pid] = p
+        by_pid = await pin_workers(gw.base, log=gw.log)
         first, second = by_pid.values()
         assert first.pid != second.pid and gw.proc.pid not in by_pid
         ep = unique("workers")
@@ -148,7 +109,7 @@ async def test_two_workers_share_one_port_and_the_sqlite_store(gateways, session
         await eventually(replaced, 20.0, interval=0.1)
         assert "restarting it" in gw.log()
     finally:
-        for p in [*by_pid.values(), *extra]:
+        for p in by_pid.values():
             await p.session.close()
     # SIGTERM to the supervisor stops every worker
     gw.proc.terminate()

@@ -9,7 +9,8 @@ import time
 import aiohttp
 import pytest
 
-_PID = re.compile(r'^inference_proxy_process\{pid="(\d+)"\} 1\.0$', re.M)
+from tests.shared.conftest import PROCESS_PID
+
 _MODELS = re.compile(r'^inference_proxy_requests_total\{[^}]*route="/v1/models"[^}]*\} (\S+)$', re.M)
 _IN_FLIGHT = re.compile(r"^inference_proxy_in_flight_requests(\{[^}]*\})? (\S+)$", re.M)
 
@@ -30,7 +31,7 @@ async def test_every_worker_scrapes_the_sum_of_all_workers(gateways, session):
     deadline = time.monotonic() + 30
     while len(answered) < 2:  # wait until both workers listen (the second may start seconds later on a busy box)
         assert time.monotonic() < deadline, f"only workers {sorted(answered)} answered:\n{gw.log()}"
-        answered.update(int(p) for p in _PID.findall(await _fresh(gw.base, "/metrics")))
+        answered.update(int(p) for p in PROCESS_PID.findall(await _fresh(gw.base, "/metrics")))
         await asyncio.sleep(0.05)
 
     sent = 40
@@ -40,7 +41,7 @@ async def test_every_worker_scrapes_the_sum_of_all_workers(gateways, session):
     scraped_by: set[int] = set()
     for _ in range(30):
         text = await _fresh(gw.base, "/metrics")
-        (pid,) = _PID.findall(text)  # the answering worker, one series
+        (pid,) = PROCESS_PID.findall(text)  # the answering worker, one series
         scraped_by.add(int(pid))
         assert sum(float(v) for v in _MODELS.findall(text)) == sent, text
         # gauges merged too: one in-flight series, the scrape itself
