@@ -23,6 +23,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,7 +134,8 @@ class Gateway:
 
     def __init__(self, tmp_path: Path, name: str, *, store: str | None = None, redis: str | None = None,
                  secret_key: str | None = None, workers: int = 1, cache_ttl: int = 0,
-                 data_dir: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
+                 data_dir: Path | None = None, extra_env: dict[str, str] | None = None, host: str = "127.0.0.1",
+                 flags: tuple[str, ...] = (), config: dict | None = None) -> None:
         self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -145,8 +147,12 @@ class Gateway:
         if secret_key:
             env["INFERENCE_PROXY_SECRET_KEY"] = secret_key
         env.update(extra_env or {})
-        args = [sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                "--data-dir", str(self.data_dir)]
+        args = [sys.executable, "-m", "proxy", "serve", "--host", host, "--port", str(self.port),
+                "--data-dir", str(self.data_dir), *flags]
+        if config:
+            path = tmp_path / f"config-{name}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            args += ["--config", str(path)]
         if store:
             args += ["--store", store]
         if redis:
@@ -161,7 +167,10 @@ class Gateway:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
+    async def wait_ready(self, session: aiohttp.ClientSession | None = None, timeout: float = 30.0) -> None:
+        if session is None:
+            async with aiohttp.ClientSession() as own:
+                return await self.wait_ready(own, timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
