@@ -15,7 +15,6 @@ from tests.fakes.jinaai_upstream import FakeJina
 from tests.fakes.jinaai_upstream import fake_vector as jina_vector
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.openai_upstream import fake_vector as openai_vector
-from tests.fakes.server import LiveServer
 from tests.fakes.voyageai_upstream import FakeVoyage
 
 IMAGE = "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQ=="
@@ -27,39 +26,23 @@ EXAMPLE_3 = {"input": [{"content": [{"type": "image", "format": "base64", "value
 
 
 @pytest.fixture
-async def openai_up():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def openai_up(serve_fake):
+    return await serve_fake(FakeOpenAI())
 
 
 @pytest.fixture
-async def jina():
-    fake = FakeJina()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def jina(serve_fake):
+    return await serve_fake(FakeJina())
 
 
 @pytest.fixture
-async def cohere_up():
-    fake = FakeCohere()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def cohere_up(serve_fake):
+    return await serve_fake(FakeCohere())
 
 
 @pytest.fixture
-async def voyage_up():
-    fake = FakeVoyage()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def voyage_up(serve_fake):
+    return await serve_fake(FakeVoyage())
 
 
 @pytest.fixture

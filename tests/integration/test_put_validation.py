@@ -7,20 +7,10 @@ import pytest
 from elasticsearch import BadRequestError, NotFoundError
 
 from tests.conftest import make_settings
-from tests.fakes.openai_upstream import DIMS, FakeOpenAI
-from tests.fakes.server import LiveServer
+from tests.fakes.openai_upstream import DIMS
 from tests.shared.conftest import free_port
 
 FAILED = "Could not complete inference endpoint creation as validation call to service threw an exception."
-
-
-@pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
 
 
 @pytest.fixture

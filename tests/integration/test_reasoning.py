@@ -7,18 +7,8 @@ import json
 
 import pytest
 
-from tests.fakes.openai_upstream import REASONING, FakeOpenAI
-from tests.fakes.server import LiveServer
+from tests.fakes.openai_upstream import REASONING
 from tests.integration.test_es_perform import parse_sse
-
-
-@pytest.fixture
-async def upstream():
-    fake = FakeOpenAI()
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
 
 
 async def _chat(es, upstream, service="openai", inference_id="chat", model="gpt-5"):

@@ -16,7 +16,6 @@ from elasticsearch import ApiError, BadRequestError, ConflictError, NotFoundErro
 
 from tests.conftest import make_settings
 from tests.fakes.aws_upstream import FakeBedrock
-from tests.fakes.server import LiveServer
 
 EXAMPLE_REGIONS = {"allowed_regions": [{"csp": "aws", "region": "us-east-1"}, {"csp": "aws", "region": "eu-west-1"}]}
 EXAMPLE_GEOS = {"allowed_geos": ["us", "eu"]}
@@ -24,12 +23,8 @@ ISO_MILLIS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 @pytest.fixture
-async def bedrock():
-    fake = FakeBedrock(region="eu-west-1")
-    server = await LiveServer(fake.app()).start()
-    fake.url = server.url
-    yield fake
-    await server.stop()
+async def bedrock(serve_fake):
+    return await serve_fake(FakeBedrock(region="eu-west-1"))
 
 
 @pytest.fixture
