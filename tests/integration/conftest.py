@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import openai
 import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -10,9 +11,16 @@ from tests.fakes.anthropic_upstream import FakeAnthropic
 
 @pytest.fixture
 async def http(gateway):
-    """A plain aiohttp session, for what the elasticsearch client cannot express."""
-    async with aiohttp.ClientSession() as session:
+    """A plain aiohttp session on the gateway's root, for what the elasticsearch client cannot express."""
+    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
         yield session
+
+
+@pytest.fixture
+async def client(gateway):
+    """The official openai SDK pointed at the gateway's `/v1`."""
+    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key="unused", max_retries=0) as c:
+        yield c
 
 
 @pytest.fixture

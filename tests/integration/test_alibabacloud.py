@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import openai
 import pytest
 from elasticsearch import ApiError, BadRequestError
@@ -25,12 +24,6 @@ async def upstream(serve_fake):
 def gateway_settings(tmp_path, upstream):
     # `host` is the endpoint's own setting (explicit URL); the override is there for any default URL
     return make_settings(tmp_path, upstreams={SERVICE: upstream.url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 async def put(http, upstream, task: str, inference_id: str, service_id: str, api_key: str | None = None,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import openai
 import pytest
 from elasticsearch import ApiError
@@ -24,12 +23,6 @@ async def sagemaker(serve_fake):
 @pytest.fixture
 def gateway_settings(tmp_path, sagemaker):
     return make_settings(tmp_path, upstreams={"amazon_sagemaker": sagemaker.url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 def settings(sm, endpoint: str, api: str, **kw) -> dict:

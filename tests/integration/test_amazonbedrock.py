@@ -34,12 +34,6 @@ def gateway_settings(tmp_path, bedrock):
     return make_settings(tmp_path, upstreams={"amazonbedrock": bedrock.url})
 
 
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
-
-
 def settings(bedrock, model=CLAUDE, provider="anthropic", **kw) -> dict:
     return {"access_key": bedrock.key.access_key, "secret_key": bedrock.key.secret_key, "region": bedrock.region,
             "model": model, "provider": provider, **kw}
@@ -226,12 +220,6 @@ async def test_broken_streams_end_with_an_in_band_error(http, es, bedrock, model
 
 
 # ------------------------------------------------------------------------------ the /v1 facade
-
-
-@pytest.fixture
-async def client(gateway):
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key="unused", max_retries=0) as c:
-        yield c
 
 
 async def test_openai_sdk_embeddings_and_chat(es, client, bedrock):

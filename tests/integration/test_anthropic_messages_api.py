@@ -3,7 +3,6 @@ Anthropic one: any chat endpoint answers in the Messages API's format."""
 
 from __future__ import annotations
 
-import aiohttp
 import anthropic
 import pytest
 
@@ -17,12 +16,6 @@ from tests.integration.conftest import oai, put
 def gateway_settings(tmp_path, claude):
     return make_settings(tmp_path, upstreams={"anthropic": claude.url},
                          model_aliases={"claude-sonnet-4-5": "chat"})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 @pytest.fixture

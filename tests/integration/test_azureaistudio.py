@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import openai
 import pytest
 from elasticsearch import ApiError, BadRequestError
@@ -28,12 +27,6 @@ async def azure(serve_fake):
 @pytest.fixture
 def gateway_settings(tmp_path):
     return make_settings(tmp_path, upstreams={"azureaistudio": "http://127.0.0.1:9"})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 async def put(es, task: str, inference_id: str, target: str, provider: str, endpoint_type: str = "token",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-import aiohttp
 import openai
 import pytest
 
@@ -19,18 +18,6 @@ def gateway_settings(tmp_path, claude):
     return make_settings(tmp_path, upstreams={"anthropic": claude.url},
                          model_aliases={"meta-llama/Llama-3.1-8B-Instruct": "chat", "GPT-4o": "chat"},
                          endpoint_max_retries={"flaky": 1})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
-
-
-@pytest.fixture
-async def client(gateway):
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key="unused", max_retries=0) as c:
-        yield c
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import openai
 import pytest
 from elasticsearch import ApiError
@@ -23,12 +22,6 @@ async def upstream(serve_fake):
 @pytest.fixture
 def gateway_settings(tmp_path, upstream):
     return make_settings(tmp_path, upstreams={"cohere": upstream.url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 async def put(http, task: str, inference_id: str, upstream, model: str = "embed-english-v3.0",

@@ -3,7 +3,6 @@ a simulated Contextual AI API reached through the gateway's origin override."""
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from elasticsearch import ApiError
 
@@ -22,12 +21,6 @@ async def ctxl(serve_fake):
 @pytest.fixture
 def gateway_settings(tmp_path, ctxl):
     return make_settings(tmp_path, upstreams={"contextualai": ctxl.url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 async def put(es, inference_id: str, api_key: str, **extra) -> dict:

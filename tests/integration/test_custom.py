@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import openai
 import pytest
 from elasticsearch import ApiError
@@ -23,12 +22,6 @@ async def upstream(serve_fake):
 def gateway_settings(tmp_path, upstream):
     # the URL is the endpoint's own setting (explicit); the override names the service all the same
     return make_settings(tmp_path, upstreams={"custom": upstream.url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 def settings(upstream, path: str, request: str | dict, json_parser: dict, api_key: str | None = None,

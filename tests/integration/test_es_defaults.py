@@ -25,6 +25,7 @@ async def test_openshift_ai_prints_whether_dimensions_came_from_the_user(es):
     assert sized.body["service_settings"]["dimensions_set_by_user"] is True
     chat = await es.inference.put_openshift_ai(task_type="chat_completion", openshiftai_inference_id="os3",
                                                service="openshift_ai", service_settings=base)
+    assert "dimensions_set_by_user" not in chat.body["service_settings"]  # an embeddings setting only
 
 
 async def test_fireworks_prints_its_default_embeddings_url(es):

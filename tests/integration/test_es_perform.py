@@ -15,12 +15,6 @@ from tests.sse import parse_sse
 
 
 
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
-
-
 async def put(http, task: str, inference_id: str, service_settings: dict, service: str = "openai", **extra):
     body = {"service": service, "service_settings": service_settings, **extra}
     async with http.put(f"/_inference/{task}/{inference_id}", json=body) as resp:

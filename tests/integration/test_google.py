@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import openai
 import pytest
 from elasticsearch import ApiError
@@ -24,12 +23,6 @@ async def upstream(serve_fake):
 @pytest.fixture
 def gateway_settings(tmp_path, upstream):
     return make_settings(tmp_path, upstreams={"googleaistudio": upstream.url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 async def put(http, task: str, inference_id: str, model: str = "gemini-2.5-flash", api_key: str = "AIza-test-key",

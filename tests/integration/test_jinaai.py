@@ -3,7 +3,6 @@ in front of a simulated Jina AI API reached through the gateway's origin overrid
 
 from __future__ import annotations
 
-import aiohttp
 import openai
 import pytest
 from elasticsearch import ApiError
@@ -20,12 +19,6 @@ async def jina(serve_fake):
 @pytest.fixture
 def gateway_settings(tmp_path, jina):
     return make_settings(tmp_path, upstreams={"jinaai": jina.url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 async def put(es, task: str, inference_id: str, service_settings: dict, **extra) -> dict:

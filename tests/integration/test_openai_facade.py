@@ -5,23 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-import aiohttp
 import openai
 import pytest
 
 from tests.fakes.openai_upstream import fake_vector
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
-
-
-@pytest.fixture
-async def client(gateway):
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key="unused", max_retries=0) as c:
-        yield c
 
 
 async def put(http, task, inference_id, settings, service="openai"):

@@ -20,18 +20,6 @@ def gateway_settings(tmp_path, claude):
 
 
 @pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
-
-
-@pytest.fixture
-async def client(gateway):
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key="unused", max_retries=0) as c:
-        yield c
-
-
-@pytest.fixture
 async def endpoints(http, upstream, claude):
     await put(http, "chat_completion", "chat", oai(upstream))
     await put(http, "chat_completion", "tools", oai(upstream, "tool-model"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import aiohttp
 import pytest
 from elasticsearch import BadRequestError
 
@@ -101,12 +100,6 @@ async def providers(serve_fake):
 def gateway_settings(tmp_path, providers):
     return make_settings(tmp_path, upstreams={"cohere": providers["cohere"].url,
                                               "alibabacloud-ai-search": providers["alibaba"].url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 def _endpoint(task: str, providers: dict) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import aiohttp
 import openai
 import pytest
 from elasticsearch import ApiError
@@ -37,12 +36,6 @@ async def upstream(serve_fake):
 def gateway_settings(tmp_path, upstream):
     # the API hosts are rewritten to the fake; the token endpoint comes from the service account itself
     return make_settings(tmp_path, upstreams={"googlevertexai": upstream.url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 async def put(http, upstream, task: str, inference_id: str, model: str = "gemini-2.5-flash", key=KEY,

@@ -3,7 +3,6 @@ in front of a simulated Voyage AI API reached through the gateway's origin overr
 
 from __future__ import annotations
 
-import aiohttp
 import openai
 import pytest
 from elasticsearch import ApiError, BadRequestError
@@ -20,12 +19,6 @@ async def voyage(serve_fake):
 @pytest.fixture
 def gateway_settings(tmp_path, voyage):
     return make_settings(tmp_path, upstreams={"voyageai": voyage.url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 async def put(es, task: str, inference_id: str, service_settings: dict, **extra) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import openai
 import pytest
 from elasticsearch import ApiError, BadRequestError
@@ -35,12 +34,6 @@ def gateway_settings(tmp_path, upstream):
     # the API URL is the endpoint's own `url` setting (explicit), so it points at the fake directly; the
     # override below names the service for any URL the adapter builds itself
     return make_settings(tmp_path, upstreams={"watsonxai": upstream.url})
-
-
-@pytest.fixture
-async def http(gateway):
-    async with aiohttp.ClientSession(base_url=str(gateway.make_url("/"))) as session:
-        yield session
 
 
 async def put(http, upstream, task: str, inference_id: str, model: str = "ibm/granite-3-8b-instruct",
@@ -246,12 +239,6 @@ async def test_watsonx_400_error_message(http, upstream):
 
 
 # ------------------------------------------------------------------------------ the openai SDK on /v1
-
-
-@pytest.fixture
-async def client(gateway):
-    async with openai.AsyncOpenAI(base_url=str(gateway.make_url("/v1")), api_key="unused", max_retries=0) as c:
-        yield c
 
 
 async def test_openai_sdk_embeddings_and_chat(client, http, upstream):
