@@ -96,21 +96,20 @@ def reasoning_dict(body: bytes, r: ReasoningBody) -> dict[str, Any]:
                                           "specified. "))
     if r.effort is not None and r.max_tokens is not None:
         raise nested(IllegalArgumentError("The following fields are not allowed together: [effort, max_tokens] "))
+    def choice(value: str, field: str, allowed: tuple[str, ...]) -> str:
+        chosen = value.strip().lower()
+        if chosen not in allowed:
+            raise nested(IllegalArgumentError(f"Unrecognized type [{value}] in [{field}], must be one of "
+                                              f"[{', '.join(allowed)}]"))
+        return chosen
+
     out: dict[str, Any] = {}
     if r.effort is not None:
-        effort = r.effort.strip().lower()
-        if effort not in _EFFORTS:
-            raise nested(IllegalArgumentError(f"Unrecognized type [{r.effort}] in [effort], must be one of "
-                                              f"[{', '.join(_EFFORTS)}]"))
-        out["effort"] = effort
+        out["effort"] = choice(r.effort, "effort", _EFFORTS)
     if r.max_tokens is not None:
         out["max_tokens"] = r.max_tokens
     if r.summary is not None:
-        summary = r.summary.strip().lower()
-        if summary not in _SUMMARIES:
-            raise nested(IllegalArgumentError(f"Unrecognized type [{r.summary}] in [summary], must be one of "
-                                              f"[{', '.join(_SUMMARIES)}]"))
-        out["summary"] = summary
+        out["summary"] = choice(r.summary, "summary", _SUMMARIES)
     if r.exclude is not None:
         out["exclude"] = r.exclude
     if r.enabled is not None:

@@ -56,6 +56,10 @@ async def test_reasoning_is_streamed_back_in_the_es_delta(es, http, gateway, ups
     ({}, "Required one of fields [effort, max_tokens, enabled], but none were specified. "),
     ({"effort": "high", "max_tokens": 100}, "The following fields are not allowed together: [effort, max_tokens] "),
     ({"enabled": False}, "Either [effort] or [max_tokens] must not be null, or [enabled] must be true."),
+    ({"effort": "extreme"}, "Unrecognized type [extreme] in [effort], must be one of "
+                            "[xhigh, high, medium, low, minimal, none]"),
+    ({"effort": "low", "summary": "long"}, "Unrecognized type [long] in [summary], must be one of "
+                                           "[auto, concise, detailed]"),
 ])
 async def test_reasoning_is_validated_as_elasticsearch_does(es, http, gateway, upstream, reasoning, reason):
     await _chat(es, upstream)
