@@ -31,7 +31,6 @@ Results: a table on stdout and JSON in bench/results/compare.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -47,6 +46,7 @@ sys.path.insert(0, str(BENCH))
 
 import overhead as ov  # noqa: E402  (bench/overhead.py: clients, wrk, process helpers)
 from overhead import up  # noqa: E402
+from common import write_results  # noqa: E402  (bench/common.py)
 
 LITELLM_VENV = ROOT / ".venv-litellm"
 NAMES = {"direct": "direct (client → upstream)", "relay": "bare aiohttp relay", "gw1": "gateway, 1 worker",
@@ -414,10 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args)
     print()
     print(report(res))
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nJSON: {out}")
+    write_results(res, args.output)
     return 0
 
 

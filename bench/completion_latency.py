@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+from common import free_port  # noqa: E402  (bench/common.py)
 COMPLETION = ".smollm2-135m-instruct-completion-elasticsearch"
 PROMPTS = [
     "What is the capital of France?",
@@ -43,12 +43,6 @@ PROMPTS = [
     "Explain in detail how a computer works, step by step.",
     "Repeat the word hello 500 times.",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def wait_for_chat(es, timeout: float = 300) -> None:

@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
+from common import free_port, until_ok  # noqa: E402  (bench/common.py)
 
 MINILM = "sentence-transformers__all-minilm-l6-v2"
 SMOLLM = "huggingfacetb__smollm2-135m-instruct"
@@ -140,12 +140,6 @@ async def engine_figures(data_dir: str, n: int, gen_tokens: int) -> dict:
 # ------------------------------------------------------------------------------ through HTTP
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def http_figures(base: str, n: int, gen_tokens: int) -> dict:
     import aiohttp
 
@@ -153,18 +147,9 @@ async def http_figures(base: str, n: int, gen_tokens: int) -> dict:
     out: dict = {}
     async with aiohttp.ClientSession(base, timeout=aiohttp.ClientTimeout(total=600)) as http:
         deadline = time.monotonic() + 600
-        for ep, body in ((EMB, {"input": "warm up"}), (f"completion/.smollm2-135m-instruct-completion-elasticsearch",
+        for ep, body in ((EMB, {"input": "warm up"}), ("completion/.smollm2-135m-instruct-completion-elasticsearch",
                                                       {"input": "Hi"})):
-            while True:  # 503 while the models load
-                try:
-                    async with http.post(f"/_inference/{ep}", json=body) as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the gateway's models did not load in time")
-                await asyncio.sleep(0.5)
+            await until_ok(http, "POST", f"/_inference/{ep}", deadline, "the gateway's models", body)
         chat_ep = {"service": "elasticsearch", "service_settings": {
             "model_id": SMOLLM, "num_allocations": 1, "num_threads": 1, "max_num_seqs": 16, "max_model_len": 1024}}
         async with http.put("/_inference/chat_completion/bench-chat", json=chat_ep) as resp:

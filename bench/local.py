@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import aiohttp
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+from common import free_port, until_ok  # noqa: E402  (bench/common.py)
 EMB = ".all-minilm-l6-v2-elasticsearch"
 RERANK = ".all-minilm-l6-v2-bi-encoder-rerank-elasticsearch"
 CHAT = ".smollm2-135m-instruct-chat-elasticsearch"
@@ -51,12 +51,6 @@ def sentences(n: int) -> list[str]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rss_kb(pid: int) -> tuple[int, int]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -69,16 +63,7 @@ async def wait_ready(base: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession(base) as http:
         for ep, body in ((EMB, {"input": "warm up"}), (RERANK, {"query": "q", "input": ["d"]})):
-            while True:
-                try:
-                    async with http.post(f"/_inference/{ep}", json=body) as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the gateway's local models did not load in time")
-                await asyncio.sleep(0.5)
+            await until_ok(http, "POST", f"/_inference/{ep}", deadline, "the gateway's local models", body)
 
 
 async def embed_clients(base: str, texts: list[str], concurrency: int) -> float:

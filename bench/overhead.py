@@ -63,6 +63,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 import upstream as up  # noqa: E402  (bench/upstream.py)
+from common import free_port, write_results  # noqa: E402  (bench/common.py)
 
 EMBED_ID = "bench-embed"
 CHAT_ID = "bench-chat"
@@ -318,12 +319,6 @@ def run_wrk(wrk: str, port: int, path: str, body: Any, connections: int, seconds
 
 def _pin(core: int | None):
     return (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(port: int, raw: bytes, proc: subprocess.Popen, what: str, log: Path | None, timeout: float = 60) -> None:
@@ -934,10 +929,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run(args)
     print()
     print(report(res))
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nJSON: {out}")
+    write_results(res, args.output)
     return 0
 
 

@@ -22,7 +22,6 @@ table on stdout, JSON in bench/results/router.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -36,6 +35,7 @@ sys.path.insert(0, str(BENCH))
 
 import overhead as oh  # noqa: E402  (bench/overhead.py: client, process and statistics helpers)
 import upstream as up  # noqa: E402
+from common import write_results  # noqa: E402  (bench/common.py)
 
 EMBED = {"input": "one short sentence"}
 ROWS = {
@@ -191,10 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args.streams = args.streams or (40 if args.quick else 200)
     res = run(args)
     print(report(res))
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nJSON: {out}")
+    write_results(res, args.output)
     return 0
 
 

@@ -31,6 +31,7 @@ import aiohttp
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+from common import free_port, until_ok  # noqa: E402  (bench/common.py)
 CALLS = {  # one request per preconfigured local endpoint
     ".all-minilm-l6-v2-elasticsearch": ("/_inference/{}", {"input": ["hello world"]}),
     ".multilingual-e5-small-elasticsearch": ("/_inference/{}", {"input": ["hello world"]}),
@@ -40,14 +41,6 @@ CALLS = {  # one request per preconfigured local endpoint
         "/_inference/chat_completion/{}/_stream",
         {"messages": [{"role": "user", "content": "Say hello."}], "max_completion_tokens": 8}),
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tree(pid: int) -> list[int]:
@@ -88,16 +81,7 @@ async def exercise(base: str, timeout: float) -> set[int]:
     """Wait for /_ready, run every local endpoint once per connection; the worker pids that answered."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession(base) as http:
-        while True:
-            try:
-                async with http.get("/_ready") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the gateway did not get ready")
-            await asyncio.sleep(0.5)
+        await until_ok(http, "GET", "/_ready", deadline, "the gateway's local models")
     pids = set()
     for _ in range(8):  # new connections, which the kernel spreads over the workers
         async with aiohttp.ClientSession(base) as http:

@@ -2,9 +2,9 @@
 
 A client's parameter is mapped or refused by name, never dropped: a model that silently ignores
 `logit_bias` answers something else than what was asked. `parallel_tool_calls: false` is the exception:
-where a provider has no such switch (Gemini, Cohere, Bedrock's Converse, the local engines) the gateway
-keeps the answer's first tool call only, which is what the switch promises a client (`one_tool_call`),
-so LangChain's `with_structured_output(method="function_calling")` and the Agents SDK work everywhere.
+where a backend has no such switch the gateway keeps the answer's first tool call only, which is what the
+switch promises a client (`one_tool_call`), so LangChain's `with_structured_output(method="function_calling")`
+and the Agents SDK work on every chat endpoint.
 """
 
 from __future__ import annotations
