@@ -44,6 +44,37 @@ class StreamParser(Protocol):
         """The upstream closed; raise `StreamCut` if it ended without its terminator."""
 
 
+class StreamReader(Protocol):
+    """An upstream stream's bytes to deltas, read by read: a stream decoder and parser together."""
+
+    def feed(self, chunk: bytes, out: list[ChatDelta]) -> None:
+        """Appends the deltas of the frames that `chunk` completes to `out`; when it raises, the deltas of the
+        frames before the failing one are in `out` already."""
+
+    def close(self, out: list[ChatDelta]) -> None:
+        """The upstream closed: the last frame's deltas, then the parser's end check (`finish`)."""
+
+
+class FramedReader:
+    """The reader of every adapter that does not fuse the two: its decoder's frames through its parser."""
+
+    __slots__ = ("decoder", "parser")
+
+    def __init__(self, decoder: FrameDecoder, parser: StreamParser) -> None:
+        self.decoder = decoder
+        self.parser = parser
+
+    def feed(self, chunk: bytes, out: list[ChatDelta]) -> None:
+        parse = self.parser.feed
+        for frame in self.decoder.feed(chunk):
+            out.extend(parse(frame))
+
+    def close(self, out: list[ChatDelta]) -> None:
+        for frame in self.decoder.close():
+            out.extend(self.parser.feed(frame))
+        out.extend(self.parser.finish())
+
+
 class EndpointView(Protocol):
     """What an adapter may know of an endpoint (a `proxy.registry.Endpoint` satisfies it)."""
 
@@ -266,6 +297,11 @@ class Adapter:
             return SSEDecoder()
         raise NotImplementedError(f"{type(self).__name__} streams nothing")
 
+    def stream_reader(self, req: ChatRequest) -> StreamReader:
+        """What `proxy.backends` reads a chat stream with: `stream_decoder` and `stream_parser` in turn,
+        unless the adapter reads its provider's framing in one pass."""
+        return FramedReader(self.stream_decoder(), self.stream_parser(req))
+
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderError | None:
         return generic_error(body)
 
@@ -288,6 +324,6 @@ _TASK_BUILDERS: Mapping[str, tuple[TaskType, ...]] = {
 }
 
 
-__all__ = ["Adapter", "EndpointView", "Framing", "ProviderError", "SSEEvent", "StreamCut", "StreamParser",
-           "StreamWire", "UpstreamRequest", "decoding", "generic_error", "malformed", "map_input_type",
-           "reject_input_type", "unsupported"]
+__all__ = ["Adapter", "EndpointView", "FramedReader", "Framing", "ProviderError", "SSEEvent", "StreamCut",
+           "StreamParser", "StreamReader", "StreamWire", "UpstreamRequest", "decoding", "generic_error", "malformed",
+           "map_input_type", "reject_input_type", "unsupported"]

@@ -20,8 +20,9 @@ from proxy.types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, 
                          EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
                          ToolCall, ToolCallDelta, Usage)
 
-from .base import (Adapter, ProviderError, SSEEvent, StreamCut, StreamParser, StreamWire, UpstreamRequest,
-                   decoding, generic_error, malformed, map_input_type, reject_input_type, unsupported)
+from .base import (Adapter, FramedReader, ProviderError, SSEDecoder, SSEEvent, StreamCut, StreamParser, StreamReader,
+                   StreamWire, UpstreamRequest, decoding, generic_error, malformed, map_input_type, reject_input_type,
+                   unsupported)
 from .oauth2 import TOKENS, ClientCredentials
 from .rerank_compat import parse_rerank, rerank_body
 
@@ -109,14 +110,16 @@ class _ChatResponse(msgspec.Struct):
     usage: _Usage | None = None
 
 
-class _DeltaToolCall(msgspec.Struct):
+# Stream chunks are decoded by the thousand: untracked by the garbage collector (JSON makes no cycles),
+# they cost no collection passes
+class _DeltaToolCall(msgspec.Struct, gc=False):
     index: int = 0
     id: str | None = None
     type: str | None = None
     function: _Function | None = None
 
 
-class _Delta(msgspec.Struct):
+class _Delta(msgspec.Struct, gc=False):
     role: str | None = None
     content: str | None = None
     refusal: str | None = None
@@ -127,14 +130,14 @@ class _Delta(msgspec.Struct):
     reasoning: str | None = None
 
 
-class _ChunkChoice(msgspec.Struct):
+class _ChunkChoice(msgspec.Struct, gc=False):
     delta: _Delta | None = None
     finish_reason: str | None = None
     index: int = 0
     logprobs: msgspec.Raw = msgspec.Raw(b"")
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     id: str | None = None
     model: str | None = None
     choices: list[_ChunkChoice] = []
@@ -216,10 +219,15 @@ class OpenAIStreamParser:
             chunk = _chunk_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise malformed("stream event") from None
+        out: list[ChatDelta] = []
+        self.read(chunk, out)
+        return out
+
+    def read(self, chunk: _Chunk, out: list[ChatDelta]) -> None:
+        """One decoded chunk's deltas, appended to `out`."""
         if chunk.error is not None:
             info = generic_error(_encoder.encode({"error": chunk.error}))
             raise StreamReportedError(info.message if info and info.message else str(chunk.error))
-        out: list[ChatDelta] = []
         for choice in chunk.choices:
             if choice.index != 0:
                 continue
@@ -237,12 +245,105 @@ class OpenAIStreamParser:
                                  logprobs=_raw(choice.logprobs) if choice.logprobs else None))
         if chunk.usage is not None:
             out.append(ChatDelta(usage=chunk.usage.canonical(), id=chunk.id, model=chunk.model))
-        return out
 
     def finish(self) -> list[ChatDelta]:
         if self.done or (not self.requires_done and self.finished):
             return []
         raise StreamCut()
+
+
+_DONE_EVENT = b"data: [DONE]\n\n"
+
+
+class OpenAIStreamReader:
+    """`OpenAIStreamParser` and the SSE decoder in one pass, for OpenAI's own framing: the whole events of a
+    read, when each is one `data: {...}` line, are decoded by one msgspec call (`decode_lines`), with no
+    SSE event or string made for each. Every other block of whole events (comments, named events, data
+    that is not an object) goes through the SSE decoder and the parser, event by event; from a CR line
+    end or an over-long event on, every read does. The deltas and errors are the general path's: a block
+    that does not decode, or decodes to another number of chunks than it has events, is read again by it.
+
+    Why the count check suffices: each event starts with `{` and each but the last ends with `}` (checked),
+    so no JSON value can run from one event into the next (in a container, `}` and whitespace are followed
+    by `,`, `]` or `}`, never by the next event's `{`, and a string cannot hold a raw line feed); an event
+    holding two values then makes more chunks than events."""
+
+    __slots__ = ("parser", "decoder", "_rest", "_framed")
+
+    def __init__(self, parser: OpenAIStreamParser, decoder: SSEDecoder) -> None:
+        self.parser = parser
+        self.decoder = decoder
+        self._rest = bytearray()  # the start of an event whose end has not arrived
+        self._framed = False  # the decoder reads everything from here on
+
+    def feed(self, chunk: bytes, out: list[ChatDelta]) -> None:
+        rest = self._rest
+        if self._framed or b"\r" in chunk:
+            self._by_event(self._take(chunk), out)
+            return
+        if not rest:  # the usual read: whole events, or whole events and the start of one
+            end = chunk.rfind(b"\n\n")
+            if end < 0:
+                rest += chunk
+                whole = b""
+            else:
+                whole = chunk[:end + 2] if end + 2 < len(chunk) else chunk
+                rest += chunk[end + 2:]
+        else:  # the end of an event begun in an earlier read: the bytearray grows, never copied whole
+            start = len(rest)
+            rest += chunk
+            end = rest.rfind(b"\n\n", max(0, start - 1))
+            whole = b""
+            if end >= 0:
+                whole = bytes(rest[:end + 2])
+                del rest[:end + 2]
+        if len(rest) > self.decoder.limit:  # the decoder raises for it, or reads the rest
+            self._by_event(whole + self._take(b""), out)
+        elif whole:
+            self._block(whole, out)
+
+    def close(self, out: list[ChatDelta]) -> None:
+        parse = self.parser.feed
+        for event in self.decoder.feed(self._take(b"")) + self.decoder.close():
+            out.extend(parse(event))
+        out.extend(self.parser.finish())
+
+    def _take(self, chunk: bytes) -> bytes:
+        """`chunk` after what is held back, for the decoder, which reads every event from now on."""
+        self._framed = True
+        if self._rest:
+            chunk = bytes(self._rest) + chunk
+            self._rest.clear()
+        return chunk
+
+    def _block(self, whole: bytes, out: list[ChatDelta]) -> None:
+        """Whole events, the last one's blank line included."""
+        body = whole[:-len(_DONE_EVENT)] if whole.endswith(_DONE_EVENT) else whole
+        if body and not body.endswith(b"\n\n"):  # `[DONE]` was not an event of its own
+            body = whole
+        if body.startswith(b"data: {") and len(body) <= self.decoder.limit:
+            lines = body[6:].replace(b"}\n\ndata: {", b"}\n{")
+            # each of the n events one `data: {` line and all but the last ending with `}`: then n - 1 of
+            # those were replaced (7 bytes shorter each), and the only line feeds left are theirs and the last two
+            n = (len(body) - 6 - len(lines)) // 7 + 1
+            if lines.count(b"\n") == n + 1:
+                try:
+                    chunks = _chunk_decoder.decode_lines(lines)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    chunks = None
+                if chunks is not None and len(chunks) == n:
+                    read = self.parser.read
+                    for chunk in chunks:
+                        read(chunk, out)
+                    if body is not whole:
+                        self.parser.done = True
+                    return
+        self._by_event(whole, out)
+
+    def _by_event(self, data: bytes, out: list[ChatDelta]) -> None:
+        parse = self.parser.feed
+        for event in self.decoder.feed(data):
+            out.extend(parse(event))
 
 
 # ------------------------------------------------------------------------------ the family
@@ -350,6 +451,12 @@ class OpenAICompatible(Adapter):
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return OpenAIStreamParser(requires_done=self.stream_requires_done)
+
+    def stream_reader(self, req: ChatRequest) -> StreamReader:
+        parser, decoder = self.stream_parser(req), self.stream_decoder()
+        if type(parser) is OpenAIStreamParser and type(decoder) is SSEDecoder:  # a subclass's own reads its own way
+            return OpenAIStreamReader(parser, decoder)
+        return FramedReader(decoder, parser)
 
 
 class OpenAIEmbeddings(OpenAICompatible):

@@ -291,25 +291,26 @@ class RemoteBackend:
     async def _deltas(self, resp: Any, req: ChatRequest, ctx: CallContext) -> AsyncIterator[list[ChatDelta]]:
         """One batch per upstream read: the pump writes each batch to the client in one write, which
         costs one syscall per read instead of one per event (measured: 27 -> 12-16 µs per event)."""
-        parser = self.adapter.stream_parser(req)
-        decoder = self.adapter.stream_decoder()
+        reader = self.adapter.stream_reader(req)
         async for chunk in iter_body(resp, ctx.idle_timeout):
             batch: list[ChatDelta] = []
             try:
-                for frame in decoder.feed(chunk):
-                    batch.extend(parser.feed(frame))
+                reader.feed(chunk, batch)
             except GatewayError:
                 if batch:  # what arrived before an in-stream error still reaches the client
                     yield batch
                 raise
             if batch:
                 yield batch
-        tail = [delta for frame in decoder.close() for delta in parser.feed(frame)]
+        tail: list[ChatDelta] = []
+        try:
+            reader.close(tail)  # the last event, then the check that the stream ended properly
+        except GatewayError:
+            if tail:
+                yield tail
+            raise
         if tail:
             yield tail
-        end = parser.finish()
-        if end:
-            yield end
 
 
 class Backends:

@@ -38,7 +38,7 @@ class FrameTooLarge(UpstreamError):
 class SSEDecoder:
     """Incremental `text/event-stream` decoder (WHATWG rules: data lines joined by LF, comments skipped)."""
 
-    __slots__ = ("_buf", "_data", "_event", "_id", "_has_data", "_pending_cr", "_size", "_limit")
+    __slots__ = ("_buf", "_data", "_event", "_id", "_has_data", "_pending_cr", "_size", "limit")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._buf = bytearray()
@@ -48,7 +48,7 @@ class SSEDecoder:
         self._has_data = False
         self._pending_cr = False
         self._size = 0
-        self._limit = max_event_bytes
+        self.limit = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         events: list[SSEEvent] = []
@@ -71,8 +71,8 @@ class SSEDecoder:
             if lines or len(rest) != len(buf):
                 buf.clear()
                 buf += rest
-            if len(buf) + self._size > self._limit:
-                raise FrameTooLarge(self._limit)
+            if len(buf) + self._size > self.limit:
+                raise FrameTooLarge(self.limit)
             return events
         start = 0
         n = len(buf)
@@ -92,16 +92,16 @@ class SSEDecoder:
             self._line(bytes(buf[start:end]), events)
             start = nxt
         del buf[:start]
-        if len(buf) + self._size > self._limit:
-            raise FrameTooLarge(self._limit)
+        if len(buf) + self._size > self.limit:
+            raise FrameTooLarge(self.limit)
         return events
 
     def _events(self, whole: bytes, events: list[SSEEvent]) -> None:
         """Whole events, the last one's blank line excluded, seen from an event boundary."""
-        if len(whole) > self._limit:  # then one of them may be too large: each is checked
+        if len(whole) > self.limit:  # then one of them may be too large: each is checked
             for block in whole.split(b"\n\n"):
-                if len(block) > self._limit:
-                    raise FrameTooLarge(self._limit)
+                if len(block) > self.limit:
+                    raise FrameTooLarge(self.limit)
         event_id = self._id
         for block in whole.split(b"\n\n"):
             if block.startswith(b"data: ") and b"\n" not in block:
@@ -123,8 +123,8 @@ class SSEDecoder:
             self._data.append(raw[6 if raw[5:6] == b" " else 5:].decode("utf-8", "replace"))
             self._has_data = True
             self._size += len(raw)
-            if self._size > self._limit:
-                raise FrameTooLarge(self._limit)
+            if self._size > self.limit:
+                raise FrameTooLarge(self.limit)
             return
         line = raw.decode("utf-8", "replace")
         name, sep, value = line.partition(":")
@@ -134,8 +134,8 @@ class SSEDecoder:
             self._data.append(value)
             self._has_data = True
             self._size += len(raw)
-            if self._size > self._limit:
-                raise FrameTooLarge(self._limit)
+            if self._size > self.limit:
+                raise FrameTooLarge(self.limit)
         elif name == "event":
             self._event = value
         elif name == "id":
@@ -156,18 +156,18 @@ class SSEDecoder:
 class NDJSONDecoder:
     """Newline-delimited JSON: one complete line (bytes, without its newline) per frame."""
 
-    __slots__ = ("_buf", "_limit")
+    __slots__ = ("_buf", "limit")
 
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._buf = bytearray()
-        self._limit = max_event_bytes
+        self.limit = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
         self._buf += chunk
         lines = self._buf.split(b"\n")
         self._buf = bytearray(lines.pop())
-        if len(self._buf) > self._limit:
-            raise FrameTooLarge(self._limit)
+        if len(self._buf) > self.limit:
+            raise FrameTooLarge(self.limit)
         return [line.strip() for line in lines if line.strip()]
 
     def close(self) -> list[bytes]:
