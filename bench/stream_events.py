@@ -51,9 +51,8 @@ def translated(chunks: list[bytes], adapter: OpenAICompatible, req: ChatRequest,
     for chunk in chunks:
         batch: list[ChatDelta] = []
         reader.feed(chunk, batch)
-        frames = [f for f in map(renderer.frame, batch) if f]
-        if frames:
-            written += len(b"".join(frames))
+        written += len(renderer.frames(batch) if hasattr(renderer, "frames")
+                       else b"".join(filter(None, map(renderer.frame, batch))))
     reader.close([])
     return written + len(renderer.done())
 

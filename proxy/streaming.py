@@ -77,13 +77,9 @@ async def _write(response: web.StreamResponse, renderer: StreamRenderer, item: C
             await response.write(item.data)
         return
     batch = item if isinstance(item, list) else [item]
-    frames = []
-    render = renderer.frame
+    data = renderer.frames(batch)
     for delta in batch:
         if delta.usage is not None:
             count_usage(delta.usage)
-        frame = render(delta)
-        if frame:
-            frames.append(frame)
-    if frames:
-        await response.write(frames[0] if len(frames) == 1 else b"".join(frames))
+    if data:
+        await response.write(data)

@@ -26,5 +26,17 @@ class StreamRenderer(Protocol):
     """Writes one stream's frames in a client API's format (used by `proxy.streaming.pump`)."""
 
     def frame(self, delta: ChatDelta) -> bytes | None: ...
+    def frames(self, batch: list[ChatDelta]) -> bytes:
+        """The frames of the deltas that arrived together, in one piece (b"" when none)."""
     def done(self) -> bytes | None: ...
     def error(self, err: GatewayError) -> bytes: ...
+
+
+class FrameByFrame:
+    """`frames` for the renderers that write each delta on its own."""
+
+    def frame(self, delta: ChatDelta) -> bytes | None:
+        raise NotImplementedError
+
+    def frames(self, batch: list[ChatDelta]) -> bytes:
+        return b"".join(filter(None, map(self.frame, batch)))

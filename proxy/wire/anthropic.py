@@ -17,6 +17,7 @@ from ..errors import GatewayError, RequestValidationError, StatusError, Upstream
 from ..types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPart, FunctionCall, FunctionDef,
                      FunctionName, ImagePart, ImageURL, NamedToolChoice, TaskType, TextPart, Tool, ToolCall, ToolChoice,
                      Usage)
+from . import FrameByFrame
 
 _encoder = msgspec.json.Encoder()
 _any = msgspec.json.Decoder(Any)
@@ -315,7 +316,7 @@ def event(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + _encoder.encode({"type": kind, **data}) + b"\n\n"
 
 
-class StreamWriter:
+class StreamWriter(FrameByFrame):
     """Canonical deltas to Anthropic's typed events. Content blocks are numbered in the order they open;
     a text block and each tool call are blocks of their own, and one block is open at a time."""
 

@@ -14,6 +14,7 @@ from ..types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, Chat
                      Tool, ToolCall, ToolChoice)
 from ..validation import check_input_limits, validate_task_settings_override
 from . import openai as openai_wire
+from . import FrameByFrame
 from .openai import tool_call_dicts
 
 # ------------------------------------------------------------------------------ requests
@@ -495,7 +496,7 @@ def chat_chunk_frame(delta: ChatDelta, stream_id: str, model: str) -> bytes:
     return message_frame(_encoder.encode(chunk))
 
 
-class CompletionStream:
+class CompletionStream(FrameByFrame):
     """`completion` on `_stream`: `{"completion": [{"delta": ...}]}` events."""
 
     def frame(self, delta: ChatDelta) -> bytes | None:
@@ -514,21 +515,46 @@ class ChatStream:
     def __init__(self, stream_id: str, model: str) -> None:
         self.stream_id = stream_id
         self.model = model
-        self._text_key: tuple[str | None, str | None] | None = None
-        self._text_head = self._text_tail = b""
+        self._text_id: str | None = None
+        self._text_model: str | None = None
+        self._text_head = self._text_sep = self._text_tail = b""
 
     def frame(self, delta: ChatDelta) -> bytes | None:
-        if (delta.content is not None and delta.role is None and delta.finish_reason is None and delta.usage is None
-                and delta.tool_calls is None and delta.refusal is None and delta.reasoning is None):
-            # most of a stream: a piece of text, written as `chat_chunk_frame` would with one encode
-            if self._text_key != (delta.id, delta.model):
-                self._text_key = (delta.id, delta.model)
-                self._text_head = (_MESSAGE_PREFIX + b'{"id":' + _encoder.encode(delta.id or self.stream_id)
-                                   + b',"choices":[{"delta":{"content":')
-                self._text_tail = (b'},"index":0}],"model":' + _encoder.encode(delta.model or self.model)
-                                   + b',"object":"chat.completion.chunk"}\n\n')
-            return self._text_head + _encoder.encode(delta.content) + self._text_tail
-        return chat_chunk_frame(delta, self.stream_id, self.model)
+        return self.frames([delta]) or None
+
+    def frames(self, batch: list[ChatDelta]) -> bytes:
+        out: list[bytes] = []
+        texts: list[str] = []  # a run of text pieces with the same id and model, written as one
+        for delta in batch:
+            if (delta.content is not None and delta.role is None and delta.finish_reason is None
+                    and delta.usage is None and delta.tool_calls is None and delta.refusal is None
+                    and delta.reasoning is None):
+                # most of a stream: a piece of text, written as `chat_chunk_frame` would, around one encode
+                if delta.id != self._text_id or delta.model != self._text_model or not self._text_head:
+                    if texts:
+                        out.append(self._texts(texts))
+                        texts = []
+                    self._text_head_for(delta.id, delta.model)
+                texts.append(delta.content)
+                continue
+            if texts:
+                out.append(self._texts(texts))
+                texts = []
+            out.append(chat_chunk_frame(delta, self.stream_id, self.model))
+        if texts:
+            out.append(self._texts(texts))
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _text_head_for(self, delta_id: str | None, model: str | None) -> None:
+        self._text_id, self._text_model = delta_id, model
+        self._text_head = (_MESSAGE_PREFIX + b'{"id":' + _encoder.encode(delta_id or self.stream_id)
+                           + b',"choices":[{"delta":{"content":')
+        self._text_tail = (b'},"index":0}],"model":' + _encoder.encode(model or self.model)
+                           + b',"object":"chat.completion.chunk"}\n\n')
+        self._text_sep = self._text_tail + self._text_head
+
+    def _texts(self, texts: list[str]) -> bytes:
+        return self._text_head + self._text_sep.join(map(_encoder.encode, texts)) + self._text_tail
 
     def done(self) -> bytes:
         return DONE_FRAME

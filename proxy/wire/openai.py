@@ -18,6 +18,7 @@ from ..types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPar
                      FunctionDef, FunctionName, NamedToolChoice, RerankRequest, RerankResult, TaskType, Tool, ToolCall,
                      ToolChoice, Usage)
 from ..validation import check_input_limits
+from . import FrameByFrame
 
 log = logging.getLogger("proxy.openai")
 
@@ -555,21 +556,39 @@ class ChatStream:
         self.created = int(time.time())
         self.include_usage = include_usage
         self.legacy_functions = legacy_functions  # the request used `functions`: calls go out as function_call
-        self._text_head = b""
+        self._text_head = self._text_sep = b""
 
     def frame(self, delta: ChatDelta) -> bytes | None:
-        if (delta.content is not None and delta.role is None and delta.finish_reason is None and delta.usage is None
-                and delta.tool_calls is None and delta.refusal is None and delta.logprobs is None):
-            # most of a stream: a piece of text, written as `chat_chunk_frame` would with one encode
-            head = self._text_head or self._head()
-            return head + _encoder.encode(delta.content) + _TEXT_TAIL
-        return chat_chunk_frame(delta, self.id, self.model, self.created, self.include_usage, self.legacy_functions)
+        return self.frames([delta]) or None
 
-    def _head(self) -> bytes:
-        self._text_head = (b'data: {"id":' + _encoder.encode(self.id) + b',"object":"chat.completion.chunk","created":'
-                           + _encoder.encode(self.created) + b',"model":' + _encoder.encode(self.model)
-                           + b',"choices":[{"index":0,"delta":{"content":')
-        return self._text_head
+    def frames(self, batch: list[ChatDelta]) -> bytes:
+        out: list[bytes] = []
+        texts: list[str] = []  # a run of text pieces, written as one
+        for delta in batch:
+            if (delta.content is not None and delta.role is None and delta.finish_reason is None
+                    and delta.usage is None and delta.tool_calls is None and delta.refusal is None
+                    and delta.logprobs is None):
+                # most of a stream: a piece of text, written as `chat_chunk_frame` would, around one encode
+                texts.append(delta.content)
+                continue
+            if texts:
+                out.append(self._texts(texts))
+                texts = []
+            frame = chat_chunk_frame(delta, self.id, self.model, self.created, self.include_usage,
+                                     self.legacy_functions)
+            if frame:
+                out.append(frame)
+        if texts:
+            out.append(self._texts(texts))
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _texts(self, texts: list[str]) -> bytes:
+        if not self._text_head:
+            self._text_head = (b'data: {"id":' + _encoder.encode(self.id) + b',"object":"chat.completion.chunk",'
+                               b'"created":' + _encoder.encode(self.created) + b',"model":'
+                               + _encoder.encode(self.model) + b',"choices":[{"index":0,"delta":{"content":')
+            self._text_sep = _TEXT_TAIL + self._text_head
+        return self._text_head + self._text_sep.join(map(_encoder.encode, texts)) + _TEXT_TAIL
 
     def done(self) -> bytes:
         return DONE_FRAME
@@ -581,7 +600,7 @@ class ChatStream:
 _TEXT_TAIL = b'},"finish_reason":null}]}\n\n'
 
 
-class TextStream(ChatStream):
+class TextStream(FrameByFrame, ChatStream):
     """`/v1/completions` with `stream: true`: `text_completion` events."""
 
     object_id = "cmpl"

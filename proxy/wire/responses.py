@@ -18,6 +18,7 @@ from ..types import (ChatDelta, ChatMessage, ChatRequest, ChatResult, ContentPar
                      FunctionDef, FunctionName, ImagePart, ImageURL, NamedToolChoice, TextPart, Tool, ToolCall,
                      ToolChoice, Usage)
 from . import openai as openai_wire
+from . import FrameByFrame
 
 _encoder = msgspec.json.Encoder()
 
@@ -359,7 +360,7 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + _encoder.encode({"type": kind, **data}) + b"\n\n"
 
 
-class StreamWriter:
+class StreamWriter(FrameByFrame):
     """Canonical deltas to the Responses API's typed events. Each output item (the text message, each
     function call) opens, streams and closes in turn; `response.completed` carries the whole response."""
 
