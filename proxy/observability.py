@@ -17,10 +17,10 @@ from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import appkeys
+from .access_log import access_log
 from .routing import ANSWERED_BY
 from .tracing import record_outcome
 
-access_log = logging.getLogger("proxy.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -75,7 +75,7 @@ async def _observe(request: web.Request, handler, span) -> web.StreamResponse:
             span.set_attribute("http.route", route)
             record_outcome(span, status)
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info(orjson.dumps({
+            request.app[appkeys.ACCESS_LOG].write(orjson.dumps({
                 "request_id": request_id, "method": request.method, "path": request.path, "route": route,
                 "status": status, "duration_ms": round(elapsed * 1000, 3), "endpoint": endpoint or None,
                 "service": service or None, "task": task or None, "target": ANSWERED_BY.get(),

@@ -16,6 +16,7 @@ from .httputil import body_first
 from .keys import REQUIRED_MARKER, KeyRing
 from .limits import Admission
 from .metrics import Metrics
+from .access_log import AccessLog
 from .observability import observe, stamp_request_id, stamp_target
 from .pipeline import scrub
 from .scrubbing import scrubbed_traceback, secret_strings
@@ -124,6 +125,7 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
                           client_max_size=settings.max_body_bytes)
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics(settings.metrics_dir)
+    app[appkeys.ACCESS_LOG] = AccessLog()
     app[appkeys.BUDGETS] = Budgets()
     app[appkeys.TRACING] = Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_settings(settings)
     app.on_response_prepare.append(_product_header)
