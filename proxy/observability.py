@@ -53,8 +53,6 @@ async def _observe(request: web.Request, handler, span) -> web.StreamResponse:
     try:
         response = await handler(request)
         status = response.status
-        if not response.prepared:
-            response.headers["X-Request-Id"] = request_id
         return response
     except web.HTTPException as exc:
         status = exc.status

@@ -126,6 +126,7 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics(settings.metrics_dir)
     app[appkeys.ACCESS_LOG] = AccessLog()
+    app.on_cleanup.append(_flush_access_log)
     app[appkeys.BUDGETS] = Budgets()
     app[appkeys.TRACING] = Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_settings(settings)
     app.on_response_prepare.append(_product_header)
@@ -143,6 +144,10 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     console_routes.add_routes(app)
     responses_routes.add_routes(app)
     return app
+
+
+async def _flush_access_log(app: web.Application) -> None:
+    app[appkeys.ACCESS_LOG].flush()
 
 
 async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
