@@ -101,6 +101,8 @@ class RemoteBackend:
         self.transport = transport
         self.limiter = limiter
         self.service = endpoint.service
+        # most adapters add no credentials with I/O: skip the call (and its session object) for them
+        self._signs = type(adapter).authorize is not Adapter.authorize
 
     # ------------------------------------------------------------------ errors
 
@@ -164,6 +166,11 @@ class RemoteBackend:
                 self.metrics.rate_limited.labels(ctx.inference_id).inc()
                 raise
 
+    async def _authorize(self, up: UpstreamRequest) -> UpstreamRequest:
+        if not self._signs:
+            return up
+        return await self.adapter.authorize(up, self.transport.for_service(self.service))
+
     # ------------------------------------------------------------------ non-streaming
 
     def _build(self, up: UpstreamRequest) -> UpstreamRequest:
@@ -182,7 +189,7 @@ class RemoteBackend:
             if remaining <= 0:
                 raise last or StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
             try:
-                signed = await self.adapter.authorize(up, self.transport.for_service(self.service))
+                signed = await self._authorize(up)
                 status, headers, body = await self.transport.send(self.service, signed, remaining)
             except UpstreamError as exc:
                 err = self._tag(exc, ctx)
@@ -264,7 +271,7 @@ class RemoteBackend:
                 if remaining <= 0:
                     raise last or StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
                 try:
-                    signed = await self.adapter.authorize(up, self.transport.for_service(self.service))
+                    signed = await self._authorize(up)
                     resp = await stack.enter_async_context(
                         self.transport.stream(self.service, signed, remaining, ctx.idle_timeout))
                     if resp.status >= 300:

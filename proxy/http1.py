@@ -34,7 +34,7 @@ import ssl
 import time
 import zlib
 from collections import deque
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Iterator, Mapping, NamedTuple
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -117,9 +117,20 @@ def _head(method: str, request_target: str, t: Target, headers: Mapping[str, str
           extra: str = "") -> bytes:
     """The request's head, with what aiohttp adds on its own: Accept, Accept-Encoding, a default
     Content-Type for a body, Content-Length, and Authorization from the URL's credentials."""
+    fields, length_given = _fields(method, request_target, t.authority, t.authorization, tuple(headers.items()),
+                                   body is not None, extra)
+    if length_given or (body is None and method not in ("POST", "PUT", "PATCH")):
+        return fields
+    return fields[:-2] + b"Content-Length: %d\r\n\r\n" % (len(body) if body is not None else 0)
+
+
+@functools.lru_cache(maxsize=512)  # an endpoint sends the same fields on every call: format them once
+def _fields(method: str, request_target: str, authority: str, authorization: str | None,
+            headers: tuple[tuple[str, str], ...], has_body: bool, extra: str) -> tuple[bytes, bool]:
+    """The head without Content-Length, and whether the caller gave one."""
     given = set()
     lines = []
-    for name, value in headers.items():
+    for name, value in headers:
         if not _valid_name(name):
             raise ClientError(f"Invalid header name [{name[:100]}]")
         given.add(name.lower())
@@ -130,48 +141,80 @@ def _head(method: str, request_target: str, t: Target, headers: Mapping[str, str
         raise ClientError("Invalid header value: it contains a line break or NUL")
     parts = [f"{method} {request_target} HTTP/1.1\r\n", fields]
     if "host" not in given:  # a signed request (SigV4) may carry its own
-        parts.append(f"Host: {t.authority}\r\n")
+        parts.append(f"Host: {authority}\r\n")
     if "accept" not in given:
         parts.append("Accept: */*\r\n")
     if "accept-encoding" not in given:
         parts.append(f"Accept-Encoding: {_ACCEPT_ENCODING}\r\n")
-    if t.authorization is not None and "authorization" not in given:
-        parts.append(f"Authorization: {t.authorization}\r\n")
-    if body is not None and "content-type" not in given:
+    if authorization is not None and "authorization" not in given:
+        parts.append(f"Authorization: {authorization}\r\n")
+    if has_body and "content-type" not in given:
         parts.append("Content-Type: application/octet-stream\r\n")
-    if "content-length" not in given and (body is not None or method in ("POST", "PUT", "PATCH")):
-        parts.append(f"Content-Length: {len(body) if body is not None else 0}\r\n")
     parts.append(extra)
     parts.append("\r\n")
-    return "".join(parts).encode("utf-8")
+    return "".join(parts).encode("utf-8"), "content-length" in given
+
+
+class Headers(Mapping[str, str]):
+    """An answer's header fields, case-insensitive, repeats kept (`getall`). Most answers' are never
+    read (a successful call reads only the body): the dictionary is made on first use."""
+
+    __slots__ = ("_raw", "_dict")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._dict: CIMultiDictProxy[str] | None = None
+
+    def _fields(self) -> CIMultiDictProxy[str]:
+        if self._dict is None:
+            self._dict = CIMultiDictProxy(CIMultiDict(
+                (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in self._raw))
+        return self._dict
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields())
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._fields()
+
+    def getall(self, name: str, *default: str) -> list[str]:
+        return self._fields().getall(name, *default)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self._fields())!r})"
 
 
 class Response:
     """An answer whose head has arrived; its body arrives behind it (`read`, `readany`)."""
 
     __slots__ = ("status", "reason", "_raw_headers", "_headers", "_chunks", "_size", "_done", "_error",
-                 "_waiter", "_conn", "_decoder", "_streaming")
+                 "_waiter", "_conn", "_decoder", "_streaming", "_loop")
 
     def __init__(self, conn: "Connection", streaming: bool) -> None:
         self.status = 0
         self.reason = ""
         self._raw_headers: list[tuple[bytes, bytes]] = []
-        self._headers: CIMultiDictProxy[str] | None = None
+        self._headers: Headers | None = None
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future | None = None
         self._conn: Connection | None = conn
+        self._loop = conn.loop
         self._decoder = None
         self._streaming = streaming
 
     @property
-    def headers(self) -> CIMultiDictProxy[str]:
+    def headers(self) -> "Headers":
         if self._headers is None:
-            self._headers = CIMultiDictProxy(CIMultiDict(
-                (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-                for k, v in self._raw_headers))
+            self._headers = Headers(self._raw_headers)
         return self._headers
 
     def header(self, lowercase_name: bytes) -> bytes | None:
@@ -230,7 +273,7 @@ class Response:
     # --------------------------------------------------------------- read by the caller
 
     async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self._loop.create_future()
         await self._waiter
 
     async def read(self) -> bytes:
@@ -303,6 +346,7 @@ class Connection(asyncio.Protocol):
     def __init__(self, pool: "Pool", key: tuple) -> None:
         self._pool = pool
         self.key = key
+        self.loop = asyncio.get_running_loop()  # once: each lookup of the running loop is a getpid() call
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -424,7 +468,7 @@ class Connection(asyncio.Protocol):
         response = self._response = Response(self, streaming)
         self._head_size = 0
         self._framed = False
-        waiter = self._headers_waiter = asyncio.get_running_loop().create_future()
+        waiter = self._headers_waiter = self.loop.create_future()
         transport = self.transport
         assert transport is not None
         transport.write(head + body if body else head)
@@ -448,7 +492,7 @@ class Connection(asyncio.Protocol):
 
     async def tunnel(self, head: bytes) -> None:
         """Ask the proxy for a tunnel and wait for its 2xx."""
-        done = asyncio.get_running_loop().create_future()
+        done = self.loop.create_future()
         self._tunnel = (bytearray(), done)
         self.transport.write(head)  # type: ignore[union-attr]
         try:
