@@ -537,6 +537,7 @@ class Pool:
         self._keepalive = keepalive
         self._dns_ttl = dns_ttl
         self._idle: dict[tuple, list[Connection]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self._open: set[Connection] = set()
         self._dns: dict[tuple[str, int], tuple[float, list]] = {}
         self._default_tls: ssl.SSLContext | None = None
@@ -591,6 +592,19 @@ class Pool:
     def release(self, conn: Connection) -> None:
         conn.idle_since = time.monotonic()
         self._idle.setdefault(conn.key, []).append(conn)
+        if self._sweeper is None:
+            self._sweeper = conn.loop.call_later(self._keepalive, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections idle longer than `keepalive`, of origins no call has come back to."""
+        self._sweeper = None
+        stale_before = time.monotonic() - self._keepalive
+        for conn in [c for idle in self._idle.values() for c in idle if c.idle_since < stale_before]:
+            conn.abort()
+        for key in [k for k, idle in self._idle.items() if not idle]:
+            del self._idle[key]
+        if self._idle:
+            self._sweeper = asyncio.get_running_loop().call_later(self._keepalive, self._sweep)
 
     def forget(self, conn: Connection) -> None:
         self._open.discard(conn)
@@ -685,6 +699,9 @@ class Pool:
         conn.transport = tls_transport  # type: ignore[assignment]
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self._open):
             conn.abort()
         self._open.clear()

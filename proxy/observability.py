@@ -82,13 +82,11 @@ async def _observe(request: web.Request, handler, span) -> web.StreamResponse:
             }).decode())
 
 
-async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+async def stamp_response(request: web.Request, response: web.StreamResponse) -> None:
+    """The request id, and the router target that answered (if any), on every answer."""
     request_id = request.get(appkeys.REQUEST_ID)
     if request_id:
         response.headers["X-Request-Id"] = request_id
-
-
-async def stamp_target(request: web.Request, response: web.StreamResponse) -> None:
     target = ANSWERED_BY.get()
     if target is not None:
         response.headers["X-Inference-Target"] = target

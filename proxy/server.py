@@ -17,7 +17,7 @@ from .keys import REQUIRED_MARKER, KeyRing
 from .limits import Admission
 from .metrics import Metrics
 from .access_log import AccessLog
-from .observability import observe, stamp_request_id, stamp_target
+from .observability import observe, stamp_response
 from .pipeline import scrub
 from .scrubbing import scrubbed_traceback, secret_strings
 from .registry import Registry
@@ -130,8 +130,7 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     app[appkeys.BUDGETS] = Budgets()
     app[appkeys.TRACING] = Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_settings(settings)
     app.on_response_prepare.append(_product_header)
-    app.on_response_prepare.append(stamp_request_id)
-    app.on_response_prepare.append(stamp_target)
+    app.on_response_prepare.append(stamp_response)
     app.cleanup_ctx.append(_transport_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_registry_ctx)

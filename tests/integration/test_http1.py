@@ -162,6 +162,14 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(pool):
     assert server.connections == 2
 
 
+async def test_idle_connections_are_closed_after_the_keepalive_time():
+    p = http1.Pool(EgressPolicy().socket_factory, keepalive=0.2)
+    async with serve(answer(b"ok")) as server:
+        await call(p, f"{server.url}/")
+        await asyncio.wait_for(server.closed.wait(), 2)  # no second call came to reuse it
+    await p.close()
+
+
 async def test_chunked_and_close_delimited_bodies():
     chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: x\r\n\r\n")
