@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .budgets import Budgets
     from .keys import ApiKey, KeyRing
     from .metrics import Metrics
+    from .access_log import AccessLog
     from .registry import Registry
     from .responses_store import ResponseStore
     from .settings import Settings
@@ -25,6 +26,7 @@ REGISTRY: web.AppKey["Registry"] = web.AppKey("registry")
 TRANSPORT: web.AppKey["Transport"] = web.AppKey("transport")
 BACKENDS: web.AppKey["Backends"] = web.AppKey("backends")
 METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+ACCESS_LOG: web.AppKey["AccessLog"] = web.AppKey("access_log")
 KEYS: web.AppKey["KeyRing"] = web.AppKey("keys")
 BUDGETS: web.AppKey["Budgets"] = web.AppKey("budgets")
 USAGE: web.AppKey["UsageRecorder"] = web.AppKey("usage")

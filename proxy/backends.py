@@ -66,15 +66,21 @@ def _without_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-_NUMBER_BYTES = b"0123456789+-.eE, \t\r\n"
+# in valid JSON, what an array holding anything but numbers must contain (strings, objects, nested arrays,
+# true/false/null; NaN and Infinity are not JSON but some encoders write them)
+_NOT_NUMBERS = (b'"', b"{", b"t", b"f", b"n", b"N", b"I")
 
 
 def _is_number_array(vector: Any) -> bool:
-    """Vectors stay raw JSON on the hot path; this C-speed byte check still refuses anything in
-    them but one flat array of numbers, so a broken upstream cannot pass strings or objects on."""
+    """Vectors stay raw JSON on the hot path; this check still refuses anything in them but one flat
+    array of numbers, so a broken upstream cannot pass strings or objects on. A Raw vector comes from
+    an adapter's msgspec decoder, so it is valid JSON: a few C-speed byte searches tell (~1 µs for 384
+    floats, against ~5 for a pass over every byte)."""
     if isinstance(vector, msgspec.Raw):
-        raw = bytes(vector).strip()
-        return raw[:1] == b"[" and raw[1:-1].translate(None, _NUMBER_BYTES) == b"" and raw[-1:] == b"]"
+        raw = bytes(vector)
+        start = raw.find(b"[")
+        return (start >= 0 and not raw[:start].strip() and raw.find(b"[", start + 1) < 0
+                and not any(c in raw for c in _NOT_NUMBERS))
     return isinstance(vector, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vector)
 
 
@@ -95,6 +101,8 @@ class RemoteBackend:
         self.transport = transport
         self.limiter = limiter
         self.service = endpoint.service
+        # most adapters add no credentials with I/O: skip the call (and its session object) for them
+        self._signs = type(adapter).authorize is not Adapter.authorize
 
     # ------------------------------------------------------------------ errors
 
@@ -158,6 +166,11 @@ class RemoteBackend:
                 self.metrics.rate_limited.labels(ctx.inference_id).inc()
                 raise
 
+    async def _authorize(self, up: UpstreamRequest) -> UpstreamRequest:
+        if not self._signs:
+            return up
+        return await self.adapter.authorize(up, self.transport.for_service(self.service))
+
     # ------------------------------------------------------------------ non-streaming
 
     def _build(self, up: UpstreamRequest) -> UpstreamRequest:
@@ -176,7 +189,7 @@ class RemoteBackend:
             if remaining <= 0:
                 raise last or StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
             try:
-                signed = await self.adapter.authorize(up, self.transport.for_service(self.service))
+                signed = await self._authorize(up)
                 status, headers, body = await self.transport.send(self.service, signed, remaining)
             except UpstreamError as exc:
                 err = self._tag(exc, ctx)
@@ -258,7 +271,7 @@ class RemoteBackend:
                 if remaining <= 0:
                     raise last or StatusError(f"Request timed out after [{ctx.timeout_text}]", status=408)
                 try:
-                    signed = await self.adapter.authorize(up, self.transport.for_service(self.service))
+                    signed = await self._authorize(up)
                     resp = await stack.enter_async_context(
                         self.transport.stream(self.service, signed, remaining, ctx.idle_timeout))
                     if resp.status >= 300:

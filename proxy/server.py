@@ -16,6 +16,7 @@ from .httputil import body_first
 from .keys import REQUIRED_MARKER, KeyRing
 from .limits import Admission
 from .metrics import Metrics
+from .access_log import AccessLog
 from .observability import observe, stamp_request_id, stamp_target
 from .pipeline import scrub
 from .scrubbing import scrubbed_traceback, secret_strings
@@ -124,6 +125,8 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
                           client_max_size=settings.max_body_bytes)
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics(settings.metrics_dir)
+    app[appkeys.ACCESS_LOG] = AccessLog()
+    app.on_cleanup.append(_flush_access_log)
     app[appkeys.BUDGETS] = Budgets()
     app[appkeys.TRACING] = Tracing(tracer_provider) if tracer_provider is not None else Tracing.from_settings(settings)
     app.on_response_prepare.append(_product_header)
@@ -141,6 +144,10 @@ def create_app(settings: Settings, tracer_provider=None) -> web.Application:
     console_routes.add_routes(app)
     responses_routes.add_routes(app)
     return app
+
+
+async def _flush_access_log(app: web.Application) -> None:
+    app[appkeys.ACCESS_LOG].flush()
 
 
 async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:

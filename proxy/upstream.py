@@ -1,15 +1,17 @@
-"""The one transport that moves bytes to providers: a pooled `aiohttp.ClientSession`.
+"""The one transport that moves bytes to providers.
 
-It applies the gateway's routing settings (per-service origin overrides, an outbound proxy, TLS
-options) and egress policy (`egress.py`), marks each call with a `Via` header naming this gateway
-process (so a request that comes back to it through an endpoint is refused, see `loop_guard`), and
-turns aiohttp failures into `UpstreamError`s. It knows nothing of any provider.
+Inference calls go through a lean HTTP/1.1 client (`proxy.http1`: pooled keep-alive connections, answers
+parsed by llhttp); the rare token exchanges of `authorize()` (OAuth2, IAM, Google service accounts) go
+through a pooled `aiohttp.ClientSession`, whose API the adapters write them against. Both apply the
+gateway's routing settings (per-service origin overrides, an outbound proxy, TLS options) and egress
+policy (`egress.py`). The transport marks each call with a `Via` header naming this gateway process (so
+a request that comes back to it through an endpoint is refused, see `loop_guard`) and turns client
+failures into `UpstreamError`s. It knows nothing of any provider.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 import secrets
@@ -19,9 +21,8 @@ from typing import AsyncIterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import aiohttp.http_exceptions
-from yarl import URL
 
+from . import http1
 from .contract import UpstreamRequest
 from .egress import EgressPolicy
 from .errors import StatusError, UpstreamError
@@ -39,17 +40,6 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamUnreachable(UpstreamError):
     def __init__(self, reason: str, retryable: bool = True) -> None:
         super().__init__(reason, upstream_status=502, status=502, retryable=retryable)
-
-
-# RFC 3986 characters and well-formed percent escapes only: a URL already in its encoded form
-_ENCODED_URL = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
-
-
-@functools.lru_cache(maxsize=1024)  # URLs are immutable, and most endpoints call one URL: parse it once
-def wire_url(url: str) -> URL:
-    """The URL object to send. An already-encoded URL goes out byte for byte: yarl would otherwise
-    decode `%3A` to `:` in a path (Bedrock model ids) after a SigV4 signature covered the encoded form."""
-    return URL(url, encoded=True) if _ENCODED_URL.fullmatch(url) else URL(url)
 
 
 class LoopDetected(StatusError):
@@ -82,13 +72,15 @@ class Transport:
         for service in settings.upstream_insecure:
             log.warning("TLS certificate verification is OFF for service [%s]: use this for tests only", service)
             self._ssl[_normalise(service)] = False
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: http1.Pool | None = None
+        self._session: aiohttp.ClientSession | None = None  # token exchanges (ServiceSession)
         self.egress = EgressPolicy(deny_private=settings.egress_deny_private, allow=settings.egress_allow)
         if settings.port:
             self.egress.add_listening(settings.host, settings.port)
 
     async def start(self) -> None:
         # socket_factory sees each resolved address before the connect: the egress check cannot be raced by DNS
+        self._pool = http1.Pool(self.egress.socket_factory, proxy=self._proxy)
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True,
                                          socket_factory=self.egress.socket_factory)
         # trust_env=False: proxies come from our settings only (HTTPS_PROXY is read there). No cookie jar:
@@ -98,6 +90,8 @@ class Transport:
                                               skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())
 
     async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
         if self._session is not None:
             await self._session.close()
 
@@ -121,6 +115,9 @@ class Transport:
 
     def for_service(self, service: str) -> "ServiceSession":
         return ServiceSession(self, service)
+
+    def _tls(self, service: str) -> ssl.SSLContext | bool | None:
+        return self._ssl.get(_normalise(service))
 
     def _options(self, service: str) -> dict:
         opts: dict = {}
@@ -148,19 +145,22 @@ class Transport:
 
     async def _send(self, service: str, up: UpstreamRequest, url: str, headers: Mapping[str, str],
                     timeout: float) -> tuple[int, Mapping[str, str], bytes]:
+        assert self._pool is not None, "transport not started"
+        resp = None
         try:
             async with asyncio.timeout(timeout):
-                async with self.session.request(up.method, wire_url(url), data=up.body, headers=_via(headers),
-                                                timeout=_NO_TIMEOUT, allow_redirects=False,
-                                                **self._options(service)) as resp:
-                    return resp.status, resp.headers, await resp.read()
+                resp = await self._pool.request(up.method, url, _via(headers), up.body, self._tls(service))
+                return resp.status, resp.headers, await resp.read()
         except asyncio.TimeoutError:
             raise UpstreamTimeout(f"The upstream service did not answer within [{timeout:g}s]") from None
-        except aiohttp.ClientError as exc:
+        except http1.ClientError as exc:
             raise _unreachable(exc) from None
+        finally:
+            if resp is not None:
+                resp.close()
 
     def stream(self, service: str, up: UpstreamRequest, connect_timeout: float,
-               idle_timeout: float) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+               idle_timeout: float) -> AbstractAsyncContextManager[http1.Response]:
         """A streaming call; leaving the block releases the connection (or aborts it mid-body)."""
         url = self.route(service, up)
         if self._tracing is None:
@@ -169,7 +169,7 @@ class Transport:
 
     @asynccontextmanager
     async def _traced_stream(self, tracing: Tracing, service: str, up: UpstreamRequest, url: str,
-                             connect_timeout: float, idle_timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
+                             connect_timeout: float, idle_timeout: float) -> AsyncIterator[http1.Response]:
         headers = dict(up.headers)
         with tracing.attempt_span(service, url, headers) as span:  # open until the body is consumed
             try:
@@ -182,16 +182,18 @@ class Transport:
 
     @asynccontextmanager
     async def _stream(self, service: str, up: UpstreamRequest, url: str, headers: Mapping[str, str],
-                      connect_timeout: float, idle_timeout: float) -> AsyncIterator[aiohttp.ClientResponse]:
+                      connect_timeout: float, idle_timeout: float) -> AsyncIterator[http1.Response]:
+        assert self._pool is not None, "transport not started"
+        # the request's deadline, and the idle timeout, bound the wait for the response headers; only the
+        # body may take longer (each read of it has its own idle timer: iter_body)
+        limit = min(connect_timeout, idle_timeout)
         try:
-            # the request's deadline bounds the wait for the response headers; only the body may take longer
-            async with asyncio.timeout(connect_timeout):
-                resp = await self.session.request(up.method, wire_url(url), data=up.body, headers=_via(headers),
-                                                  timeout=_read_timeout(idle_timeout), allow_redirects=False,
-                                                  **self._options(service))
+            async with asyncio.timeout(limit):
+                resp = await self._pool.request(up.method, url, _via(headers), up.body, self._tls(service),
+                                                streaming=True)
         except asyncio.TimeoutError:
-            raise UpstreamTimeout(f"The upstream service did not answer within [{connect_timeout:g}s]") from None
-        except aiohttp.ClientError as exc:
+            raise UpstreamTimeout(f"The upstream service did not answer within [{limit:g}s]") from None
+        except http1.ClientError as exc:
             raise _unreachable(exc) from None
         try:
             yield resp
@@ -217,46 +219,32 @@ class ServiceSession:
         return self.request("POST", url, **kwargs)
 
 
-async def iter_body(resp: aiohttp.ClientResponse, idle_timeout: float) -> AsyncIterator[bytes]:
-    """The body as it arrives; network failures become `UpstreamError`s.
-
-    Each read has its own idle timer: aiohttp's `sock_read` alone is not enough, because a broken
-    chunked framing makes its C parser close the connection and drop that timer without failing the
-    body, which would leave the read waiting forever."""
+async def iter_body(resp: http1.Response, idle_timeout: float) -> AsyncIterator[bytes]:
+    """The body as it arrives, each read within `idle_timeout`; failures become `UpstreamError`s."""
     try:
         while True:
             async with asyncio.timeout(idle_timeout):
-                chunk = await resp.content.readany()
+                chunk = await resp.readany()
             if not chunk:
                 return
             yield chunk
     except asyncio.TimeoutError:
-        connection = resp.connection
-        if connection is None or connection.transport is None or connection.transport.is_closing():
+        if resp.connection_lost:
             raise UpstreamUnreachable("The upstream connection closed in the middle of the stream") from None
         raise UpstreamTimeout(f"The upstream stream stalled for more than [{idle_timeout:g}s]") from None
-    except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError) as exc:
+    except http1.ClientError as exc:
         raise UpstreamUnreachable(f"The upstream stream failed: {_describe(exc)}") from None
-
-
-# The deadlines are asyncio timeouts around the calls: an aiohttp ClientTimeout per call costs more
-_NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
-
-
-@functools.lru_cache(maxsize=16)
-def _read_timeout(idle_timeout: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, sock_read=idle_timeout)
 
 
 def _via(headers: Mapping[str, str]) -> dict[str, str]:
     return {**headers, "Via": _VIA}
 
 
-def _unreachable(exc: aiohttp.ClientError) -> UpstreamError:
-    if "egress policy" in str(exc):  # EgressDenied, alone or among the errors of several resolved addresses
+def _unreachable(exc: Exception) -> UpstreamError:
+    if isinstance(exc, http1.ConnectError) and exc.denied:
         return UpstreamError(f"The upstream service was not called: {_describe(exc)}", upstream_status=403)
     # a certificate that fails verification will fail again: retrying only burns the deadline
-    retryable = not isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError))
+    retryable = not isinstance(exc, http1.CertificateError)
     return UpstreamUnreachable(f"Failed to reach the upstream service: {_describe(exc)}", retryable=retryable)
 
 

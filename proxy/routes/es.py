@@ -182,16 +182,18 @@ async def post_stream(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     es, stream = es_wire.ERRORS, es_wire.STREAM_ERRORS
     add = surfaces.add
+    # grouped by path: one resource per path takes all its methods, so a request is matched against
+    # fewer patterns (aiohttp tries resources in order, a regex each); `_stream` stays before `{second}`
     add(app, "GET", "/_inference", get_all, es)
     add(app, "GET", "/_inference/{first}", get_one, es)
-    add(app, "GET", "/_inference/{first}/{second}", get_two, es)
     add(app, "PUT", "/_inference/{first}", put_one, es)
-    add(app, "PUT", "/_inference/{first}/{second}", put_two, es)
-    add(app, "PUT", "/_inference/{first}/{second}/_update", put_update, es)
     add(app, "DELETE", "/_inference/{first}", delete_one, es)
-    add(app, "DELETE", "/_inference/{first}/{second}", delete_two, es)
     add(app, "POST", "/_inference/{first}", post_one, es)
     # `_stream` answers errors as SSE events once its handler runs; before that (auth, admission) as JSON
     add(app, "POST", "/_inference/{first}/_stream", post_id_stream, stream, before=es)
     add(app, "POST", "/_inference/{first}/{second}", post_two, es)
+    add(app, "GET", "/_inference/{first}/{second}", get_two, es)
+    add(app, "PUT", "/_inference/{first}/{second}", put_two, es)
+    add(app, "DELETE", "/_inference/{first}/{second}", delete_two, es)
+    add(app, "PUT", "/_inference/{first}/{second}/_update", put_update, es)
     add(app, "POST", "/_inference/{first}/{second}/_stream", post_stream, stream, before=es)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 from elasticsearch import AsyncElasticsearch, AuthenticationException, AuthorizationException
 
 from proxy import appkeys
+from proxy.access_log import FLUSH_S
 from proxy.keys import encoded
 from proxy.server import create_app
 from tests.conftest import make_settings
@@ -110,6 +114,50 @@ async def test_metrics_and_access_log_without_secrets(gateway, upstream, caplog)
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "proxy.access"]
     assert {(line["method"], line["status"]) for line in lines} >= {("PUT", 200), ("POST", 200)}
     assert all(secret not in r.getMessage() for r in caplog.records)
+
+
+async def test_access_log_lines_with_the_gateways_own_logging_setup(gateway):
+    """With the CLI's set-up (one stream handler on the root logger) lines are written in batches, formatted
+    as logging would; a handler of anyone else's turns that off."""
+    fmt = "%(asctime)s %(levelname)s w3 %(name)s %(message)s"  # a worker's format (proxy/workers.py)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(fmt))
+    root, access = logging.getLogger(), logging.getLogger("proxy.access")
+    saved, level = root.handlers[:], access.level
+    root.handlers[:] = [handler]
+    access.setLevel(logging.INFO)
+    factory = logging.getLogRecordFactory()
+    records = []
+    logging.setLogRecordFactory(lambda *a, **kw: records.append(factory(*a, **kw)) or records[-1])
+    try:
+        async with aiohttp.ClientSession() as http:
+            for path in ("/_inference", "/v1/models", "/nowhere"):
+                async with http.get(gateway.make_url(path), headers={"X-Request-Id": f"id{len(path)}"}) as resp:
+                    await resp.read()
+            assert stream.getvalue() == ""  # written together, soon
+            await asyncio.sleep(FLUSH_S * 2)
+            batched = stream.getvalue()
+            assert not [r for r in records if r.name == "proxy.access"]  # no LogRecord was made
+            capture = logging.Handler()
+            capture.records = []
+            capture.emit = capture.records.append
+            root.handlers.append(capture)  # now two handlers: ordinary records for both
+            async with http.get(gateway.make_url("/_inference"), headers={"X-Request-Id": "plain"}) as resp:
+                await resp.read()
+    finally:
+        logging.setLogRecordFactory(factory)
+        root.handlers[:] = saved
+        access.setLevel(level)
+    lines = batched.splitlines()
+    assert len(lines) == 3
+    for line, rid in zip(lines, ("id11", "id10", "id8")):
+        date, clock, rest = line.split(" ", 2)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d", date) and re.fullmatch(r"\d\d:\d\d:\d\d,\d{3}", clock), line
+        assert rest.startswith("INFO w3 proxy.access {")
+        assert json.loads(rest.split(" ", 3)[3])["request_id"] == rid
+    assert [json.loads(r.getMessage())["request_id"] for r in capture.records] == ["plain"]
+    assert stream.getvalue().splitlines()[3].endswith(capture.records[0].getMessage())  # formatted by logging
 
 
 async def test_input_limits(aiohttp_server, tmp_path, upstream):
