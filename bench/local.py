@@ -10,7 +10,10 @@ What it measures (it measures, it never asserts):
   the same sentences with sentence-transformers in this process (batch 64), and the ratio;
 * rerank (bi-encoder cosine, 1 query x 64 documents per request), in pairs per second;
 * chat streaming (SmolLM2-135M-Instruct, llama.cpp): tokens per second for one stream and for four at once;
-* model load times (from the gateway's log) and the gateway's resident memory after loading and at peak.
+* model load times (from the gateway's log) and the gateway's resident memory after loading and at peak;
+* where the CPU went in each embedding phase, in cores: the gateway's event loop (its main thread), its
+  other threads (the model's passes), and this process's clients; and CPU milliseconds per sentence
+  for the gateway with its clients and for the offline encode, which compare without the wall clock.
 
 The gateway runs as `python -m proxy serve` in a subprocess with a temporary data folder; the
 clients share the machine with it, so on two cores the figures are rough (±15 % between runs).
@@ -25,6 +28,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -57,6 +61,43 @@ def rss_kb(pid: int) -> tuple[int, int]:
         key, _, value = line.partition(":")
         fields[key] = value.strip()
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def thread_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process's main thread (the gateway's event loop) and of its other threads."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = other = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        if tid == str(pid):
+            main += seconds
+        else:
+            other += seconds
+    return main, other
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(pid: int, run, sentences: int) -> tuple[float, dict]:
+    """`run()`'s sentences per second, and where the CPU went meanwhile."""
+    main0, other0 = thread_cpu_s(pid)
+    own0 = own_cpu_s()
+    began = time.perf_counter()
+    rate = run()
+    wall = time.perf_counter() - began
+    main1, other1 = thread_cpu_s(pid)
+    client = own_cpu_s() - own0
+    total = main1 - main0 + other1 - other0 + client
+    return rate, {"gateway_loop_cores": round((main1 - main0) / wall, 2),
+                  "gateway_other_cores": round((other1 - other0) / wall, 2), "client_cores": round(client / wall, 2),
+                  "cpu_ms_per_sentence": round(total / sentences * 1000, 2)}
 
 
 async def wait_ready(base: str, timeout: float = 300) -> None:
@@ -120,11 +161,14 @@ def offline_embed_rate(texts: list[str]) -> float:
     model = SentenceTransformer(folder, device="cpu")
     model.encode(texts[:64], batch_size=64)
     best = 0.0
+    cpu = float("inf")
     for _ in range(2):
         began = time.perf_counter()
+        own = own_cpu_s()
         model.encode(texts, batch_size=64, show_progress_bar=False)
         best = max(best, len(texts) / (time.perf_counter() - began))
-    return best
+        cpu = min(cpu, (own_cpu_s() - own) / len(texts) * 1000)
+    return best, cpu
 
 
 def main() -> None:
@@ -152,10 +196,12 @@ def main() -> None:
         results["rss_after_load_mb"] = round(rss_kb(proc.pid)[0] / 1024)
         results["load_s"] = {m: float(s) for m, s in re.findall(r"local model \[([^\]]+)\] ready in ([0-9.]+) s",
                                                                log_path.read_text())}
-        embed = {}
+        embed, cpu = {}, {}
         for c in (1, 8, 64):
-            embed[c] = round(asyncio.run(embed_clients(base, texts, c)), 1)
+            rate, cpu[c] = measured(proc.pid, lambda: asyncio.run(embed_clients(base, texts, c)), len(texts))
+            embed[c] = round(rate, 1)
         results["embed_sentences_per_s"] = embed
+        results["embed_cpu"] = cpu
         results["rerank_pairs_per_s"] = round(asyncio.run(rerank_rate(base, 4 if args.quick else 10)), 1)
         results["chat_tokens_per_s"] = {1: round(asyncio.run(chat_rate(base, 1, 128)), 1),
                                         4: round(asyncio.run(chat_rate(base, 4, 128)), 1)}
@@ -163,17 +209,22 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(30)
-    offline = offline_embed_rate(texts)  # after the gateway stopped: the cores are the model's alone
+    offline, offline_cpu = offline_embed_rate(texts)  # after the gateway stopped: the cores are the model's alone
     results["offline_batched_sentences_per_s"] = round(offline, 1)
+    results["offline_cpu_ms_per_sentence"] = round(offline_cpu, 2)
     results["ratio_to_offline"] = {c: round(v / offline, 2) for c, v in results["embed_sentences_per_s"].items()}
     out = BENCH / "results"
     out.mkdir(exist_ok=True)
     (out / "local.json").write_text(json.dumps(results, indent=2))
     print(f"models ready after {results['all_models_ready_s']} s; load times: "
           + ", ".join(f"{m} {s:.1f} s" for m, s in results["load_s"].items()))
-    print(f"offline batched encode: {offline:.0f} sentences/s")
+    print(f"offline batched encode: {offline:.0f} sentences/s, {offline_cpu:.2f} CPU ms/sentence")
     for c, v in results["embed_sentences_per_s"].items():
-        print(f"{c:>3} concurrent clients: {v:>7.1f} sentences/s  ({results['ratio_to_offline'][c]:.0%} of offline)")
+        split = results["embed_cpu"][c]
+        print(f"{c:>3} concurrent clients: {v:>7.1f} sentences/s  ({results['ratio_to_offline'][c]:.0%} of offline); "
+              f"cores: gateway loop {split['gateway_loop_cores']}, gateway model and other threads "
+              f"{split['gateway_other_cores']}, clients {split['client_cores']}; "
+              f"{split['cpu_ms_per_sentence']} CPU ms/sentence")
     print(f"rerank: {results['rerank_pairs_per_s']} pairs/s; chat: {results['chat_tokens_per_s'][1]} tok/s (1 stream), "
           f"{results['chat_tokens_per_s'][4]} tok/s (4 streams)")
     print(f"gateway RSS: {results['rss_after_load_mb']} MB after load, {results['rss_peak_mb']} MB peak")

@@ -18,7 +18,7 @@ FLUSH_LINES = 512
 class AccessLog:
     """Writes the access log's lines. Through `logging` a line costs a LogRecord, a lookup of the
     caller's frame, formatting, and a write and a flush of its own: about 25 µs, a twentieth of a
-    proxied request (bench/profile.py). When the line would reach nothing but the one stream handler
+    proxied request (bench/hotspots.py). When the line would reach nothing but the one stream handler
     that the gateway's own set-up (`logging.basicConfig`) put on the root logger, the lines of one
     event loop are formatted here exactly as that handler's formatter would, and written to its
     stream in one write at most `FLUSH_S` later (or once `FLUSH_LINES` wait; `flush` at shutdown).

@@ -155,3 +155,38 @@ async def test_concurrency_runs_passes_side_by_side():
         assert await batcher.submit([5]) == [10]
     finally:
         await batcher.close()
+
+
+async def test_while_a_pass_runs_the_next_one_waits_for_the_callers_that_come_back():
+    model = FakeModel()
+    batcher = Batcher("fake", model, concurrency=2, linger=30.0)  # only the batch forming ends the wait here
+    batcher.start()
+    try:
+        assert await asyncio.gather(*(batcher.submit([i]) for i in range(3))) == [[0], [2], [4]]
+        model.gate.clear()
+        model.entered.clear()
+        held = asyncio.gather(*(batcher.submit([i]) for i in (10, 11, 12)))
+        await asyncio.to_thread(model.entered.wait, 5)  # one owner is inside a pass of 3
+        back = []
+        for i in (20, 21, 22):  # the callers of the last pass come back one by one
+            back.append(asyncio.create_task(batcher.submit([i])))
+            await asyncio.sleep(0.01)
+        await _until(lambda: len(model.passes) == 3)
+        assert model.passes[-1] == [20, 21, 22]  # one pass, not three of one input
+        # and a lingering owner goes as soon as the running pass ends
+        model.gate.set()
+        assert await held == [[20], [22], [24]]
+        assert [await t for t in back] == [[40], [42], [44]]
+        model.gate.clear()
+        model.entered.clear()
+        held = asyncio.gather(*(batcher.submit([i]) for i in (1, 2, 3)))
+        await asyncio.to_thread(model.entered.wait, 5)
+        alone = asyncio.create_task(batcher.submit([9]))
+        await asyncio.sleep(0.01)
+        assert len(model.passes) == 4  # [9] waits for company while the pass of 3 runs
+        model.gate.set()
+        assert await held == [[2], [4], [6]]
+        assert await alone == [18]
+    finally:
+        model.gate.set()
+        await batcher.close()

@@ -2,15 +2,15 @@
 or the Python stream client (chat streams) loads it, and the hottest functions are printed.
 
     pip install py-spy
-    .venv/bin/python bench/profile.py                       # /v1/embeddings, as users run it
-    .venv/bin/python bench/profile.py --target gw_es        # /_inference/text_embedding/{id}
-    .venv/bin/python bench/profile.py --target stream_v1    # translated /v1 chat stream
-    .venv/bin/python bench/profile.py --target stream_pt    # passed-through /v1 chat stream
+    .venv/bin/python bench/hotspots.py                       # /v1/embeddings, as users run it
+    .venv/bin/python bench/hotspots.py --target gw_es        # /_inference/text_embedding/{id}
+    .venv/bin/python bench/hotspots.py --target stream_v1    # translated /v1 chat stream
+    .venv/bin/python bench/hotspots.py --target stream_pt    # passed-through /v1 chat stream
 
 Same processes, pinning and gateway configuration as `bench/overhead.py` (whose helpers it uses).
 Prints two tables, the functions with the most samples on top of the stack (self) and in the stack
 (total, each function counted once per sample), and writes both with the raw stacks' path to
-bench/results/profile-<target>.json.
+bench/results/hotspots-<target>.json.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.target}: {total} samples; load {json.dumps(load)}")
         print_table("Self (top of stack)", res["self"])
         print_table("Total (anywhere in the stack)", res["total"])
-        write_results(res, str(BENCH / "results" / f"profile-{args.target}{'-' + args.label if args.label else ''}"
+        write_results(res, str(BENCH / "results" / f"hotspots-{args.target}{'-' + args.label if args.label else ''}"
                                                    ".json"))
     finally:
         for proc in procs:
