@@ -448,6 +448,7 @@ class Connection(asyncio.Protocol):
         keep = self._parser.should_keep_alive()
         response._finish()
         if keep and not self.closed:
+            self.resume()  # the whole answer is in `response` now: a paused socket would stall the next call
             self._pool.release(self)
         else:
             self.abort()

@@ -311,6 +311,22 @@ async def test_a_stream_read_chunk_by_chunk_with_backpressure(pool):
     assert most_buffered < 1 << 20  # reading from the socket paused instead of buffering the whole answer
 
 
+async def test_a_connection_paused_by_a_stream_reads_again_for_its_next_call(pool):
+    """A streamed answer that arrives whole while its reader is away pauses the socket; the connection goes
+    back to the pool reading again, or the next call on it would wait forever."""
+    big = b"data: " + b"z" * (200 << 10) + b"\n\n"
+    async with serve(answer(big, "Content-Type: text/event-stream"), answer(b"next")) as server:
+        resp = await pool.request("POST", f"{server.url}/", {}, b"{}", streaming=True)
+        await asyncio.sleep(0.2)  # the whole answer arrives before the first read
+        got = b""
+        while chunk := await resp.readany():
+            got += chunk
+        resp.close()
+        assert got == big
+        assert (await asyncio.wait_for(call(pool, f"{server.url}/"), 2))[2] == b"next"
+    assert server.connections == 1
+
+
 async def test_leaving_a_stream_early_closes_its_connection(pool):
     async def handler(reader, writer):
         await server.read_request(reader)
