@@ -476,10 +476,13 @@ class Connection(asyncio.Protocol):
         try:
             await waiter
         except BaseException:
-            self.abort()  # cancelled, or failed: this connection's state is unknown
+            response.close()  # cancelled, or failed: an unfinished answer's connection is dropped
             raise
         finally:
-            self._headers_waiter = None
+            # a whole answer may have arrived with its head: this connection can already be back in its
+            # pool and carrying another call, whose waiter is not ours to clear
+            if self._headers_waiter is waiter:
+                self._headers_waiter = None
         return response
 
     def abort(self) -> None:

@@ -139,6 +139,26 @@ async def test_keep_alive_reuses_one_connection(pool):
     assert bodies == [b"one", b"two", b"three"] and server.connections == 1
 
 
+async def test_concurrent_calls_on_connections_handed_straight_back(pool):
+    """An answer that arrives whole with its head sends its connection back to the pool before its caller
+    runs again; another call may take it at once. Neither may lose the other's answer."""
+    async def handler(reader, writer):
+        while True:
+            await server.read_request(reader)
+            writer.write(answer(b"ok"))
+            await writer.drain()
+
+    server = Server(handler)
+
+    async def worker():
+        for _ in range(30):
+            assert (await call(pool, f"{server.url}/"))[2] == b"ok"
+
+    async with server:
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(16))), 10)
+    assert server.connections <= 16
+
+
 async def test_connection_close_is_honoured(pool):
     async with serve(answer(b"one", "Connection: close"), answer(b"two")) as first:
         assert (await call(pool, f"{first.url}/"))[2] == b"one"
