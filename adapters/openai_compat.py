@@ -16,6 +16,7 @@ import msgspec
 
 from proxy.chat_params import OPTIONAL as OPTIONAL_CHAT_PARAMS
 from proxy.errors import StatusError, StreamReportedError
+from proxy.sse import whole_events
 from proxy.types import (CanonicalRequest, ChatDelta, ChatMessage, ChatRequest, ChatResult,
                          EmbedRequest, EmbedResult, FunctionCall, InputType, RerankRequest, RerankResult, TaskType,
                          ToolCall, ToolCallDelta, Usage)
@@ -281,22 +282,7 @@ class OpenAIStreamReader:
         if self._framed or b"\r" in chunk:
             self._by_event(self._take(chunk), out)
             return
-        if not rest:  # the usual read: whole events, or whole events and the start of one
-            end = chunk.rfind(b"\n\n")
-            if end < 0:
-                rest += chunk
-                whole = b""
-            else:
-                whole = chunk[:end + 2] if end + 2 < len(chunk) else chunk
-                rest += chunk[end + 2:]
-        else:  # the end of an event begun in an earlier read: the bytearray grows, never copied whole
-            start = len(rest)
-            rest += chunk
-            end = rest.rfind(b"\n\n", max(0, start - 1))
-            whole = b""
-            if end >= 0:
-                whole = bytes(rest[:end + 2])
-                del rest[:end + 2]
+        whole = whole_events(rest, chunk)
         if len(rest) > self.decoder.limit:  # the decoder raises for it, or reads the rest
             self._by_event(whole + self._take(b""), out)
         elif whole:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import ipaddress
 import re
@@ -524,6 +525,22 @@ class Connection(asyncio.Protocol):
             done.set_result(None)
 
 
+@contextlib.contextmanager
+def _connect_errors(shown: str, cleanup: Callable[[], None]) -> Iterator[None]:
+    """A failed connect or TLS handshake: `cleanup` the socket, and say which, in `ClientError`s."""
+    try:
+        yield
+    except ssl.SSLCertVerificationError as exc:
+        cleanup()
+        raise CertificateError(f"Cannot connect to host {shown} [{exc.verify_message or exc}]") from None
+    except (ssl.SSLError, OSError) as exc:
+        cleanup()
+        raise ConnectError(f"Cannot connect to host {shown} [{exc}]") from None
+    except BaseException:
+        cleanup()
+        raise
+
+
 def _unverified_context() -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -663,20 +680,11 @@ class Pool:
         shown = f"{t.host}:{t.port} ssl:{'default' if context is not None else False}"
         sock = await self._open_socket(hop.host, hop.port, shown if proxy is None else f"proxy {hop.authority}")
         tunnel = proxy is not None and t.scheme == "https"
-        try:
+        with _connect_errors(shown, sock.close):
             _, conn = await loop.create_connection(lambda: Connection(self, key), sock=sock,
                                                    ssl=None if tunnel else context,
                                                    server_hostname=t.host if context is not None and not tunnel
                                                    else None)
-        except ssl.SSLCertVerificationError as exc:
-            sock.close()
-            raise CertificateError(f"Cannot connect to host {shown} [{exc.verify_message or exc}]") from None
-        except (ssl.SSLError, OSError) as exc:
-            sock.close()
-            raise ConnectError(f"Cannot connect to host {shown} [{exc}]") from None
-        except BaseException:
-            sock.close()
-            raise
         self._open.add(conn)
         if tunnel:
             await self._tunnel(conn, t, context, shown)  # type: ignore[arg-type]
@@ -686,20 +694,11 @@ class Pool:
         proxy = self._proxy
         assert proxy is not None
         auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
-        try:
+        with _connect_errors(shown, conn.abort):
             await conn.tunnel(f"CONNECT {t.host}:{t.port} HTTP/1.1\r\nHost: {t.authority}\r\n{auth}\r\n"
                               .encode("utf-8"))
             tls_transport = await asyncio.get_running_loop().start_tls(conn.transport, conn, context,
                                                                         server_hostname=t.host)
-        except ssl.SSLCertVerificationError as exc:
-            conn.abort()
-            raise CertificateError(f"Cannot connect to host {shown} [{exc.verify_message or exc}]") from None
-        except (ssl.SSLError, OSError) as exc:
-            conn.abort()
-            raise ConnectError(f"Cannot connect to host {shown} [{exc}]") from None
-        except BaseException:
-            conn.abort()
-            raise
         conn.transport = tls_transport  # type: ignore[assignment]
 
     async def close(self) -> None:

@@ -174,3 +174,24 @@ class NDJSONDecoder:
         rest = bytes(self._buf).strip()
         self._buf.clear()
         return [rest] if rest else []
+
+
+def whole_events(pending: bytearray, chunk: bytes) -> bytes:
+    """The LF-framed events that `chunk` completes (each ends with a blank line), as one bytes; what
+    follows the last of them stays in `pending`, which grows with the next reads instead of being
+    copied whole each time."""
+    if not pending:  # the usual read: whole events, or whole events and the start of one
+        end = chunk.rfind(b"\n\n")
+        if end < 0:
+            pending += chunk
+            return b""
+        pending += chunk[end + 2:]
+        return chunk[:end + 2] if end + 2 < len(chunk) else chunk
+    start = len(pending)
+    pending += chunk
+    end = pending.rfind(b"\n\n", max(0, start - 1))
+    if end < 0:
+        return b""
+    whole = bytes(pending[:end + 2])
+    del pending[:end + 2]
+    return whole

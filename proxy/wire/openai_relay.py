@@ -27,7 +27,7 @@ import msgspec
 
 from ..contract import Relayed, StreamWire
 from ..errors import GatewayError
-from ..sse import DEFAULT_MAX_EVENT_BYTES, FrameTooLarge, SSEDecoder, SSEEvent
+from ..sse import DEFAULT_MAX_EVENT_BYTES, FrameTooLarge, SSEDecoder, SSEEvent, whole_events
 from ..types import Usage
 
 # `"model": "..."` (or null) anywhere in the bytes: a key, since a string's own quotes are escaped
@@ -60,18 +60,7 @@ class ChatRelay:
                 self._buf.clear()
             return self._events(self._decoder.feed(chunk), parser)
         buf = self._buf
-        if not buf:  # the usual read: whole events, or whole events and the start of one
-            end = chunk.rfind(b"\n\n")
-            whole = chunk[:end + 2] if end >= 0 else b""
-            buf += chunk[end + 2:] if end >= 0 else chunk
-        else:  # the end of an event that started in an earlier read: kept in a bytearray, never re-copied whole
-            start = len(buf)
-            buf += chunk
-            end = buf.rfind(b"\n\n", max(0, start - 1))
-            whole = b""
-            if end >= 0:
-                whole = bytes(buf[:end + 2])
-                del buf[:end + 2]
+        whole = whole_events(buf, chunk)
         if len(buf) > DEFAULT_MAX_EVENT_BYTES:
             raise FrameTooLarge(DEFAULT_MAX_EVENT_BYTES)
         if not whole:
