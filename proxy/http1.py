@@ -62,8 +62,9 @@ class ConnectError(ClientError):
         self.denied = denied
 
 
-class CertificateError(ConnectError):
-    """The peer's TLS certificate failed verification: trying again will not help."""
+class TLSError(ConnectError):
+    """The TLS handshake failed (a certificate that does not verify, no common protocol): trying again
+    will not help."""
 
 
 class ProtocolError(ClientError):
@@ -90,7 +91,9 @@ def target(url: str) -> Target:
         raise ClientError(f"Invalid URL: {exc}") from None
     host = parsed.raw_host
     if parsed.scheme not in ("http", "https") or not host or port is None:
-        raise ClientError(f"Invalid URL [{parsed.with_query(None)}]: an http or https URL with a host is needed")
+        # shown without credentials: userinfo and query strings (`?key=`) may carry them
+        shown = parsed.with_user(None).with_query(None)
+        raise ClientError(f"Invalid URL [{shown}]: an http or https URL with a host is needed")
     shown = f"[{host}]" if ":" in host else host
     authority = shown if parsed.is_default_port() else f"{shown}:{port}"
     authorization = None
@@ -305,12 +308,6 @@ class Response:
         if self._error is not None:
             raise self._error
         return b""
-
-    @property
-    def connection_lost(self) -> bool:
-        """Whether the connection behind an unfinished answer is gone (a read that times out tells a
-        dead connection from a silent one by this)."""
-        return self._conn is None or self._conn.closed
 
     def close(self) -> None:
         """Leave the answer: a connection whose answer has not fully arrived is dropped (the upstream
@@ -530,10 +527,11 @@ def _connect_errors(shown: str, cleanup: Callable[[], None]) -> Iterator[None]:
     """A failed connect or TLS handshake: `cleanup` the socket, and say which, in `ClientError`s."""
     try:
         yield
-    except ssl.SSLCertVerificationError as exc:
+    except ssl.SSLError as exc:
         cleanup()
-        raise CertificateError(f"Cannot connect to host {shown} [{exc.verify_message or exc}]") from None
-    except (ssl.SSLError, OSError) as exc:
+        why = exc.verify_message if isinstance(exc, ssl.SSLCertVerificationError) else None
+        raise TLSError(f"Cannot connect to host {shown} [{why or exc}]") from None
+    except OSError as exc:
         cleanup()
         raise ConnectError(f"Cannot connect to host {shown} [{exc}]") from None
     except BaseException:

@@ -123,7 +123,7 @@ class Transport:
         opts: dict = {}
         if self._proxy:
             opts["proxy"] = self._proxy
-        tls = self._ssl.get(_normalise(service))
+        tls = self._tls(service)
         if tls is not None:
             opts["ssl"] = tls
         return opts
@@ -228,9 +228,7 @@ async def iter_body(resp: http1.Response, idle_timeout: float) -> AsyncIterator[
             if not chunk:
                 return
             yield chunk
-    except asyncio.TimeoutError:
-        if resp.connection_lost:
-            raise UpstreamUnreachable("The upstream connection closed in the middle of the stream") from None
+    except asyncio.TimeoutError:  # a connection that closes fails the read at once (http1.ProtocolError)
         raise UpstreamTimeout(f"The upstream stream stalled for more than [{idle_timeout:g}s]") from None
     except http1.ClientError as exc:
         raise UpstreamUnreachable(f"The upstream stream failed: {_describe(exc)}") from None
@@ -240,11 +238,11 @@ def _via(headers: Mapping[str, str]) -> dict[str, str]:
     return {**headers, "Via": _VIA}
 
 
-def _unreachable(exc: Exception) -> UpstreamError:
+def _unreachable(exc: http1.ClientError) -> UpstreamError:
     if isinstance(exc, http1.ConnectError) and exc.denied:
         return UpstreamError(f"The upstream service was not called: {_describe(exc)}", upstream_status=403)
     # a certificate that fails verification will fail again: retrying only burns the deadline
-    retryable = not isinstance(exc, http1.CertificateError)
+    retryable = not isinstance(exc, http1.TLSError)
     return UpstreamUnreachable(f"Failed to reach the upstream service: {_describe(exc)}", retryable=retryable)
 
 

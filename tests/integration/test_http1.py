@@ -128,6 +128,13 @@ async def test_a_header_value_with_a_line_break_is_refused_before_anything_is_se
     assert server.heads == []
 
 
+@pytest.mark.parametrize("url", ["ftp://user:s3cret@host/x?key=s3cret", "http://user:s3cret@host:99999/?key=s3cret"])
+async def test_an_invalid_url_is_refused_without_its_credentials(pool, url):
+    with pytest.raises(http1.ClientError, match="Invalid URL") as info:
+        await call(pool, url)
+    assert "s3cret" not in str(info.value)
+
+
 async def test_an_invalid_header_name_is_refused(pool):
     with pytest.raises(http1.ClientError, match="header name"):
         await call(pool, "http://127.0.0.1:9/", headers={"Bad Name:": "x"})
@@ -392,9 +399,21 @@ async def test_tls_with_a_trusted_ca_and_a_refused_certificate(pool, ca):
     async with server:
         assert (await call(pool, f"{server.url}/", tls=trusted))[2] == b"secure"
         assert (await call(pool, f"{server.url}/", tls=trusted))[2] == b"again"
-        with pytest.raises(http1.CertificateError):
+        with pytest.raises(http1.TLSError):
             await call(pool, f"{server.url}/")  # the system's trust store does not know the test CA
         assert (await call(pool, f"{server.url}/", tls=False))[2] == b"secure"  # unverified, a new connection
+
+
+async def test_tls_to_a_server_that_does_not_speak_it_is_a_tls_error(pool):
+    """Any failed handshake, not only a certificate, is a TLSError: the transport does not retry those."""
+    async def plain(reader, writer):
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")  # what it says to a ClientHello
+        await writer.drain()
+        await reader.read()
+
+    async with Server(plain) as server:
+        with pytest.raises(http1.TLSError):
+            await asyncio.wait_for(call(pool, f"https://127.0.0.1:{server.port}/", tls=False), 5)
 
 
 class ConnectProxy:
